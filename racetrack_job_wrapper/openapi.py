@@ -1,0 +1,240 @@
+"""The OpenAPI 3.1 document of one job, built once at start-up from its endpoint descriptions."""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
+from racetrack_job_wrapper.schema import SchemaBuilder, json_default
+
+OPENAPI_VERSION = '3.1.0'
+API_PREFIX = '/api/v1'
+AUTH_HEADER = 'X-Racetrack-Auth'
+AUTH_SCHEME = 'RacetrackAuth'
+JOB_TAG = 'job'
+STATUS_TAG = 'status'
+_ERROR_REF = {'$ref': '#/components/schemas/Error'}
+_ERROR_SCHEMA = {
+    'type': 'object',
+    'title': 'Error',
+    'properties': {'error': {'type': 'string'}, 'type': {'type': 'string'}},
+    'required': ['error', 'type'],
+}
+_NULLABLE_STRING = {'anyOf': [{'type': 'string'}, {'type': 'null'}]}
+
+
+def build_openapi(endpoints: Iterable[EndpointSpec], *, title: str, version: str, base_path: str = '',
+                  description: str = '', auth_header: str = AUTH_HEADER) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for a job's endpoints (paths under /api/v1) plus its status endpoints.
+
+    `servers` lists `base_path` (the `/pub/job/{name}/{version}` prefix the job is reached
+    through) and `/`, so "Try it out" works whichever way the docs page was opened.
+    """
+    builder = SchemaBuilder()
+    operation_ids: set[str] = set()
+    paths: dict[str, dict[str, Any]] = {}
+    for spec in endpoints:
+        path = API_PREFIX + spec.path
+        paths.setdefault(path, {})[spec.method.lower()] = _operation(spec, path, builder, operation_ids)
+    for path, method, operation in _status_operations():
+        operation['operationId'] = _unique(operation['operationId'], operation_ids)
+        paths.setdefault(path, {})[method] = operation
+    servers = [{'url': base_path, 'description': 'through the Racetrack gateway'}] if base_path else []
+    servers.append({'url': '/', 'description': 'the job directly'})
+    info: dict[str, Any] = {'title': title, 'version': version}
+    if description:
+        info['description'] = description
+    components: dict[str, Any] = {
+        'schemas': {**builder.components, 'Error': _ERROR_SCHEMA},
+        'securitySchemes': {AUTH_SCHEME: {
+            'type': 'apiKey', 'in': 'header', 'name': auth_header,
+            'description': 'Racetrack authentication token, checked by the Racetrack gateway '
+                           'in front of the job.',
+        }},
+    }
+    return {
+        'openapi': OPENAPI_VERSION,
+        'info': info,
+        'servers': servers,
+        'paths': paths,
+        'components': components,
+        'security': [{AUTH_SCHEME: []}],
+        'tags': [{'name': JOB_TAG, 'description': 'Calls to the job'},
+                 {'name': STATUS_TAG, 'description': 'Probes, parameters and metrics'}],
+    }
+
+
+def _operation(spec: EndpointSpec, path: str, builder: SchemaBuilder, operation_ids: set[str]) -> dict[str, Any]:
+    options = spec.options
+    description = options.get('description', spec.description) or ''
+    summary = options.get('summary') or _first_line(description) or _title_from_path(spec.path)
+    operation: dict[str, Any] = {
+        'tags': list(options.get('tags') or [JOB_TAG]),
+        'summary': summary,
+        'operationId': _unique(options.get('operation_id') or _operation_id(spec.method, path), operation_ids),
+    }
+    if description:
+        operation['description'] = description
+    if options.get('deprecated'):
+        operation['deprecated'] = True
+    example = dict(spec.example) if spec.example is not None else {}
+    parameters = [_parameter(param, builder, example) for param in spec.params if param.source != 'body']
+    if parameters:
+        operation['parameters'] = parameters
+    body_params = [param for param in spec.params if param.source == 'body']
+    if body_params or (spec.accepts_any_kwargs and spec.method not in ('GET', 'HEAD', 'DELETE')):
+        operation['requestBody'] = _request_body(spec, body_params, builder, example)
+    operation['responses'] = {
+        '200': {
+            'description': spec.returns_description or 'The result of the call',
+            'content': {'application/json': {'schema': builder.schema(spec.returns)}},
+        },
+        '400': _error_response('Invalid input: a parameter is missing, unexpected or of the wrong type, '
+                               'or the job refused it with a ValueError'),
+        '429': _error_response('Too many requests wait for the job already'),
+        '500': _error_response('The job failed, or its result cannot be expressed in JSON'),
+    }
+    return operation
+
+
+def _request_body(spec: EndpointSpec, params: list[ParamSpec], builder: SchemaBuilder,
+                  example: dict[str, Any]) -> dict[str, Any]:
+    properties = {param.name: _property(param, builder) for param in params}
+    required = [param.name for param in params if param.required]
+    schema: dict[str, Any] = {'type': 'object', 'properties': properties}
+    if required:
+        schema['required'] = required
+    if not spec.accepts_any_kwargs:
+        schema['additionalProperties'] = False
+    media: dict[str, Any] = {'schema': schema}
+    body_names = {param.name for param in params}
+    body_example = {name: value for name, value in example.items()
+                    if name in body_names or (spec.accepts_any_kwargs and spec.param(name) is None)}
+    if body_example:
+        media['example'] = body_example
+    # An empty body means `{}`, so the body is only required when some parameter is.
+    return {'required': bool(required), 'content': {'application/json': media}}
+
+
+def _property(param: ParamSpec, builder: SchemaBuilder) -> dict[str, Any]:
+    schema = dict(builder.schema(param.annotation))
+    if param.description:
+        schema['description'] = param.description
+    if not param.required:
+        has_default, default = json_default(param.default)
+        if has_default:
+            schema['default'] = default
+    if param.examples:
+        examples = [json_default(example) for example in param.examples]
+        if all(ok for ok, _ in examples):
+            schema['examples'] = [value for _, value in examples]
+    return schema
+
+
+def _parameter(param: ParamSpec, builder: SchemaBuilder, example: dict[str, Any]) -> dict[str, Any]:
+    schema = dict(builder.schema(param.annotation))
+    if not param.required:
+        has_default, default = json_default(param.default)
+        if has_default:
+            schema['default'] = default
+    parameter: dict[str, Any] = {
+        'name': param.name,
+        'in': param.source,
+        'required': param.source == 'path' or param.required,
+        'schema': schema,
+    }
+    if param.description:
+        parameter['description'] = param.description
+    if param.examples and json_default(param.examples[0])[0]:
+        parameter['example'] = json_default(param.examples[0])[1]
+    elif param.name in example:
+        parameter['example'] = example[param.name]
+    return parameter
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {'description': description, 'content': {'application/json': {'schema': _ERROR_REF}}}
+
+
+def _status_operations() -> list[tuple[str, str, dict[str, Any]]]:
+    """The endpoints every job has besides its own: parameters, probes, metrics."""
+    parameters_schema = {
+        'type': 'array',
+        'items': {
+            'type': 'object',
+            'properties': {'name': {'type': 'string'}, 'type': _NULLABLE_STRING, 'default_value': {}},
+            'required': ['name', 'type'],
+        },
+    }
+    live_schema = {
+        'type': 'object',
+        'properties': {'live': {'type': 'boolean'}, 'deployment_timestamp': {},
+                       'error': {'type': 'string'}},
+        'required': ['live'],
+    }
+    ready_schema = {'type': 'object', 'properties': {'ready': {'type': 'boolean'}}, 'required': ['ready']}
+    health_schema = {
+        'type': 'object',
+        'properties': {
+            'service': {'type': 'string'}, 'job_name': {'type': 'string'},
+            'status': {'type': 'string', 'enum': ['pass', 'fail']},
+            'live': {'type': 'boolean'}, 'ready': {'type': 'boolean'}, 'error': _NULLABLE_STRING,
+            'job_version': {'type': 'string'}, 'git_version': _NULLABLE_STRING,
+            'deployed_by_racetrack_version': _NULLABLE_STRING, 'deployment_timestamp': {},
+            'job_type_version': _NULLABLE_STRING,
+        },
+        'required': ['status', 'live', 'ready'],
+    }
+
+    def probe(operation_id: str, summary: str, schema: dict[str, Any], failing: str) -> dict[str, Any]:
+        content = {'application/json': {'schema': schema}}
+        return {
+            'tags': [STATUS_TAG], 'summary': summary, 'operationId': operation_id, 'security': [],
+            'responses': {'200': {'description': 'OK', 'content': content},
+                          '500': {'description': failing, 'content': content}},
+        }
+
+    return [
+        (API_PREFIX + '/parameters', 'get', {
+            'tags': [STATUS_TAG], 'summary': 'Parameters of perform: name, type and default value',
+            'operationId': 'get_parameters',
+            'responses': {'200': {'description': 'The parameters of perform',
+                                  'content': {'application/json': {'schema': parameters_schema}}}},
+        }),
+        ('/live', 'get', probe('get_live', 'Liveness probe', live_schema, 'The job failed to start')),
+        ('/ready', 'get', probe('get_ready', 'Readiness probe', ready_schema, 'The job is not ready yet')),
+        ('/health', 'get', probe('get_health', 'Health of the job and its versions', health_schema,
+                                 'The job is not live or not ready')),
+        ('/metrics', 'get', {
+            'tags': [STATUS_TAG], 'summary': 'Prometheus metrics', 'operationId': 'get_metrics',
+            'security': [],
+            'responses': {'200': {'description': 'Metrics in the Prometheus text format',
+                                  'content': {'text/plain': {'schema': {'type': 'string'}}}}},
+        }),
+    ]
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().split('\n', 1)[0].strip() if text else ''
+    return line if len(line) <= 120 else line[:117] + '...'
+
+
+def _title_from_path(path: str) -> str:
+    words = re.sub(r'[{}]', '', path).strip('/').replace('/', ' ').replace('_', ' ').replace('-', ' ')
+    return words[:1].upper() + words[1:] if words else 'Call'
+
+
+def _operation_id(method: str, path: str) -> str:
+    slug = re.sub(r'[^A-Za-z0-9]+', '_', path.removeprefix(API_PREFIX)).strip('_') or 'root'
+    return f'{method.lower()}_{slug}'
+
+
+def _unique(operation_id: str, taken: set[str]) -> str:
+    candidate = operation_id
+    counter = 2
+    while candidate in taken:
+        candidate = f'{operation_id}_{counter}'
+        counter += 1
+    taken.add(candidate)
+    return candidate
+
