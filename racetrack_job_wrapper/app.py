@@ -1,0 +1,256 @@
+"""Composition: the route table of one job, and the error boundary every request passes."""
+from __future__ import annotations
+
+import logging
+from http import HTTPMethod
+from typing import Any, Callable, Iterable
+
+from racetrack_job_wrapper.endpoint_config import EndpointConfig
+from racetrack_job_wrapper.endpoints import (
+    EndpointSpec, JobDefinitionError, describe_endpoint, describe_parameters, validate_example)
+from racetrack_job_wrapper.health import HealthState, health_body, live_body, ready_body
+from racetrack_job_wrapper.invoke import AsyncRunner, ConcurrencyLimiter, Invoker, RequestContext
+from racetrack_job_wrapper.manifest import JobSettings
+from racetrack_job_wrapper.messages import (
+    HTTPError, Request, Response, error_response, http_error_response, json_response)
+from racetrack_job_wrapper.metrics import JobMetrics
+from racetrack_job_wrapper.routing import Route, Router, allowed_methods, normalize_path, split_base_path
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = '/api/v1'
+# Options of EndpointConfig.other_options that reach the API docs; others are ignored with a warning.
+DOC_OPTIONS = frozenset({'tags', 'summary', 'description', 'deprecated', 'operation_id'})
+
+
+class App:
+    """Turns a Request into a Response: path normalisation, routing, CORS, the error boundary."""
+
+    def __init__(self, router: Router, settings: JobSettings, *,
+                 fallback: Callable[[Request], Response] | None = None):
+        self.router = router
+        self.settings = settings
+        self._fallback = fallback
+        origins = settings.cors_allow_origins
+        self._any_origin = '*' in origins
+        self._origins = frozenset(origins)
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request; never raises for a job or routing error (only for a lost client)."""
+        try:
+            base_path, request.path = split_base_path(normalize_path(request.raw_path))
+            request.base_path = base_path
+            if request.method == 'OPTIONS':
+                response = self._options(request)
+            else:
+                response = self._route(request)
+        except HTTPError as e:
+            response = http_error_response(e)
+        except Exception as e:
+            logger.exception('%s %s failed', request.method, request.raw_path)
+            response = error_response(500, f'{type(e).__name__}: {e}', type(e).__name__)
+        self._add_cors(request, response)
+        return response
+
+    def _route(self, request: Request) -> Response:
+        try:
+            route, handler, request.path_params = self.router.match(request.method, request.path)
+        except HTTPError as e:
+            if e.status == 404 and self._fallback is not None:
+                return self._fallback(request)
+            raise
+        request.state['route'] = route
+        return handler(request)
+
+    def _options(self, request: Request) -> Response:
+        """CORS preflight, or the plain `Allow` answer for OPTIONS."""
+        found = self.router.find(request.path)
+        allow = allowed_methods(found[0]) if found else 'OPTIONS'
+        origin = request.headers.get('Origin')
+        if origin and request.headers.get('Access-Control-Request-Method') and self._origin_allowed(origin):
+            headers = {
+                'Access-Control-Allow-Methods': allow,
+                'Access-Control-Allow-Headers': request.headers.get('Access-Control-Request-Headers', '*'),
+                'Access-Control-Max-Age': '600',
+                'Access-Control-Allow-Credentials': 'true',
+                'Vary': 'Origin',
+            }
+            return Response(b'', 200, 'text/plain; charset=utf-8', headers)
+        if found is None and self._fallback is None:
+            raise HTTPError(404, f'no endpoint at {request.path}', error_type='NotFound')
+        return Response(b'', 204, headers={'Allow': allow})
+
+    def _origin_allowed(self, origin: str) -> bool:
+        return self._any_origin or origin in self._origins
+
+    def _add_cors(self, request: Request, response: Response) -> None:
+        origin = request.headers.get('Origin')
+        if origin and self._origin_allowed(origin) and request.method != 'OPTIONS':
+            # Echo the origin rather than `*`, so credentialed requests work too, as browsers require.
+            response.headers.append(('Access-Control-Allow-Origin', origin))
+            response.headers.append(('Access-Control-Allow-Credentials', 'true'))
+            response.headers.append(('Vary', 'Origin'))
+        elif origin and request.method == 'OPTIONS' and self._origin_allowed(origin):
+            response.headers.append(('Access-Control-Allow-Origin', origin))
+
+
+def probe_routes(health: HealthState, settings: JobSettings) -> list[Route]:
+    """`/live`, `/ready`, `/health`: answered in every phase of the server's life."""
+    def live(_: Request) -> Response:
+        status, body = live_body(health)
+        return json_response(body, status)
+
+    def ready(_: Request) -> Response:
+        status, body = ready_body(health)
+        return json_response(body, status)
+
+    def health_check(_: Request) -> Response:
+        status, body = health_body(health, settings.name, settings.version)
+        return json_response(body, status)
+
+    return [
+        Route('/live', {'GET': live}, 'live', internal=True),
+        Route('/ready', {'GET': ready}, 'ready', internal=True),
+        Route('/health', {'GET': health_check}, 'health', internal=True),
+    ]
+
+
+def home_route(settings: JobSettings) -> Route:
+    """`GET /` redirects to the home page under the job's public prefix, whichever way it was reached."""
+    location = f'/pub/job/{settings.name}/{settings.version}{settings.home_page}'
+
+    def home(_: Request) -> Response:
+        return Response(b'', 307, headers={'Location': location})
+
+    return Route('/', {'GET': home}, 'home', internal=True)
+
+
+def build_loading_app(health: HealthState, settings: JobSettings) -> App:
+    """The app served while the job loads (or after it failed to): probes, and 503 for the rest."""
+    def not_ready(request: Request) -> Response:
+        if health.error:
+            message = f'the job failed to load: {health.error}'
+        else:
+            message = 'the job is still loading; try again shortly'
+        return error_response(503, message, 'ServiceUnavailable', {'Retry-After': '1'})
+
+    return App(Router(probe_routes(health, settings) + [home_route(settings)]), settings, fallback=not_ready)
+
+
+class JobComponents:
+    """What `build_job_app` made besides the app, for the server to close on shutdown."""
+
+    def __init__(self, specs: list[EndpointSpec], async_runner: AsyncRunner | None):
+        self.specs = specs
+        self.async_runner = async_runner
+
+    def close(self) -> None:
+        """Stop the event loop thread of async job methods, if any."""
+        if self.async_runner is not None:
+            self.async_runner.close()
+
+
+def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
+                  metrics: JobMetrics, extra_routes: Iterable[Route] = ()) -> tuple[App, JobComponents]:
+    """Introspect a job instance once and build its full app; JobDefinitionError names what is wrong."""
+    specs = collect_endpoints(entrypoint)
+    context = RequestContext()
+    context.attach_to(entrypoint)
+    limiter = None
+    if settings.max_concurrency:
+        limiter = ConcurrencyLimiter(settings.max_concurrency, settings.max_concurrency_queue, metrics)
+    async_runner = AsyncRunner() if any(spec.is_async for spec in specs) else None
+    max_json_depth = int(settings.limits.get('max_json_depth', 100))
+    routes = probe_routes(health, settings) + [home_route(settings)]
+    by_path: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        invoker = Invoker(spec, metrics=metrics, context=context, limiter=limiter, async_runner=async_runner,
+                          validate=settings.validate_input, max_json_depth=max_json_depth)
+        handlers = by_path.setdefault(API_PREFIX + spec.path, {})
+        if spec.method in handlers:
+            raise JobDefinitionError(f'endpoint {spec.method} {spec.path} is defined twice')
+        handlers[spec.method] = invoker
+    perform = specs[0]
+    parameters_body = json_response(describe_parameters(perform)).body
+
+    def parameters(_: Request) -> Response:
+        return Response(parameters_body, 200, 'application/json')
+
+    routes.append(Route(API_PREFIX + '/parameters', {'GET': parameters}, 'parameters'))
+    builtin = {route.path for route in routes}
+    for path, handlers in by_path.items():
+        if path in builtin:
+            raise JobDefinitionError(f'auxiliary endpoint {path[len(API_PREFIX):]} collides with the built-in {path}')
+        routes.append(Route(path, handlers, path))
+    routes.extend(extra_routes)
+    app = App(Router(routes), settings)
+    return app, JobComponents(specs, async_runner)
+
+
+def collect_endpoints(entrypoint: Any) -> list[EndpointSpec]:
+    """Perform first, then `auxiliary_endpoints()` and `auxiliary_endpoints_v2()`, with their docs examples."""
+    perform = getattr(entrypoint, 'perform', None)
+    if not callable(perform):
+        raise JobDefinitionError(f'{type(entrypoint).__name__} has no perform() method')
+    examples = _input_examples(entrypoint)
+    specs = [describe_endpoint('/perform', 'POST', perform, example=examples.get('/perform'))]
+    for path, handler in _call_optional(entrypoint, 'auxiliary_endpoints', dict).items():
+        path = _slash(path)
+        specs.append(describe_endpoint(path, 'POST', handler, example=examples.get(path)))
+    for config in _call_optional(entrypoint, 'auxiliary_endpoints_v2', list):
+        specs.append(_describe_v2(config, examples))
+    return specs
+
+
+def _describe_v2(config: Any, examples: dict[str, Any]) -> EndpointSpec:
+    if not isinstance(config, EndpointConfig) and not all(
+            hasattr(config, name) for name in ('path', 'method', 'handler')):
+        raise JobDefinitionError(f'auxiliary_endpoints_v2() must return EndpointConfig items, got {config!r}')
+    path = _slash(str(config.path))
+    method = str(config.method.value if isinstance(config.method, HTTPMethod) else config.method).upper()
+    if method not in ('GET', 'POST', 'PUT', 'PATCH', 'DELETE'):
+        raise JobDefinitionError(f'auxiliary endpoint {path}: method {method!r} is not supported')
+    options = dict(getattr(config, 'other_options', None) or {})
+    unknown = sorted(set(options) - DOC_OPTIONS)
+    if unknown:
+        logger.warning('auxiliary endpoint %s: ignoring unsupported other_options %s', path, ', '.join(unknown))
+    doc_options = {key: value for key, value in options.items() if key in DOC_OPTIONS}
+    default_source = 'query' if method in ('GET', 'DELETE') else 'body'
+    return describe_endpoint(path, method, config.handler, example=examples.get(path),
+                             options=doc_options, default_source=default_source)
+
+
+def _input_examples(entrypoint: Any) -> dict[str, Any]:
+    """Examples by endpoint path: `docs_input_examples()` wins over `docs_input_example()` for /perform."""
+    examples: dict[str, Any] = {}
+    single = _call_optional(entrypoint, 'docs_input_example', dict, check=False)
+    if single:
+        validate_example('/perform', single)
+        examples['/perform'] = single
+    many = _call_optional(entrypoint, 'docs_input_examples', dict)
+    for path, example in many.items():
+        path = _slash(str(path))
+        validate_example(path, example)
+        examples[path] = example
+    return examples
+
+
+def _call_optional(entrypoint: Any, method_name: str, expected: type, check: bool = True) -> Any:
+    """Call an optional job method; a method that raises is logged and treated as absent."""
+    method = getattr(entrypoint, method_name, None)
+    if method is None:
+        return expected()
+    try:
+        value = method()
+    except Exception:
+        logger.exception('%s() of the job raised; continuing without it', method_name)
+        return expected()
+    if value is None:
+        return expected()
+    if check and not isinstance(value, expected):
+        raise JobDefinitionError(f'{method_name}() must return a {expected.__name__}, got {type(value).__name__}')
+    return value
+
+
+def _slash(path: str) -> str:
+    return path if path.startswith('/') else '/' + path

@@ -1,0 +1,40 @@
+"""`EndpointConfig` for `auxiliary_endpoints_v2`, and the `Body` / `Query` / `Path` parameter markers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from http import HTTPMethod
+from typing import Any, Callable
+
+
+@dataclass
+class EndpointConfig:
+    """One auxiliary endpoint: its path, HTTP method, handler and documentation options.
+
+    `other_options` may carry `tags`, `summary`, `description`, `deprecated` and `operation_id`
+    for the API docs; other keys are ignored with a warning.
+    """
+
+    path: str
+    method: HTTPMethod | str
+    handler: Callable[..., Any]
+    other_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Marker:
+    default: Any = ...
+    description: str | None = None
+    example: Any = ...
+    examples: list[Any] | None = None
+
+
+class Body(_Marker):
+    """`Annotated[T, Body(...)]`: the argument comes from the JSON request body."""
+
+
+class Query(_Marker):
+    """`Annotated[T, Query(...)]`: the argument comes from the query string."""
+
+
+class Path(_Marker):
+    """`Annotated[T, Path(...)]`: the argument is a `{name}` segment of the endpoint path."""

@@ -1,0 +1,100 @@
+"""Importing a job file or module and finding its entrypoint class."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType, TracebackType
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+class JobLoadError(Exception):
+    """The job reference cannot be resolved to a class; the message says what was found instead."""
+
+
+def load_job_class(reference: str, class_name: str | None = None) -> type:
+    """Resolve `file.py[:Class]` or `package.module[:Class]` to the job class.
+
+    The job file's directory and the working directory become importable, so a job can
+    `from job import Job` or `from supersmart.model import is_prime`.
+    """
+    target, _, named = reference.partition(':')
+    class_name = class_name or named or None
+    module = _import(target)
+    if class_name:
+        job_class = getattr(module, class_name, None)
+        if not inspect.isclass(job_class):
+            raise JobLoadError(f'{target} has no class {class_name!r}; classes there: {_names(_classes(module))}')
+        return job_class
+    classes = _classes(module)
+    if len(classes) == 1:
+        return classes[0]
+    with_perform = [cls for cls in classes if callable(getattr(cls, 'perform', None))]
+    if len(with_perform) == 1:
+        return with_perform[0]
+    if not classes:
+        raise JobLoadError(f'{target} defines no class; name one with {target}:ClassName')
+    raise JobLoadError(f'{target} defines several classes ({_names(classes)}); '
+                       f'name one with {target}:ClassName')
+
+
+def _import(target: str) -> ModuleType:
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    if target.endswith('.py') or os.sep in target or '/' in target:
+        path = Path(target).resolve()
+        if not path.is_file():
+            raise JobLoadError(f'job file {target} does not exist (working directory: {cwd})')
+        directory = str(path.parent)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        name = path.stem
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise JobLoadError(f'cannot import {target}')
+        module = importlib.util.module_from_spec(spec)
+        # Registered before running, so the job's own `from job import ...` and pickling find it.
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
+    return importlib.import_module(target)
+
+
+def _classes(module: ModuleType) -> list[type]:
+    return [value for value in vars(module).values()
+            if inspect.isclass(value) and value.__module__ == module.__name__]
+
+
+def _names(classes: list[type]) -> str:
+    return ', '.join(cls.__name__ for cls in classes) or 'none'
+
+
+def describe_failure(error: BaseException) -> str:
+    """`Type: message (at file:line)`, pointing at the job's own code where the error was raised."""
+    location = ''
+    if isinstance(error, SyntaxError) and error.filename:
+        location = f'{error.filename}:{error.lineno}'
+    else:
+        frame = _last_job_frame(error.__traceback__)
+        if frame is not None:
+            location = f'{frame.filename}:{frame.lineno}'
+    message = f'{type(error).__name__}: {error}'
+    return f'{message} (at {location})' if location else message
+
+
+def _last_job_frame(tb: TracebackType | None) -> traceback.FrameSummary | None:
+    frames = traceback.extract_tb(tb)
+    for frame in reversed(frames):
+        if not frame.filename.startswith(_PACKAGE_DIR) and not frame.filename.startswith('<frozen'):
+            return frame
+    return frames[-1] if frames else None

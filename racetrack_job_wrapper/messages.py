@@ -1,0 +1,202 @@
+"""Request and Response value objects, and the one JSON error shape."""
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any, Iterable, Iterator, Mapping
+from urllib.parse import parse_qs
+
+JSON_TYPE = 'application/json'
+
+
+class HTTPError(Exception):
+    """An error with an HTTP status; the error boundary turns it into a JSON response."""
+
+    def __init__(self, status: int, detail: str, headers: Mapping[str, str] | None = None,
+                 error_type: str | None = None, close: bool = False):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.error_type = error_type or HTTPStatus(status).phrase.replace(' ', '')
+        self.close = close
+
+
+class Headers:
+    """Case-insensitive, read-only view of request headers; repeated fields keep every value."""
+
+    __slots__ = ('_items', '_index')
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()):
+        self._items = list(items)
+        index: dict[str, str] = {}
+        for name, value in self._items:
+            key = name.lower()
+            # Repeated fields combine with a comma, as RFC 9110 section 5.3 allows.
+            index[key] = f'{index[key]}, {value}' if key in index else value
+        self._index = index
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Value of a header (combined if repeated), or `default`."""
+        return self._index.get(name.lower(), default)
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value sent for a header, in order."""
+        key = name.lower()
+        return [value for field, value in self._items if field.lower() == key]
+
+    def __getitem__(self, name: str) -> str:
+        return self._index[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def items(self) -> list[tuple[str, str]]:
+        """Raw (name, value) pairs as received."""
+        return list(self._items)
+
+    def keys(self) -> list[str]:
+        """Lower-cased header names."""
+        return list(self._index)
+
+    def __repr__(self) -> str:
+        return f'Headers({self._items!r})'
+
+
+class Request:
+    """One parsed HTTP request; the body is read before the request object exists."""
+
+    __slots__ = ('method', 'path', 'raw_path', 'query', 'headers', 'body', 'path_params',
+                 'client', 'base_path', '_json', '_query_params', 'state')
+
+    def __init__(self, method: str, path: str, query: str = '', headers: Headers | None = None,
+                 body: bytes = b'', client: tuple[str, int] = ('', 0), raw_path: str | None = None,
+                 base_path: str = ''):
+        self.method = method
+        self.path = path
+        self.raw_path = raw_path if raw_path is not None else path
+        self.query = query
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self.client = client
+        self.base_path = base_path
+        self.path_params: dict[str, str] = {}
+        self.state: dict[str, Any] = {}
+        self._json: Any = _UNSET
+        self._query_params: dict[str, list[str]] | None = None
+
+    @property
+    def query_params(self) -> dict[str, list[str]]:
+        """Query string as a dict of value lists (parsed once)."""
+        if self._query_params is None:
+            self._query_params = parse_qs(self.query, keep_blank_values=True)
+        return self._query_params
+
+    def json(self, max_depth: int = 100) -> Any:
+        """Body decoded as JSON (cached); an empty body is `{}`; bad JSON raises HTTPError(400)."""
+        if self._json is _UNSET:
+            self._json = decode_json(self.body, max_depth)
+        return self._json
+
+
+_UNSET = object()
+
+
+class Response:
+    """Status, headers and a body of bytes (or an iterable of bytes, streamed)."""
+
+    __slots__ = ('status', 'headers', 'body', 'stream', 'content_length', 'close')
+
+    def __init__(self, body: bytes = b'', status: int = 200, content_type: str | None = None,
+                 headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+                 stream: Iterable[bytes] | None = None, content_length: int | None = None):
+        self.status = status
+        self.body = body
+        self.stream = stream
+        self.headers: list[tuple[str, str]] = list(headers.items() if isinstance(headers, Mapping) else headers or ())
+        if content_type is not None:
+            self.headers.append(('Content-Type', content_type))
+        self.content_length = content_length if stream is not None else len(body)
+        self.close = False
+
+    def header(self, name: str) -> str | None:
+        """First value of a response header, case-insensitive."""
+        key = name.lower()
+        return next((value for field, value in self.headers if field.lower() == key), None)
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON response; `data` must already be JSON-serializable."""
+    return Response(encode_json(data), status, JSON_TYPE, headers)
+
+
+def error_response(status: int, message: str, error_type: str,
+                   headers: Mapping[str, str] | None = None) -> Response:
+    """The one error shape: `{"error": message, "type": error_type}`."""
+    return json_response({'error': message, 'type': error_type}, status, headers)
+
+
+def http_error_response(error: HTTPError) -> Response:
+    """Response for an HTTPError."""
+    response = error_response(error.status, error.detail, error.error_type, error.headers)
+    response.close = error.close
+    return response
+
+
+def encode_json(data: Any) -> bytes:
+    """Compact UTF-8 JSON; non-finite floats are refused (JSON has no NaN or Infinity)."""
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(',', ':')).encode()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f'{name} is not valid JSON')
+
+
+def decode_json(body: bytes, max_depth: int = 100) -> Any:
+    """Parse a JSON request body: UTF-8, finite numbers, nesting at most `max_depth`; else HTTPError(400)."""
+    if not body.strip():
+        return {}
+    try:
+        text = body.decode('utf-8-sig' if body.startswith(b'\xef\xbb\xbf') else 'utf-8')
+    except UnicodeDecodeError as e:
+        raise HTTPError(400, f'request body is not valid UTF-8: {e.reason} at byte {e.start}',
+                        error_type='InvalidJSON') from None
+    # Counting brackets is cheap C work; only a body with many of them needs the scan.
+    depth = _nesting_depth(text) if text.count('[') + text.count('{') > max_depth else 0
+    if depth > max_depth:
+        raise HTTPError(400, f'JSON nesting is {depth} levels deep, the limit is {max_depth}',
+                        error_type='InvalidJSON')
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as e:
+        # Covers JSONDecodeError, NaN/Infinity and int strings beyond sys.get_int_max_str_digits().
+        raise HTTPError(400, f'request body is not valid JSON: {e}', error_type='InvalidJSON') from None
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest bracket nesting outside strings, found in one linear scan before parsing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == '\\':
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in '[{':
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif char in ']}':
+            depth -= 1
+    return deepest

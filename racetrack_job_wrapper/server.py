@@ -1,0 +1,460 @@
+"""The HTTP server: a ThreadingHTTPServer subclass with bounded parsing, keep-alive and graceful drain.
+
+Only this module touches sockets. The handler reads the whole request (line, headers, body)
+under limits before any route sees it, so every response path leaves the connection clean
+for the next keep-alive request; a request it cannot read whole is answered and closed.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterable, Protocol
+
+from racetrack_job_wrapper.invoke import ClientDisconnected
+from racetrack_job_wrapper.messages import Headers, HTTPError, Request, Response, encode_json
+
+logger = logging.getLogger(__name__)
+
+_TOKEN = re.compile(rb'[!#$%&\'*+\-.^_`|~0-9A-Za-z]+')
+_BODYLESS_STATUSES = frozenset({204, 304})
+_MIN_BODY_RATE = 64 * 1024  # bytes/s a slow client must sustain once its body has started
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Bounds on what one client can make the server hold; every field is configurable."""
+
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_request_line_bytes: int = 8 * 1024
+    max_header_bytes: int = 64 * 1024
+    max_header_fields: int = 100
+    head_timeout: float = 30.0     # seconds for the whole request line and headers
+    idle_timeout: float = 60.0     # seconds an idle keep-alive connection is kept
+    max_connections: int = 1000
+    grace_period: float = 30.0     # seconds in-flight requests get on shutdown
+
+
+class RequestObserver(Protocol):
+    """Told about every answered request (access log, server-wide metrics)."""
+
+    def request_started(self) -> None: ...
+
+    def request_finished(self, request: Request | None, method: str, target: str, status: int,
+                         sent: int, seconds: float) -> None: ...
+
+
+class AppLike(Protocol):
+    """Anything with `handle(Request) -> Response`."""
+
+    def handle(self, request: Request) -> Response: ...
+
+
+class _Close(Exception):
+    """Stop reading this connection (after an answer, or with none when nothing can be said)."""
+
+
+class JobServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer serving one `app` (swappable while running) with limits and a graceful drain."""
+
+    daemon_threads = True
+    request_queue_size = 1024   # the stock 5 overflows under a burst of connections
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: AppLike, limits: ServerLimits = ServerLimits(),
+                 observer: RequestObserver | None = None, bind_and_activate: bool = True):
+        self.app = app
+        self.limits = limits
+        self.observer = observer
+        self.draining = False
+        self._handlers: set[RequestHandler] = set()
+        self._handlers_lock = threading.Lock()
+        self._idle = threading.Condition(self._handlers_lock)
+        super().__init__(address, RequestHandler, bind_and_activate)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a thread for the connection, or refuse it with 503 past `max_connections` or while draining."""
+        with self._handlers_lock:
+            full = len(self._handlers) >= self.limits.max_connections
+        if full or self.draining:
+            reason = 'the server is shutting down' if self.draining else 'too many connections'
+            _refuse(request, 503, reason)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log an unexpected error of one connection; the server keeps serving."""
+        logger.exception('connection from %s failed', client_address[0] if client_address else '?')
+
+    def track(self, handler: 'RequestHandler', active: bool) -> None:
+        """Register or forget a connection handler."""
+        with self._handlers_lock:
+            if active:
+                self._handlers.add(handler)
+            else:
+                self._handlers.discard(handler)
+                self._idle.notify_all()
+
+    def busy_count(self) -> int:
+        """Connections with a request in flight."""
+        with self._handlers_lock:
+            return sum(1 for handler in self._handlers if handler.busy)
+
+    def drain(self, grace_period: float | None = None) -> bool:
+        """Stop accepting, let in-flight requests finish, close idle connections.
+
+        Must be called from a thread other than the one running `serve_forever`.
+        Returns True when every in-flight request finished within the grace period.
+        """
+        grace = self.limits.grace_period if grace_period is None else grace_period
+        self.draining = True
+        self.shutdown()          # stops serve_forever's accept loop
+        self.socket.close()      # new connections are refused by the kernel from here on
+        deadline = time.monotonic() + grace
+        with self._handlers_lock:
+            while True:
+                for handler in list(self._handlers):
+                    if not handler.busy:
+                        handler.interrupt()
+                if not self._handlers:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._idle.wait(min(remaining, 0.05))
+            cut = [handler.describe() for handler in self._handlers if handler.busy]
+        if cut:
+            logger.error('grace period of %.1fs over; %d request(s) cut: %s', grace, len(cut), '; '.join(cut))
+            return False
+        return True
+
+
+def _refuse(sock: socket.socket, status: int, reason: str) -> None:
+    body = encode_json({'error': reason, 'type': HTTPStatus(status).phrase.replace(' ', '')})
+    head = (f'HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n'
+            f'Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n')
+    try:
+        sock.settimeout(1.0)
+        sock.sendall(head.encode('latin-1') + body)
+    except OSError:
+        pass
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    """Reads requests with bounded size and time, hands them to the app, writes each response in one send."""
+
+    server: JobServer
+    protocol_version = 'HTTP/1.1'
+    server_version = 'racetrack-job-wrapper'
+    sys_version = ''
+
+    def setup(self) -> None:
+        super().setup()
+        self.busy = False
+        self._current = ''
+        self._started = 0.0
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self, True)
+
+    def finish(self) -> None:
+        self.server.track(self, False)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def interrupt(self) -> None:
+        """Wake an idle connection blocked waiting for its next request, so it closes."""
+        try:
+            self.connection.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def describe(self) -> str:
+        """What this connection is doing, for logs about cut requests."""
+        return f'{self._current} from {self.client_address[0]} for {time.monotonic() - self._started:.1f}s'
+
+    def handle(self) -> None:
+        try:
+            while not self.server.draining:
+                if not self._serve_one():
+                    break
+        except (_Close, ConnectionError, TimeoutError, socket.timeout):
+            pass
+        except OSError as e:
+            logger.debug('connection from %s ended: %s', self.client_address[0], e)
+
+    # -- one request ------------------------------------------------------------------------
+
+    def _serve_one(self) -> bool:
+        """Read, answer and log one request; False when the connection must close."""
+        limits = self.server.limits
+        self.connection.settimeout(limits.idle_timeout)
+        line = self.rfile.readline(limits.max_request_line_bytes + 1)
+        if not line:
+            return False
+        self.busy = True
+        self._started = time.monotonic()
+        observer = self.server.observer
+        if observer is not None:
+            observer.request_started()
+        request: Request | None = None
+        method, target, status, sent = '-', '-', 0, 0
+        try:
+            try:
+                method, target, version = self._parse_request_line(line)
+                self._current = f'{method} {target}'
+                request, keep_alive = self._read_request(method, target, version)
+            except HTTPError as e:
+                status, sent = self._send_error(e)
+                return False
+            try:
+                response = self.server.app.handle(request)
+            except ClientDisconnected:
+                status = 499  # the client left while its call waited; nobody to answer
+                return False
+            keep_alive = keep_alive and not response.close and not self.server.draining
+            status = response.status
+            sent = self._send(response, method, version, keep_alive)
+            return keep_alive
+        finally:
+            self.busy = False
+            if observer is not None:
+                observer.request_finished(request, method, target, status, sent,
+                                          time.monotonic() - self._started)
+
+    def _parse_request_line(self, line: bytes) -> tuple[str, str, str]:
+        limits = self.server.limits
+        if len(line) > limits.max_request_line_bytes:
+            raise HTTPError(414, f'request line is longer than {limits.max_request_line_bytes} bytes',
+                            error_type='URITooLong', close=True)
+        if not line.endswith(b'\r\n'):
+            raise HTTPError(400, 'request line must end with CRLF', error_type='BadRequest', close=True)
+        parts = line[:-2].split(b' ')
+        if len(parts) != 3:
+            raise HTTPError(400, 'malformed request line: expected "METHOD target HTTP/1.x"',
+                            error_type='BadRequest', close=True)
+        method, target, version = parts
+        if not _TOKEN.fullmatch(method):
+            raise HTTPError(400, 'malformed request method', error_type='BadRequest', close=True)
+        if version not in (b'HTTP/1.1', b'HTTP/1.0'):
+            status = 505 if version.startswith(b'HTTP/') else 400
+            raise HTTPError(status, 'only HTTP/1.0 and HTTP/1.1 are supported', close=True)
+        if not target.startswith(b'/') or any(byte <= 0x20 or byte == 0x7f for byte in target):
+            raise HTTPError(400, 'request target must be an absolute path', error_type='BadRequest', close=True)
+        return method.decode('ascii'), target.decode('latin-1'), version.decode('ascii')
+
+    def _read_request(self, method: str, target: str, version: str) -> tuple[Request, bool]:
+        limits = self.server.limits
+        deadline = self._started + limits.head_timeout
+        headers = self._read_headers(deadline)
+        connection = (headers.get('Connection') or '').lower()
+        if version == 'HTTP/1.1':
+            keep_alive = 'close' not in connection
+        else:
+            keep_alive = 'keep-alive' in connection
+        if version == 'HTTP/1.1' and 'Host' not in headers:
+            raise HTTPError(400, 'HTTP/1.1 request without a Host header', error_type='BadRequest', close=True)
+        body = self._read_body(headers, deadline)
+        path, _, query = target.partition('?')
+        request = Request(method, path, query, headers, body, self.client_address, raw_path=path)
+        request.state['is_disconnected'] = self._is_disconnected
+        return request, keep_alive
+
+    def _read_headers(self, deadline: float) -> Headers:
+        limits = self.server.limits
+        fields: list[tuple[str, str]] = []
+        total = 0
+        while True:
+            self._settimeout(deadline)
+            line = self.rfile.readline(limits.max_header_bytes + 1)
+            if not line:
+                raise _Close()
+            total += len(line)
+            if total > limits.max_header_bytes:
+                raise HTTPError(431, f'request headers exceed {limits.max_header_bytes} bytes',
+                                error_type='RequestHeaderFieldsTooLarge', close=True)
+            if line == b'\r\n':
+                return Headers(fields)
+            if not line.endswith(b'\r\n'):
+                if line.endswith(b'\n'):
+                    raise HTTPError(400, 'header lines must end with CRLF', error_type='BadRequest', close=True)
+                raise _Close()  # connection ended mid-line
+            if line[0] in b' \t':
+                raise HTTPError(400, 'obsolete header line folding is not accepted', error_type='BadRequest',
+                                close=True)
+            name, colon, value = line[:-2].partition(b':')
+            if not colon or not _TOKEN.fullmatch(name):
+                raise HTTPError(400, 'malformed header line', error_type='BadRequest', close=True)
+            if b'\x00' in value or b'\r' in value or b'\n' in value:
+                raise HTTPError(400, f'header {name.decode()} contains a control character',
+                                error_type='BadRequest', close=True)
+            if len(fields) >= limits.max_header_fields:
+                raise HTTPError(431, f'more than {limits.max_header_fields} header fields',
+                                error_type='RequestHeaderFieldsTooLarge', close=True)
+            fields.append((name.decode('ascii'), value.strip(b' \t').decode('latin-1')))
+
+    def _read_body(self, headers: Headers, deadline: float) -> bytes:
+        limits = self.server.limits
+        lengths = headers.get_all('Content-Length')
+        encoding = headers.get('Transfer-Encoding')
+        if encoding is not None and lengths:
+            raise HTTPError(400, 'Content-Length and Transfer-Encoding together are not accepted',
+                            error_type='BadRequest', close=True)
+        if encoding is not None:
+            if encoding.strip().lower() != 'chunked':
+                raise HTTPError(501, f'Transfer-Encoding {encoding!r} is not supported', close=True)
+            self._continue(headers)
+            return self._read_chunked(deadline)
+        if not lengths:
+            return b''
+        values = {value.strip() for field in lengths for value in field.split(',')}
+        if len(values) != 1:
+            raise HTTPError(400, 'conflicting Content-Length values', error_type='BadRequest', close=True)
+        text = values.pop()
+        if not text.isdigit() or not text.isascii():
+            raise HTTPError(400, f'invalid Content-Length {text!r}', error_type='BadRequest', close=True)
+        length = int(text)
+        if length > limits.max_body_bytes:
+            raise HTTPError(413, f'request body of {length} bytes exceeds the limit of {limits.max_body_bytes}',
+                            error_type='ContentTooLarge', close=True)
+        if length == 0:
+            return b''
+        self._continue(headers)
+        return self._read_exact(length, time.monotonic() + limits.head_timeout + length / _MIN_BODY_RATE)
+
+    def _read_exact(self, length: int, deadline: float) -> bytes:
+        chunks = []
+        remaining = length
+        while remaining:
+            self._settimeout(deadline)
+            chunk = self.rfile.read1(min(remaining, 1 << 16))
+            if not chunk:
+                raise _Close()  # the client went away mid-body: nobody to answer
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b''.join(chunks)
+
+    def _read_chunked(self, deadline: float) -> bytes:
+        limits = self.server.limits
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            self._settimeout(deadline)
+            size_line = self.rfile.readline(1024)
+            if not size_line.endswith(b'\r\n'):
+                raise HTTPError(400, 'malformed chunk size line', error_type='BadRequest', close=True)
+            size_text = size_line[:-2].split(b';', 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise HTTPError(400, 'malformed chunk size', error_type='BadRequest', close=True) from None
+            if size < 0 or not size_text.isalnum():
+                raise HTTPError(400, 'malformed chunk size', error_type='BadRequest', close=True)
+            if size == 0:
+                break
+            total += size
+            if total > limits.max_body_bytes:
+                raise HTTPError(413, f'chunked request body exceeds the limit of {limits.max_body_bytes} bytes',
+                                error_type='ContentTooLarge', close=True)
+            deadline += size / _MIN_BODY_RATE
+            chunks.append(self._read_exact(size, deadline))
+            if self._read_exact(2, deadline) != b'\r\n':
+                raise HTTPError(400, 'chunk data not followed by CRLF', error_type='BadRequest', close=True)
+        while True:  # trailer fields, ignored
+            self._settimeout(deadline)
+            line = self.rfile.readline(limits.max_header_bytes)
+            if line in (b'\r\n', b''):
+                break
+        return b''.join(chunks)
+
+    def _continue(self, headers: Headers) -> None:
+        if (headers.get('Expect') or '').lower() == '100-continue':
+            self.connection.sendall(b'HTTP/1.1 100 Continue\r\n\r\n')
+
+    def _settimeout(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise HTTPError(408, 'the request was not received in time', error_type='RequestTimeout', close=True)
+        self.connection.settimeout(remaining)
+
+    def _is_disconnected(self) -> bool:
+        """True when the client has closed its end (checked while a request waits in a queue)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b''
+        except (OSError, ValueError):
+            return True
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _send_error(self, error: HTTPError) -> tuple[int, int]:
+        from racetrack_job_wrapper.messages import http_error_response
+        response = http_error_response(error)
+        try:
+            return error.status, self._send(response, 'GET', 'HTTP/1.1', keep_alive=False)
+        except OSError:
+            return error.status, 0
+
+    def _send(self, response: Response, method: str, version: str, keep_alive: bool) -> int:
+        """Write status line, headers and body; bytes bodies go out in one `sendall`. Returns bytes sent."""
+        status = response.status
+        has_body = method != 'HEAD' and status not in _BODYLESS_STATUSES and status >= 200
+        stream = response.stream
+        chunked = stream is not None and response.content_length is None and version == 'HTTP/1.1'
+        if stream is not None and response.content_length is None and not chunked:
+            keep_alive = False  # an HTTP/1.0 client learns the end of the body from the close
+        lines = [f'HTTP/1.1 {status} {_phrase(status)}\r\n']
+        lines += [f'{name}: {value}\r\n' for name, value in response.headers]
+        if status not in _BODYLESS_STATUSES:
+            if chunked:
+                lines.append('Transfer-Encoding: chunked\r\n')
+            elif response.content_length is not None:
+                lines.append(f'Content-Length: {response.content_length}\r\n')
+        lines.append('Connection: keep-alive\r\n\r\n' if keep_alive else 'Connection: close\r\n\r\n')
+        head = ''.join(lines).encode('latin-1')
+        if stream is None:
+            data = head + response.body if has_body else head
+            self.connection.sendall(data)
+            return len(data)
+        return self._send_stream(head, stream if has_body else (), chunked)
+
+    def _send_stream(self, head: bytes, stream: Iterable[bytes], chunked: bool) -> int:
+        sent = 0
+        pending = head
+        try:
+            for chunk in stream:
+                if not chunk:
+                    continue
+                data = b'%x\r\n%s\r\n' % (len(chunk), chunk) if chunked else chunk
+                self.connection.sendall(pending + data)
+                sent += len(pending) + len(data)
+                pending = b''
+            tail = pending + (b'0\r\n\r\n' if chunked else b'')
+            if tail:
+                self.connection.sendall(tail)
+                sent += len(tail)
+        finally:
+            close = getattr(stream, 'close', None)
+            if close is not None:
+                close()
+        return sent
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence BaseHTTPRequestHandler's stderr lines; access logs go through the observer."""
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return 'Unknown'

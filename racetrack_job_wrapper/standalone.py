@@ -1,0 +1,145 @@
+"""Public entry points: `serve_job_class` and `serve_job_instance` block and serve a job over HTTP."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import fields, replace
+from typing import Any, Callable
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from racetrack_job_wrapper.access import AccessObserver
+from racetrack_job_wrapper.app import build_job_app, build_loading_app
+from racetrack_job_wrapper.health import HealthState
+from racetrack_job_wrapper.loader import describe_failure
+from racetrack_job_wrapper.logs import configure_logs
+from racetrack_job_wrapper.manifest import JobSettings, apply_runtime_env, read_manifest
+from racetrack_job_wrapper.metrics import JobMetrics, metrics_route
+from racetrack_job_wrapper.server import JobServer, ServerLimits
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = '0.0.0.0'
+DEFAULT_PORT = 7000
+
+
+def serve_job_class(entrypoint_class: type, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                    manifest_path: str | None = None, **limits: Any) -> int:
+    """Serve probes at once, instantiate the job in the background, then serve it; blocks until stopped."""
+    return serve(entrypoint_class, host=host, port=port, manifest_path=manifest_path, **limits)
+
+
+def serve_job_instance(entrypoint: object, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                       manifest_path: str | None = None, **limits: Any) -> int:
+    """Serve an already created job instance; blocks until stopped."""
+    return serve(lambda: entrypoint, host=host, port=port, manifest_path=manifest_path, **limits)
+
+
+def serve(load: Callable[[], object], *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          manifest_path: str | None = None, **limits: Any) -> int:
+    """Run a server whose job is produced by `load()` (called in the background); returns an exit code.
+
+    SIGTERM and SIGINT drain the server: /ready turns 500, accepting stops, requests in
+    flight finish within the grace period. The exit code is 0 when none was cut.
+    """
+    configure_logs()
+    settings = prepare_settings(manifest_path)
+    runner = JobRunner(load, settings, server_limits(settings, limits))
+    runner.bind(host, port)
+    logger.info('serving at http://%s:%d', host, runner.server.server_address[1])
+    return runner.run_forever(install_signals=True)
+
+
+def prepare_settings(manifest_path: str | None = None) -> JobSettings:
+    """Read the manifest, apply its runtime env (before the job is imported), and validate its settings."""
+    manifest = read_manifest(manifest_path)
+    apply_runtime_env(manifest)
+    return JobSettings.from_manifest(manifest)
+
+
+def server_limits(settings: JobSettings, overrides: dict[str, Any]) -> ServerLimits:
+    """Limits from defaults, then the manifest's jobtype_extra, then keyword arguments."""
+    known = {field.name for field in fields(ServerLimits)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise TypeError(f'unknown server option(s): {", ".join(sorted(unknown))}; known: {", ".join(sorted(known))}')
+    from_manifest = {key: value for key, value in settings.limits.items() if key in known}
+    return replace(ServerLimits(), **{**from_manifest, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+class JobRunner:
+    """One server's life: bind, serve probes, load the job in the background, drain on a signal."""
+
+    def __init__(self, load: Callable[[], object], settings: JobSettings, limits: ServerLimits,
+                 registry: CollectorRegistry = REGISTRY):
+        self.load = load
+        self.settings = settings
+        self.limits = limits
+        self.registry = registry
+        self.health = HealthState()
+        self.metrics = JobMetrics(registry)
+        self.server: JobServer = None  # type: ignore[assignment]
+        self.loaded = threading.Event()
+        self._drained: threading.Thread | None = None
+        self._clean_exit = True
+        self._components: Any = None
+
+    def bind(self, host: str, port: int) -> None:
+        """Create the listening socket and start answering probes."""
+        self.server = JobServer((host, port), build_loading_app(self.health, self.settings), self.limits,
+                                AccessObserver(self.metrics))
+
+    def start_loading(self) -> None:
+        """Import and instantiate the job in a background thread."""
+        threading.Thread(target=self._load, name='job-loader', daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            entrypoint = self.load()
+            if isinstance(entrypoint, type):
+                logger.debug('creating an instance of %s', entrypoint.__name__)
+                entrypoint = entrypoint()
+            app, self._components = build_job_app(entrypoint, self.settings, self.health, self.metrics,
+                                                  [metrics_route(self.registry)])
+        except BaseException as e:  # SystemExit from a job module counts as a failed load, too
+            self.health.set_error(describe_failure(e))
+            logger.exception('the job failed to load: %s', self.health.error)
+        else:
+            if not self.server.draining:
+                self.server.app = app
+                self.health.set_ready()
+                logger.info('the job is ready')
+        finally:
+            self.loaded.set()
+
+    def run_forever(self, install_signals: bool = False) -> int:
+        """Serve until drained; returns 0 when every accepted request was answered."""
+        if install_signals:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        self.start_loading()
+        try:
+            self.server.serve_forever(poll_interval=0.2)
+        finally:
+            if self._drained is not None:
+                self._drained.join()
+            self.server.server_close()
+            if self._components is not None:
+                self._components.close()
+        return 0 if self._clean_exit else 1
+
+    def stop(self) -> None:
+        """Begin a graceful drain from any thread (what SIGTERM does)."""
+        if self._drained is not None:
+            return
+        logger.info('shutting down: draining requests in flight (grace period %.0fs)', self.limits.grace_period)
+        self.health.set_draining()
+        self._drained = threading.Thread(target=self._drain, name='drain', daemon=True)
+        self._drained.start()
+
+    def _drain(self) -> None:
+        self._clean_exit = self.server.drain()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop()
