@@ -1,0 +1,192 @@
+"""The Swagger UI page, its vendored assets, and `/openapi.json`.
+
+Everything is prepared at start-up: the OpenAPI JSON is encoded once, the page rendered once,
+each asset hashed once for its ETag. The large assets (the 1.7 MB bundle) stay on disk and are
+streamed when asked for, so an idle job does not hold them in memory; the docs are read rarely
+and the OS page cache makes the reads cheap.
+
+Every URL in the page is relative, so it works at `/docs`, `/docs/` and under the
+`/pub/job/{name}/{version}` prefix; nothing is loaded from outside the job.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from racetrack_job_wrapper.messages import HTTPError, Request, Response, encode_json
+from racetrack_job_wrapper.routing import Route
+
+ASSETS_PACKAGE = 'racetrack_job_wrapper.static_swagger'
+# Served files of the vendored swagger-ui-dist package, with their content types.
+ASSET_TYPES = {
+    'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
+    'swagger-ui.css': 'text/css; charset=utf-8',
+    'favicon-32x32.png': 'image/png',
+}
+INITIALIZER = 'swagger-initializer.js'
+HTML_TYPE = 'text/html; charset=utf-8'
+JSON_TYPE = 'application/json'
+PAGE_CACHE = 'no-cache'           # revalidated each time: the page and document change with the job
+ASSET_CACHE = 'public, max-age=86400'
+_CHUNK = 256 * 1024
+
+# Reads the page's data attributes, so the script is the same file for every page variant
+# and no inline script is needed.
+_INITIALIZER_JS = """\
+window.addEventListener('load', function () {
+  'use strict';
+  var root = document.getElementById('swagger-ui');
+  window.ui = SwaggerUIBundle({
+    url: new URL(root.dataset.openapiUrl, document.baseURI).href,
+    dom_id: '#swagger-ui',
+    deepLinking: true,
+    displayRequestDuration: true,
+    validatorUrl: null,
+    presets: [SwaggerUIBundle.presets.apis],
+    layout: 'BaseLayout'
+  });
+});
+"""
+
+_PAGE = """\
+<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="stylesheet" type="text/css" href="{assets}swagger-ui.css">
+<link rel="icon" type="image/png" href="{assets}favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="{openapi}"></div>
+<script src="{assets}swagger-ui-bundle.js" charset="utf-8"></script>
+<script src="{assets}swagger-initializer.js" charset="utf-8"></script>
+</body>
+</html>
+"""
+
+
+def swagger_dir() -> Path:
+    """The folder of the vendored Swagger UI: package data when installed, `<repo>/static_swagger` in a checkout."""
+    try:
+        files = importlib.resources.files(ASSETS_PACKAGE)
+    except ModuleNotFoundError:
+        files = None
+    if isinstance(files, Path) and (files / 'swagger-ui-bundle.js').is_file():
+        return files
+    fallback = Path(__file__).resolve().parent.parent / 'static_swagger'
+    if (fallback / 'swagger-ui-bundle.js').is_file():
+        return fallback
+    raise FileNotFoundError(f'Swagger UI assets not found in package {ASSETS_PACKAGE} nor in {fallback}')
+
+
+@dataclass(frozen=True)
+class StaticAsset:
+    """One file served under /docs: bytes in memory, or a path streamed from disk."""
+
+    content_type: str
+    etag: str
+    size: int
+    cache_control: str
+    data: bytes | None = None
+    path: Path | None = None
+
+    @classmethod
+    def from_bytes(cls, data: bytes, content_type: str, cache_control: str) -> StaticAsset:
+        """An asset held in memory."""
+        return cls(content_type, _etag(hashlib.sha256(data)), len(data), cache_control, data=data)
+
+    @classmethod
+    def from_file(cls, path: Path, content_type: str, cache_control: str) -> StaticAsset:
+        """An asset streamed from `path`, hashed now for its ETag."""
+        digest = hashlib.sha256()
+        size = 0
+        with path.open('rb') as file:
+            while chunk := file.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        return cls(content_type, _etag(digest), size, cache_control, path=path)
+
+    def respond(self, request: Request) -> Response:
+        """200 with the body, or 304 when the client's `If-None-Match` names the current ETag."""
+        headers = {'ETag': self.etag, 'Cache-Control': self.cache_control}
+        if _etag_matches(request.headers.get('If-None-Match'), self.etag):
+            return Response(b'', 304, headers=headers)
+        if self.data is not None:
+            return Response(self.data, 200, self.content_type, headers)
+        return Response(status=200, content_type=self.content_type, headers=headers,
+                        stream=_read_chunks(self.path), content_length=self.size)  # type: ignore[arg-type]
+
+
+def _etag(digest: Any) -> str:
+    return f'"{digest.hexdigest()[:32]}"'
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == '*':
+        return True
+    # Weak comparison (RFC 9110 section 13.1.2): W/"x" matches "x".
+    return any(candidate.strip().removeprefix('W/') == etag for candidate in header.split(','))
+
+
+def _read_chunks(path: Path) -> Iterator[bytes]:
+    with path.open('rb') as file:
+        while chunk := file.read(_CHUNK):
+            yield chunk
+
+
+def render_page(title: str, assets_prefix: str, openapi_url: str) -> bytes:
+    """The Swagger UI page; `assets_prefix` and `openapi_url` are relative to the page's own URL."""
+    return _PAGE.format(title=html.escape(title), assets=html.escape(assets_prefix, quote=True),
+                        openapi=html.escape(openapi_url, quote=True)).encode()
+
+
+def load_assets(directory: Path | None = None) -> dict[str, StaticAsset]:
+    """The vendored assets by file name, plus the page initializer script."""
+    directory = directory or swagger_dir()
+    assets = {name: StaticAsset.from_file(directory / name, content_type, ASSET_CACHE)
+              for name, content_type in ASSET_TYPES.items()}
+    assets[INITIALIZER] = StaticAsset.from_bytes(
+        _INITIALIZER_JS.encode(), 'text/javascript; charset=utf-8', PAGE_CACHE)
+    return assets
+
+
+def docs_routes(document: Mapping[str, Any], title: str, *, assets_dir: Path | None = None) -> list[Route]:
+    """Routes for GET /openapi.json, /docs (the Swagger UI page) and /docs/* (its assets).
+
+    Raises FileNotFoundError at start-up when the vendored assets are missing.
+    """
+    openapi = StaticAsset.from_bytes(encode_json(document), JSON_TYPE, PAGE_CACHE)
+    # The page at /docs resolves `docs/x` to /docs/x; the one at /docs/ resolves `x` there.
+    page = StaticAsset.from_bytes(render_page(title, 'docs/', 'openapi.json'), HTML_TYPE, PAGE_CACHE)
+    page_in_folder = StaticAsset.from_bytes(render_page(title, '', '../openapi.json'), HTML_TYPE, PAGE_CACHE)
+    assets = load_assets(assets_dir)
+
+    def serve_openapi(request: Request) -> Response:
+        return openapi.respond(request)
+
+    def serve_page(request: Request) -> Response:
+        return page.respond(request)
+
+    def serve_asset(request: Request) -> Response:
+        name = request.path_params.get('subpath', '')
+        if name in ('', 'index.html'):
+            return page_in_folder.respond(request)
+        asset = assets.get(name)
+        if asset is None:
+            raise HTTPError(404, f'no docs asset {name!r}', error_type='NotFound')
+        return asset.respond(request)
+
+    return [
+        Route('/openapi.json', {'GET': serve_openapi}, 'openapi', internal=True),
+        Route('/docs', {'GET': serve_page}, 'docs', internal=True),
+        Route('/docs/*', {'GET': serve_asset}, 'docs-assets', internal=True),
+    ]
+

@@ -1,0 +1,1 @@
+"""Vendored Swagger UI assets (swagger-ui-dist), shipped as package data; see README.md."""
