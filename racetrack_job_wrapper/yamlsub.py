@@ -692,5 +692,7 @@ class _Parser:
                 result.append(key)
             if self.peek() == ',':
                 self.pos += 1
+            elif self.peek() == '':
+                raise self.error(f'unterminated flow collection, expected {close!r}', start)
             elif self.peek() != close:
                 raise self.error(f"expected ',' or {close!r} in a flow collection")
