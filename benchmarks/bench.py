@@ -119,6 +119,13 @@ def record_wrk(results: Results, prefix: str, side: str, port: int, conns: int,
                              f'errors reported by wrk in one round')
 
 
+def server_rss_mb(server: probes.Server) -> float:
+    """Return the server's process-tree RSS in MiB; a dead server has none to report."""
+    if server.proc.poll() is not None:
+        raise probes.ProbeError(f'server exited with {server.proc.returncode}')
+    return probes.process_tree_rss(server.proc.pid) / MB
+
+
 def start_all(fleet: Fleet, active: dict[str, sides.Side], job: str, results: Results,
               keys: list[str], on_start: Callable[[str, probes.Server], None] | None = None
               ) -> dict[str, probes.Server]:
@@ -147,7 +154,7 @@ def round_trivial(fleet: Fleet, active: dict[str, sides.Side], results: Results,
     def on_start(name: str, server: probes.Server) -> None:
         results.add('start_ready', name, server.ready_s * 1000)
         time.sleep(1.0)  # let start-up work finish before calling it idle
-        results.add('rss_idle', name, probes.process_tree_rss(server.proc.pid) / MB)
+        results.add('rss_idle', name, server_rss_mb(server))
 
     servers = start_all(fleet, active, 'trivial', results, all_keys, on_start)
     for conns in CONNECTIONS:
@@ -156,7 +163,8 @@ def round_trivial(fleet: Fleet, active: dict[str, sides.Side], results: Results,
             attempt(results, keys, name,
                     lambda: record_wrk(results, 'trivial', name, server.port, conns, seconds))
             if conns == 64:
-                results.add('rss_c64', name, probes.process_tree_rss(server.proc.pid) / MB)
+                attempt(results, ['rss_c64'], name,
+                        lambda: results.add('rss_c64', name, server_rss_mb(server)))
     for key, path in get_keys.items():
         for name, server in servers.items():
             if active[name].kind == 'floor':

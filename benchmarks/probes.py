@@ -37,7 +37,7 @@ class Server:
     started_at: float
     ready_s: float = 0.0
 
-    def log_tail(self, lines: int = 5) -> str:
+    def log_tail(self, lines: int = 2) -> str:
         """Return the last lines the server wrote, for error messages."""
         try:
             text = self.log_path.read_text(errors='replace').strip().splitlines()
