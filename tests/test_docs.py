@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import venv
 from pathlib import Path
@@ -12,7 +13,7 @@ from urllib.parse import urljoin, urlsplit
 from racetrack_job_wrapper.docs import ASSET_TYPES, docs_routes, render_page, swagger_dir
 from racetrack_job_wrapper.messages import Headers, Request
 from racetrack_job_wrapper.routing import Router
-from tests.support import REPO_DIR, JobClient, ProcessJob, ServerTestCase
+from tests.support import REPO_DIR, JobClient, ServerTestCase, free_port
 
 EXPECTED_TYPES = {
     'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
@@ -203,29 +204,33 @@ class WheelTest(unittest.TestCase):
                 check=True, cwd=tmp, env=env, capture_output=True, text=True).stdout.strip()
             self.assertTrue(located.startswith(str(tmp_path / 'venv')), located)
             (tmp_path / 'job.py').write_text(WHEEL_JOB)
-            job = InstalledJob(python, tmp_path, env)
+            port = free_port()
+            with open(tmp_path / 'job.log', 'wb') as log:
+                process = subprocess.Popen(
+                    [str(python), '-m', 'racetrack_job_wrapper', 'job.py', '--host', '127.0.0.1', '--port', str(port)],
+                    cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
+            client = JobClient(port)
             try:
-                job.wait_ready()
-                client = job.client()
-                try:
-                    check_docs(self, client, '/docs', f'Job - {client.get("/health").json()["job_name"]}')
-                    self.assertEqual(client.post('/api/v1/perform', {'number': 4}).json(), True)
-                finally:
-                    client.close()
+                self.wait_ready(client, process, tmp_path / 'job.log')
+                check_docs(self, client, '/docs', f'Job - {client.get("/health").json()["job_name"]}')
+                self.assertEqual(client.post('/api/v1/perform', {'number': 4}).json(), True)
             finally:
-                job.stop()
+                client.close()
+                process.terminate()
+                process.wait(30)
 
-
-class InstalledJob(ProcessJob):
-    """`python -m racetrack_job_wrapper job.py` run by the venv's interpreter, not the checkout."""
-
-    def __init__(self, python: Path, cwd: Path, env: dict):
-        from tests.support import free_port
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [str(python), '-m', 'racetrack_job_wrapper', 'job.py', '--host', '127.0.0.1', '--port', str(self.port)],
-            cwd=cwd, env={**env, 'PYTHONUNBUFFERED': '1'}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.output = b''
+    def wait_ready(self, client: JobClient, process: subprocess.Popen, log: Path) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self.fail(f'the installed job exited with {process.returncode}: {log.read_text()}')
+            try:
+                if client.get('/ready').status == 200:
+                    return
+            except OSError:
+                client.close()
+            time.sleep(0.05)
+        self.fail(f'the installed job did not become ready: {log.read_text()}')
 
 
 if __name__ == '__main__':
