@@ -5,6 +5,7 @@ import logging
 from http import HTTPMethod
 from typing import Any, Callable, Iterable
 
+from racetrack_job_wrapper.docs import docs_routes
 from racetrack_job_wrapper.endpoint_config import EndpointConfig
 from racetrack_job_wrapper.endpoints import (
     EndpointSpec, JobDefinitionError, describe_endpoint, describe_parameters, validate_example)
@@ -14,6 +15,7 @@ from racetrack_job_wrapper.manifest import JobSettings
 from racetrack_job_wrapper.messages import (
     HTTPError, Request, Response, error_response, http_error_response, json_response)
 from racetrack_job_wrapper.metrics import JobMetrics
+from racetrack_job_wrapper.openapi import build_openapi
 from racetrack_job_wrapper.routing import Route, Router, allowed_methods, normalize_path, split_base_path
 
 logger = logging.getLogger(__name__)
@@ -182,6 +184,10 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
         if path in builtin:
             raise JobDefinitionError(f'auxiliary endpoint {path[len(API_PREFIX):]} collides with the built-in {path}')
         routes.append(Route(path, handlers, path))
+    title = f'Job - {settings.name}'
+    document = build_openapi(specs, title=title, version=settings.version,
+                             base_path=f'/pub/job/{settings.name}/{settings.version}')
+    routes.extend(docs_routes(document, title))
     routes.extend(extra_routes)
     app = App(Router(routes), settings)
     return app, JobComponents(specs, async_runner)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from racetrack_job_wrapper.docstrings import parse_docstring
+from racetrack_job_wrapper.serialize import SerializationError, to_json_serializable
 
 logger = logging.getLogger(__name__)
 
@@ -171,10 +172,18 @@ def describe_parameters(spec: EndpointSpec) -> list[dict[str, Any]]:
     for param in spec.params:
         entry: dict[str, Any] = {'name': param.name}
         if not param.required:
-            entry['default_value'] = param.default
+            entry['default_value'] = _json_default(param.default)
         entry['type'] = type_name(param.annotation)
         described.append(entry)
     return described
+
+
+def _json_default(value: Any) -> Any:
+    """A default as JSON can show it; its repr when it has no JSON form."""
+    try:
+        return to_json_serializable(value)
+    except SerializationError:
+        return repr(value)
 
 
 def type_name(annotation: Any) -> str | None:
