@@ -151,6 +151,7 @@ class ProcessJob:
         full_env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO_DIR), full_env.get('PYTHONPATH')]))
         # A file, not a pipe: a chatty child must never block on a full pipe nobody reads.
         self._log = tempfile.TemporaryFile()
+        self.output = ''
         self.process = subprocess.Popen(
             [sys.executable, '-m', 'racetrack_job_wrapper', *args, '--host', '127.0.0.1', '--port', str(self.port)],
             cwd=cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
@@ -190,11 +191,11 @@ class ProcessJob:
         return client
 
     def read_output(self) -> str:
-        """Everything the child printed so far."""
-        if self._log.closed:
-            return ''
-        self._log.seek(0)
-        return self._log.read().decode(errors='replace')
+        """Everything the child printed so far (all of it once stopped)."""
+        if not self._log.closed:
+            self._log.seek(0)
+            self.output = self._log.read().decode(errors='replace')
+        return self.output
 
     def stop(self) -> int:
         """SIGTERM, wait, and return the exit code."""
@@ -207,6 +208,8 @@ class ProcessJob:
             self.process.wait()
         for client in self._clients:
             client.close()
+        self.read_output()
+        self._log.close()
         return self.process.returncode
 
 
