@@ -43,7 +43,7 @@ class Server:
             text = self.log_path.read_text(errors='replace').strip().splitlines()
         except OSError:
             return ''
-        return ' | '.join(text[-lines:])
+        return ' | '.join(' '.join(line.split()) for line in text[-lines:])
 
     def stop(self) -> None:
         """Terminate the process group, then kill it if it lingers."""
