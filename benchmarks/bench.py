@@ -288,6 +288,8 @@ def main() -> int:
     began = time.monotonic()
     results = Results()
     names = [n for n in args.sides.split(',') if n in SIDES]
+    # The header records the commit that was installed, not whatever HEAD is at the end.
+    header = header_lines(args, seconds, rounds)
     active = prepare_sides(names, args.fresh, results)
     measure_sizes(active, args.fresh, results)
     with tempfile.TemporaryDirectory(prefix='bench-logs-') as log_dir:
@@ -310,7 +312,7 @@ def main() -> int:
         results.notes.append(f'--workers 2 reaches {scaling:.2f}x of --workers 1: {verdict} '
                              f'the {WORKERS_TARGET}x target')
     results.notes.append(f'total run time {time.monotonic() - began:.0f} s')
-    table = render_table(results, FIGURES, header_lines(args, seconds, rounds), rounds)
+    table = render_table(results, FIGURES, header, rounds)
     print(table)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(table)
