@@ -248,6 +248,10 @@ def header_lines(args: argparse.Namespace, seconds: float, rounds: int) -> list[
     wrk_version = (wrk.stdout or wrk.stderr).strip().splitlines()[0]
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
                             text=True, cwd=sides.REPO_ROOT).stdout.strip() or 'none'
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--', sides.PACKAGE, 'pyproject.toml'],
+                           capture_output=True, text=True, cwd=sides.REPO_ROOT).stdout.strip()
+    if dirty:
+        commit += ' + uncommitted changes'
     now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     return [
         '# racetrack_job_wrapper benchmark',
