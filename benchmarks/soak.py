@@ -325,4 +325,8 @@ def main() -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print('interrupted; the server was stopped')
+        sys.exit(130)
