@@ -292,6 +292,7 @@ def main() -> int:
     began = time.monotonic()
     results = Results()
     names = [n for n in args.sides.split(',') if n in SIDES]
+    load_before = Path('/proc/loadavg').read_text().split()[0]
     # The header records the commit that was installed, not whatever HEAD is at the end.
     header = header_lines(args, seconds, rounds)
     active = prepare_sides(names, args.fresh, results)
@@ -315,7 +316,10 @@ def main() -> int:
         verdict = 'meets' if scaling >= WORKERS_TARGET else 'misses'
         results.notes.append(f'--workers 2 reaches {scaling:.2f}x of --workers 1: {verdict} '
                              f'the {WORKERS_TARGET}x target')
-    results.notes.append(f'total run time {time.monotonic() - began:.0f} s')
+    load_after = Path('/proc/loadavg').read_text().split()[0]
+    results.notes.append(f'total run time {time.monotonic() - began:.0f} s; 1-min load average '
+                         f'{load_before} before, {load_after} after (on {os.cpu_count()} cores, '
+                         f'anything above ~2 means other processes competed for the CPU)')
     table = render_table(results, FIGURES, header, rounds)
     print(table)
     output.parent.mkdir(parents=True, exist_ok=True)
