@@ -83,7 +83,8 @@ class ConfigProcessTest(unittest.TestCase):
 
     def test_manifest_from_env_var_wins_over_job_yaml_and_job_name_env_over_manifest(self):
         write(self.tmp, 'job.yaml', 'runtime_env:\n  GREETING: from-file\n')
-        inline = r'name: inline\nversion: 0.0.7\nruntime_env:\n  GREETING: from-env\njobtype_extra:\n  home_page: /api/v1/parameters'
+        inline = (r'name: inline\nversion: 0.0.7\nruntime_env:\n  GREETING: from-env\n'
+                  r'jobtype_extra:\n  home_page: /api/v1/parameters')
         job = self.run_job('job.py:Job', env={'JOB_MANIFEST_YAML': inline, 'JOB_VERSION': '0.0.8'})
         client = job.client()
         self.assertEqual(client.post('/api/v1/perform').json()['GREETING'], 'from-env')
@@ -113,7 +114,8 @@ class ConfigProcessTest(unittest.TestCase):
         cases = [
             ({'jobtype_extra': "{max_concurrency: 'abc'}"},
              "jobtype_extra.max_concurrency must be an integer >= 1, got str 'abc'"),
-            ({'jobtype_extra': '{max_concurrency: 0}'}, 'jobtype_extra.max_concurrency must be an integer >= 1, got int 0'),
+            ({'jobtype_extra': '{max_concurrency: 0}'},
+             'jobtype_extra.max_concurrency must be an integer >= 1, got int 0'),
             ({'jobtype_extra': '{max_concurrency_queue: [1]}'},
              'jobtype_extra.max_concurrency_queue must be an integer >= 0, got list [1]'),
             ({'jobtype_extra': "{home_page: 'https://elsewhere.example/'}"},
