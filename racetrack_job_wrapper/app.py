@@ -5,12 +5,13 @@ import logging
 from http import HTTPMethod
 from typing import Any, Callable, Iterable
 
+from racetrack_job_wrapper.auth import AccessPolicy
 from racetrack_job_wrapper.docs import docs_routes
 from racetrack_job_wrapper.endpoint_config import EndpointConfig
 from racetrack_job_wrapper.endpoints import (
     EndpointSpec, JobDefinitionError, describe_endpoint, describe_parameters, validate_example)
 from racetrack_job_wrapper.health import HealthState, health_body, live_body, ready_body
-from racetrack_job_wrapper.invoke import AsyncRunner, ConcurrencyLimiter, Invoker, RequestContext
+from racetrack_job_wrapper.invoke import AsyncRunner, ClientDisconnected, ConcurrencyLimiter, Invoker, RequestContext
 from racetrack_job_wrapper.manifest import JobSettings
 from racetrack_job_wrapper.messages import (
     HTTPError, Request, Response, error_response, http_error_response, json_response)
@@ -26,28 +27,33 @@ DOC_OPTIONS = frozenset({'tags', 'summary', 'description', 'deprecated', 'operat
 
 
 class App:
-    """Turns a Request into a Response: path normalisation, routing, CORS, the error boundary."""
+    """Turns a Request into a Response: path normalisation, access control, routing, CORS, the error boundary."""
 
     def __init__(self, router: Router, settings: JobSettings, *,
                  fallback: Callable[[Request], Response] | None = None):
         self.router = router
         self.settings = settings
         self._fallback = fallback
+        self._access = AccessPolicy.from_settings(settings)
         origins = settings.cors_allow_origins
         self._any_origin = '*' in origins
         self._origins = frozenset(origins)
 
     def handle(self, request: Request) -> Response:
-        """Answer one request; never raises for a job or routing error (only for a lost client)."""
+        """Answer one request; raises only ClientDisconnected (a client that left while queued)."""
         try:
             base_path, request.path = split_base_path(normalize_path(request.raw_path))
             request.base_path = base_path
+            # Judged on the same normalised, prefix-free path the router sees, so no spelling slips past.
+            self._access.check(request)
             if request.method == 'OPTIONS':
                 response = self._options(request)
             else:
                 response = self._route(request)
         except HTTPError as e:
             response = http_error_response(e)
+        except ClientDisconnected:
+            raise  # nobody to answer: the server closes the connection
         except Exception as e:
             logger.exception('%s %s failed', request.method, request.raw_path)
             response = error_response(500, f'{type(e).__name__}: {e}', type(e).__name__)

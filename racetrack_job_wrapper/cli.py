@@ -19,7 +19,10 @@ JOB is one of:
 
 The job file's directory and the working directory are importable. The older form
 `run job.py [ClassName]` is accepted too. The manifest is read from --manifest-path,
-else the JOB_MANIFEST_YAML environment variable, else ./job.yaml.
+else the JOB_MANIFEST_YAML environment variable, else ./job.yaml; an invalid value in
+it stops start-up with exit code 2. JOB_AUTH_TOKENS=token1,token2 makes every request
+except probes and the manifest's public_endpoints need one of the tokens in
+X-Racetrack-Auth or `Authorization: Bearer`.
 """
 
 

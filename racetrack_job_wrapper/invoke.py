@@ -53,6 +53,7 @@ class ConcurrencyLimiter:
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self._metrics = metrics
+        self._rejected = metrics.requests_rejected.labels(reason='queue_full') if metrics is not None else None
         self._lock = threading.Lock()
         self._running = 0
         self._waiters: deque[threading.Event] = deque()
@@ -68,6 +69,8 @@ class ConcurrencyLimiter:
                 return 0.0
             if self.max_queue is not None and len(self._waiters) >= self.max_queue:
                 retry_after = self._retry_after()
+                if self._rejected is not None:
+                    self._rejected.inc()
                 raise HTTPError(
                     429, f'too many requests: the job runs {self.max_concurrency} call(s) at a time '
                          f'(max_concurrency) and {len(self._waiters)} are waiting, the queue limit '

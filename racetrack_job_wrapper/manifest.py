@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_FILENAME = 'job.yaml'
 MANIFEST_ENV_VAR = 'JOB_MANIFEST_YAML'
+AUTH_TOKENS_ENV_VAR = 'JOB_AUTH_TOKENS'
 RESERVED_ENV_NAMES = frozenset({'PUB_URL', 'JOB_NAME'})
 DEFAULT_HOME_PAGE = '/docs'
 
@@ -122,6 +123,8 @@ class JobSettings:
     limits: Mapping[str, float | int] = field(default_factory=lambda: types.MappingProxyType({}))
     cors_allow_origins: tuple[str, ...] = ('*',)
     jobtype_extra: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+    # Secrets: kept out of repr, so settings can be logged.
+    auth_tokens: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any],
@@ -149,6 +152,7 @@ class JobSettings:
             limits=types.MappingProxyType(_limits(extra)),
             cors_allow_origins=_cors_origins(extra.get('cors_allow_origins')),
             jobtype_extra=types.MappingProxyType(dict(extra)),
+            auth_tokens=_auth_tokens(environ.get(AUTH_TOKENS_ENV_VAR, '')),
         )
 
 
@@ -189,6 +193,27 @@ def _identity(manifest: Mapping[str, Any], environ: Mapping[str, str], key: str,
         raise ManifestError(f"{origin} must not contain whitespace, control characters or any of"
                             f" '/?#', got {text!r}")
     return text
+
+
+def _auth_tokens(value: str) -> tuple[str, ...]:
+    """Split JOB_AUTH_TOKENS; the messages never echo a token, only its position."""
+    if not value.strip():
+        return ()
+    tokens: list[str] = []
+    for position, token in enumerate(value.split(','), start=1):
+        token = token.strip()
+        if not token:
+            continue
+        # Tokens travel in a header: printable ASCII without spaces is what every client can send.
+        if not all(0x21 <= ord(ch) <= 0x7E for ch in token):
+            raise ManifestError(f'{AUTH_TOKENS_ENV_VAR}: token {position} must be printable ASCII without'
+                                f' spaces or control characters')
+        if token not in tokens:
+            tokens.append(token)
+    if not tokens:
+        raise ManifestError(f'{AUTH_TOKENS_ENV_VAR} is set but holds no token; unset it to serve'
+                            f' without authentication')
+    return tuple(tokens)
 
 
 def _home_page(value: Any) -> str:

@@ -14,7 +14,8 @@ from racetrack_job_wrapper.app import build_job_app, build_loading_app
 from racetrack_job_wrapper.health import HealthState
 from racetrack_job_wrapper.loader import describe_failure
 from racetrack_job_wrapper.logs import configure_logs
-from racetrack_job_wrapper.manifest import JobSettings, apply_runtime_env, read_manifest
+from racetrack_job_wrapper.manifest import (
+    JobSettings, ManifestError, apply_runtime_env, read_manifest, validate_build_settings)
 from racetrack_job_wrapper.metrics import JobMetrics, metrics_route
 from racetrack_job_wrapper.server import JobServer, ServerLimits
 
@@ -42,9 +43,15 @@ def serve(load: Callable[[], object], *, host: str = DEFAULT_HOST, port: int = D
 
     SIGTERM and SIGINT drain the server: /ready turns 500, accepting stops, requests in
     flight finish within the grace period. The exit code is 0 when none was cut.
+    An unusable manifest (or JOB_AUTH_TOKENS) is logged and raises SystemExit(2) before
+    anything listens: a configuration error should stop the process, with its reason in the log.
     """
     configure_logs()
-    settings = prepare_settings(manifest_path)
+    try:
+        settings = prepare_settings(manifest_path)
+    except ManifestError as e:
+        logger.error('invalid job configuration: %s', e)
+        raise SystemExit(2) from None
     runner = JobRunner(load, settings, server_limits(settings, limits))
     runner.bind(host, port)
     logger.info('serving at http://%s:%d', host, runner.server.server_address[1])
@@ -52,8 +59,12 @@ def serve(load: Callable[[], object], *, host: str = DEFAULT_HOST, port: int = D
 
 
 def prepare_settings(manifest_path: str | None = None) -> JobSettings:
-    """Read the manifest, apply its runtime env (before the job is imported), and validate its settings."""
+    """Read the manifest, apply its runtime env (before the job is imported), and validate its settings.
+
+    Raises ManifestError naming the field and value.
+    """
     manifest = read_manifest(manifest_path)
+    validate_build_settings(manifest)
     apply_runtime_env(manifest)
     return JobSettings.from_manifest(manifest)
 
