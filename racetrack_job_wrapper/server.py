@@ -266,6 +266,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         path, _, query = target.partition('?')
         request = Request(method, path, query, headers, body, self.client_address, raw_path=path)
         request.state['is_disconnected'] = self._is_disconnected
+        # Bridges to WSGI/ASGI apps report these as SERVER_PORT / SERVER_PROTOCOL.
+        request.state['server_address'] = self.server.server_address
+        request.state['http_version'] = version
         return request, keep_alive
 
     def _read_headers(self, deadline: float) -> Headers:
@@ -426,13 +429,14 @@ class RequestHandler(BaseHTTPRequestHandler):
             data = head + response.body if has_body else head
             self.connection.sendall(data)
             return len(data)
-        return self._send_stream(head, stream if has_body else (), chunked)
+        return self._send_stream(head, stream, chunked, has_body)
 
-    def _send_stream(self, head: bytes, stream: Iterable[bytes], chunked: bool) -> int:
+    def _send_stream(self, head: bytes, stream: Iterable[bytes], chunked: bool, has_body: bool = True) -> int:
         sent = 0
         pending = head
         try:
-            for chunk in stream:
+            # A body-less answer (HEAD, 304) still closes the stream, as WSGI iterables require.
+            for chunk in stream if has_body else ():
                 if not chunk:
                     continue
                 data = b'%x\r\n%s\r\n' % (len(chunk), chunk) if chunked else chunk
