@@ -122,6 +122,10 @@ class AsyncRunner:
 
     def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run a coroutine on the loop and wait for its result."""
+        return self.submit(coroutine).result()
+
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Start a coroutine on the loop in a copy of the caller's context; returns its future at once."""
         context = contextvars.copy_context()
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
@@ -130,7 +134,7 @@ class AsyncRunner:
             task.add_done_callback(lambda done: _settle(done, future))
 
         self._loop.call_soon_threadsafe(start)
-        return future.result()
+        return future
 
     def close(self) -> None:
         """Stop the loop thread."""
