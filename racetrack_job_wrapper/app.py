@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPMethod
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from racetrack_job_wrapper.auth import AccessPolicy
@@ -18,6 +19,8 @@ from racetrack_job_wrapper.messages import (
 from racetrack_job_wrapper.metrics import JobMetrics
 from racetrack_job_wrapper.openapi import build_openapi
 from racetrack_job_wrapper.routing import Route, Router, allowed_methods, normalize_path, split_base_path
+from racetrack_job_wrapper.static import MimeGuesser, static_routes
+from racetrack_job_wrapper.webview import create_webview_app, is_asgi, webview_base_url, webview_routes
 
 logger = logging.getLogger(__name__)
 
@@ -159,15 +162,26 @@ class JobComponents:
 
 
 def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
-                  metrics: JobMetrics, extra_routes: Iterable[Route] = ()) -> tuple[App, JobComponents]:
-    """Introspect a job instance once and build its full app; JobDefinitionError names what is wrong."""
+                  metrics: JobMetrics, extra_routes: Iterable[Route] = (),
+                  cwd: Path | None = None) -> tuple[App, JobComponents]:
+    """Introspect a job instance once and build its full app; JobDefinitionError names what is wrong.
+
+    Static endpoint files and the webview's `static/` directory are found relative to `cwd`
+    (the working directory by default).
+    """
+    cwd = Path.cwd() if cwd is None else Path(cwd)
     specs = collect_endpoints(entrypoint)
+    guesser = MimeGuesser()
+    static = static_routes(_call_optional(entrypoint, 'static_endpoints', dict), cwd, API_PREFIX, guesser=guesser)
+    webview_url = webview_base_url(settings.name, settings.version, API_PREFIX)
+    webview = create_webview_app(entrypoint, webview_url)
     context = RequestContext()
     context.attach_to(entrypoint)
     limiter = None
     if settings.max_concurrency:
         limiter = ConcurrencyLimiter(settings.max_concurrency, settings.max_concurrency_queue, metrics)
-    async_runner = AsyncRunner() if any(spec.is_async for spec in specs) else None
+    needs_loop = any(spec.is_async for spec in specs) or (webview is not None and is_asgi(webview))
+    async_runner = AsyncRunner() if needs_loop else None
     max_json_depth = int(settings.limits.get('max_json_depth', 100))
     routes = probe_routes(health, settings) + [home_route(settings)]
     by_path: dict[str, dict[str, Any]] = {}
@@ -194,6 +208,20 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
     document = build_openapi(specs, title=title, version=settings.version,
                              base_path=f'/pub/job/{settings.name}/{settings.version}')
     routes.extend(docs_routes(document, title))
+    taken = {route.path.removesuffix('/*'): f'endpoint {route.path.removesuffix("/*")}' for route in routes}
+    for route in static:
+        path = route.path.removesuffix('/*')
+        if path in taken:
+            raise JobDefinitionError(f'static endpoint {path[len(API_PREFIX):]} collides with the {taken[path]}')
+        taken[path] = f'static endpoint {path}'
+    routes.extend(static)
+    if webview is not None:
+        mount = API_PREFIX + '/webview'
+        clash = next((path for path in taken if path == mount or path.startswith(mount + '/')), None)
+        if clash is not None:
+            raise JobDefinitionError(f'{taken[clash]} collides with the webview mounted at {mount}/')
+        routes.extend(webview_routes(webview, webview_url, API_PREFIX, static_dir=cwd / 'static',
+                                     async_runner=async_runner, guesser=guesser))
     routes.extend(extra_routes)
     app = App(Router(routes), settings)
     return app, JobComponents(specs, async_runner)

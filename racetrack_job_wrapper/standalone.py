@@ -5,6 +5,7 @@ import logging
 import signal
 import threading
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any, Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -83,8 +84,9 @@ class JobRunner:
     """One server's life: bind, serve probes, load the job in the background, drain on a signal."""
 
     def __init__(self, load: Callable[[], object], settings: JobSettings, limits: ServerLimits,
-                 registry: CollectorRegistry = REGISTRY):
+                 registry: CollectorRegistry = REGISTRY, cwd: Path | None = None):
         self.load = load
+        self.cwd = cwd
         self.settings = settings
         self.limits = limits
         self.registry = registry
@@ -112,7 +114,7 @@ class JobRunner:
                 logger.debug('creating an instance of %s', entrypoint.__name__)
                 entrypoint = entrypoint()
             app, self._components = build_job_app(entrypoint, self.settings, self.health, self.metrics,
-                                                  [metrics_route(self.registry)])
+                                                  [metrics_route(self.registry)], cwd=self.cwd)
         except BaseException as e:  # SystemExit from a job module counts as a failed load, too
             self.health.set_error(describe_failure(e))
             logger.exception('the job failed to load: %s', self.health.error)

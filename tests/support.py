@@ -121,16 +121,16 @@ class ServerTestCase(unittest.TestCase):
     """Starts job servers on 127.0.0.1 with fresh metric registries; every one is stopped after the test."""
 
     def serve(self, job: Any, manifest: Mapping[str, Any] | None = None, *, wait: bool = True,
-              environ: Mapping[str, str] | None = None, **limits: Any) -> JobClient:
+              environ: Mapping[str, str] | None = None, cwd: Path | None = None, **limits: Any) -> JobClient:
         """Serve `job` (a class, an instance, or a zero-argument loader) and return a client."""
-        return self.start(job, manifest, wait=wait, environ=environ, **limits).client()
+        return self.start(job, manifest, wait=wait, environ=environ, cwd=cwd, **limits).client()
 
     def start(self, job: Any, manifest: Mapping[str, Any] | None = None, *, wait: bool = True,
-              environ: Mapping[str, str] | None = None, **limits: Any) -> RunningJob:
-        """Serve `job` and return the running server."""
+              environ: Mapping[str, str] | None = None, cwd: Path | None = None, **limits: Any) -> RunningJob:
+        """Serve `job` and return the running server; `cwd` stands in for the working directory."""
         settings = JobSettings.from_manifest(dict(manifest or {}), environ or {})
         load: Callable[[], Any] = job if callable(job) and not hasattr(job, 'perform') else (lambda: job)
-        runner = JobRunner(load, settings, server_limits(settings, limits), registry=CollectorRegistry())
+        runner = JobRunner(load, settings, server_limits(settings, limits), registry=CollectorRegistry(), cwd=cwd)
         runner.bind('127.0.0.1', 0)
         result: dict[str, int] = {}
         thread = threading.Thread(target=lambda: result.setdefault('code', runner.run_forever()), daemon=True)
