@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import socket
@@ -211,6 +212,16 @@ class ProcessJob:
         self.read_output()
         self._log.close()
         return self.process.returncode
+
+
+def load_example(name: str) -> type:
+    """The `Job` class of `examples/<name>/job.py`, imported under a unique module name."""
+    module_name = f'example_{name}_job'
+    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES_DIR / name / 'job.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # Flask finds its templates through the module's entry here
+    spec.loader.exec_module(module)
+    return module.Job
 
 
 def free_port() -> int:

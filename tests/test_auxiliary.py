@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
 import time
 import unittest
@@ -12,14 +11,7 @@ from typing import Annotated
 import racetrack_job_wrapper
 from racetrack_job_wrapper import endpoint_config
 from racetrack_job_wrapper.endpoint_config import Body, EndpointConfig, Path, Query
-from tests.support import EXAMPLES_DIR, ServerTestCase
-
-
-def load_example(name: str) -> type:
-    spec = importlib.util.spec_from_file_location(f'example_{name}_job', EXAMPLES_DIR / name / 'job.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Job
+from tests.support import ServerTestCase, load_example
 
 
 def load_error(running) -> str:
@@ -241,14 +233,16 @@ class TwiceJob:
 
 class StartUpErrorTest(ServerTestCase):
     def test_collision_with_builtin_route_names_it(self):
-        running = self.start(CollisionJob)
+        with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
+            running = self.start(CollisionJob)
         self.assertEqual(load_error(running),
                          'JobDefinitionError: auxiliary endpoint /parameters collides with the built-in '
                          '/api/v1/parameters')
         self.assertEqual(running.client().get('/live').status, 500)
 
     def test_same_endpoint_twice_names_it(self):
-        running = self.start(TwiceJob)
+        with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
+            running = self.start(TwiceJob)
         self.assertEqual(load_error(running), 'JobDefinitionError: endpoint POST /same is defined twice')
 
 
