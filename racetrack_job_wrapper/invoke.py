@@ -140,6 +140,8 @@ class AsyncRunner:
         """Stop the loop thread."""
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 def _settle(task: asyncio.Task[Any], future: concurrent.futures.Future[Any]) -> None:
