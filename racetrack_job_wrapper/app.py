@@ -213,7 +213,7 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
         path = route.path.removesuffix('/*')
         if path in taken:
             raise JobDefinitionError(f'static endpoint {path[len(API_PREFIX):]} collides with the {taken[path]}')
-        taken[path] = f'static endpoint {path}'
+        taken[path] = f'static endpoint {path[len(API_PREFIX):]}'
     routes.extend(static)
     if webview is not None:
         mount = API_PREFIX + '/webview'

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from racetrack_job_wrapper.messages import Headers, Request
 from racetrack_job_wrapper.static import CHUNK_SIZE, FileStream, MimeGuesser, StaticDirectory, with_charset
-from tests.support import EXAMPLES_DIR, ServerTestCase, raw_exchange
+from tests.support import EXAMPLES_DIR, ProcessJob, ServerTestCase, raw_exchange
 
 STATIC_EXAMPLE = EXAMPLES_DIR / 'static'
 
@@ -84,6 +84,15 @@ class GuideStaticTest(ServerTestCase):
         self.assertEqual(response.body, b'')
         self.assertEqual(response.headers['content-length'], str((STATIC_EXAMPLE / 'docs' / 'index.html').stat().st_size))
         self.assertEqual(response.headers['etag'], self.client.get('/api/v1/assets/index.html').headers['etag'])
+
+
+class ProcessTest(unittest.TestCase):
+    def test_paths_resolve_against_the_working_directory_of_the_process(self):
+        job = ProcessJob(['job.py:Job'], cwd=STATIC_EXAMPLE)
+        self.addCleanup(job.stop)
+        job.wait_ready()
+        response = job.client().get('/api/v1/docs/readme')
+        self.assertEqual((response.status, response.body), (200, (STATIC_EXAMPLE / 'README.md').read_bytes()))
 
 
 class MissingFileJob:

@@ -391,6 +391,20 @@ class ASGIBridgeTest(ServerTestCase):
         self.assertEqual(self.client.get('/api/v1/webview/other').status, 404)
 
 
+class CollidingWebviewJob(WSGIJob):
+    def static_endpoints(self):
+        return {'/webview/readme': 'README.md'}
+
+
+class WebviewCollisionTest(ServerTestCase):
+    def test_static_endpoint_under_the_webview_mount_is_a_start_up_error(self):
+        with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
+            running = self.start(CollidingWebviewJob(), MANIFEST, cwd=EXAMPLES_DIR / 'static')
+        self.assertEqual(running.runner.health.error.rsplit(' (at ', 1)[0],
+                         'JobDefinitionError: static endpoint /webview/readme collides with the webview '
+                         'mounted at /api/v1/webview/')
+
+
 class ASGIDetectionTest(ServerTestCase):
     def test_class_based_and_marked_apps_are_served_as_asgi(self):
         for wrap in (ClassBasedASGI, lambda app: ASGIApp(lambda scope, receive, send: app(scope, receive, send))):
