@@ -1,22 +1,170 @@
-"""Log configuration: level from LOG_LEVEL, one handler on the root logger."""
+"""Log configuration: level from LOG_LEVEL, text or JSON lines, and request fields on every record."""
 from __future__ import annotations
 
+import datetime
+import json
 import logging
-import os
 import sys
+from typing import Any, TextIO
 
-_LEVELS = {'debug': logging.DEBUG, 'info': logging.INFO, 'warn': logging.WARNING,
-           'warning': logging.WARNING, 'error': logging.ERROR}
+from racetrack_job_wrapper.observability import ObservabilitySettings
+from racetrack_job_wrapper.tracing import CURRENT_TRACE
+
+logger = logging.getLogger(__name__)
+
+LEVELS = {'debug': logging.DEBUG, 'info': logging.INFO, 'warn': logging.WARNING,
+          'warning': logging.WARNING, 'error': logging.ERROR, 'critical': logging.CRITICAL}
+# Record attributes the request filter adds, in the order text lines show them.
+REQUEST_FIELDS = ('tracing_id', 'caller_name', 'traceparent', 'tracestate')
+_COLORS = {logging.DEBUG: '\033[0;32m', logging.INFO: '\033[0;34m', logging.WARNING: '\033[0;33m',
+           logging.ERROR: '\033[1;31m', logging.CRITICAL: '\033[1;31m'}
+_SHORT_NAMES = {logging.WARNING: 'WARN', logging.CRITICAL: 'CRIT'}
+# Attributes every LogRecord has; anything else on a record came from `extra=` and goes into JSON lines.
+_RECORD_ATTRIBUTES = frozenset(logging.LogRecord('', 0, '', 0, '', (), None).__dict__) | {
+    'message', 'asctime', 'taskName', *REQUEST_FIELDS}
 
 
-def configure_logs(log_level: str | None = None) -> None:
-    """Set up the root logger once; a job that installed its own handler keeps it."""
-    level_name = (log_level or os.environ.get('LOG_LEVEL') or 'info').lower()
-    level = _LEVELS.get(level_name, logging.INFO)
+class RequestContextFilter(logging.Filter):
+    """Adds the current request's tracing id (and caller name, W3C trace context) to each record.
+
+    It reads a context variable, so records from the request's thread, from its event loop task,
+    and from threads the job starts with the request's context (`asyncio.to_thread`,
+    `contextvars.copy_context().run`) all carry the fields. Never drops a record.
+    """
+
+    def __init__(self, caller_name: bool = False):
+        super().__init__()
+        self.caller_name = caller_name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        trace = CURRENT_TRACE.get()
+        if trace is not None:
+            fields = record.__dict__
+            fields.setdefault('tracing_id', trace.tracing_id)
+            if self.caller_name and trace.caller_name:
+                fields.setdefault('caller_name', trace.caller_name)
+            if trace.traceparent:
+                fields.setdefault('traceparent', trace.traceparent)
+                if trace.tracestate:
+                    fields.setdefault('tracestate', trace.tracestate)
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """`2024-05-01T12:00:00.123Z INFO logger: message tracing_id=...`; level names colored when asked."""
+
+    def __init__(self, color: bool = False):
+        super().__init__()
+        self._levels = {level: _level_name(level, color) for level in _COLORS}
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        level = self._levels.get(record.levelno) or record.levelname
+        line = f'{_utc_time(record.created, 3)} {level} {record.name}: {record.message}'
+        fields = record.__dict__
+        for name in REQUEST_FIELDS:
+            value = fields.get(name)
+            if value:
+                line += f' {name}={value}'
+        extra = _traceback_text(self, record)
+        return f'{line}\n{extra}' if extra else line
+
+
+class StructuredFormatter(logging.Formatter):
+    """One JSON object per line: time, lvl, msg, logger, the request fields, `extra=` fields, exc_info."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            'time': _utc_time(record.created, 6),
+            'lvl': record.levelname,
+            'msg': record.getMessage(),
+            'logger': record.name,
+        }
+        for name, value in record.__dict__.items():
+            if name not in _RECORD_ATTRIBUTES or (name in REQUEST_FIELDS and value):
+                line[name] = value
+        if record.exc_info or record.exc_text:
+            line['exc_info'] = _traceback_text(self, record, stack=False)
+        if record.stack_info:
+            line['stack_info'] = self.formatStack(record.stack_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def _level_name(level: int, color: bool) -> str:
+    name = _SHORT_NAMES.get(level) or logging.getLevelName(level)
+    return f'{_COLORS[level]}{name:<5}\033[0m' if color else f'{name:<5}'
+
+
+def _utc_time(created: float, digits: int) -> str:
+    moment = datetime.datetime.fromtimestamp(created, tz=datetime.timezone.utc)
+    return moment.strftime('%Y-%m-%dT%H:%M:%S.%f')[:20 + digits] + 'Z'
+
+
+def _traceback_text(formatter: logging.Formatter, record: logging.LogRecord, stack: bool = True) -> str:
+    if record.exc_info and not record.exc_text:
+        record.exc_text = formatter.formatException(record.exc_info)  # cached on the record, as logging does
+    parts = [record.exc_text] if record.exc_text else []
+    if stack and record.stack_info:
+        parts.append(formatter.formatStack(record.stack_info))
+    return '\n'.join(parts)
+
+
+class JobLogHandler(logging.StreamHandler):
+    """The root handler the server installs; told apart from handlers a job or embedding program adds."""
+
+
+def build_handler(settings: ObservabilitySettings, stream: TextIO | None = None) -> logging.Handler:
+    """A stream handler (stderr by default) with the formatter the settings ask for and the request filter."""
+    stream = stream if stream is not None else sys.stderr
+    handler = JobLogHandler(stream)
+    handler.setFormatter(_formatter(settings, stream))
+    handler.addFilter(RequestContextFilter(settings.log_caller_name))
+    return handler
+
+
+def configure_logs(log_level: str | None = None, settings: ObservabilitySettings | None = None,
+                   stream: TextIO | None = None) -> None:
+    """Set up the root logger: level, formatter and request filter, with one handler however often called.
+
+    A later call re-applies the settings to the handler installed earlier, except a formatter
+    the job put there itself, which it keeps. When the root logger already has other handlers
+    (the program embedding the server set up logging first), those are kept with their
+    formatters and only get the request filter.
+    """
+    settings = settings if settings is not None else ObservabilitySettings.from_environ()
+    level_name = (log_level or settings.log_level or 'info').strip().lower()
+    level = LEVELS.get(level_name)
     root = logging.getLogger()
-    root.setLevel(level)
-    if root.handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
-    root.addHandler(handler)
+    root.setLevel(level if level is not None else logging.INFO)
+    ours = [handler for handler in root.handlers if isinstance(handler, JobLogHandler)]
+    if ours:
+        for handler in ours:
+            if type(handler.formatter) in (TextFormatter, StructuredFormatter):
+                handler.setFormatter(_formatter(settings, handler.stream))
+            _set_filter(handler, settings)
+    elif root.handlers:
+        for handler in root.handlers:
+            _set_filter(handler, settings)
+    else:
+        root.addHandler(build_handler(settings, stream))
+    if level is None:
+        logger.warning('LOG_LEVEL %r is not one of debug, info, warn, error; using info', level_name)
+
+
+def _formatter(settings: ObservabilitySettings, stream: TextIO) -> logging.Formatter:
+    return StructuredFormatter() if settings.structured_logs else TextFormatter(color=_is_tty(stream))
+
+
+def _set_filter(handler: logging.Handler, settings: ObservabilitySettings) -> None:
+    for existing in handler.filters:
+        if isinstance(existing, RequestContextFilter):
+            existing.caller_name = settings.log_caller_name
+            return
+    handler.addFilter(RequestContextFilter(settings.log_caller_name))
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,23 +1,46 @@
-"""Prometheus metrics of one server: job calls, every request, the concurrency queue."""
+"""Prometheus metrics of one server: job calls, every request, the concurrency queue, the job's own gauges."""
 from __future__ import annotations
 
+import logging
+import re
 import time
+from typing import Any, Callable, Iterator
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from racetrack_job_wrapper import __version__
 from racetrack_job_wrapper.messages import Request, Response
 from racetrack_job_wrapper.routing import Route
+
+logger = logging.getLogger(__name__)
 
 # The existing implementation's buckets, 1 ms .. 1000 s, so dashboards keep their meaning.
 DURATION_BUCKETS = (.001, .0025, .005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5,
                     10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, float('inf'))
+# `reason` of requests_rejected_total, by the status a refusal is answered with. Their children are
+# made at start-up, so they show as 0 before the first refusal and cost no look-up when counted.
+REJECTION_REASONS = {
+    400: 'bad_request',          # malformed HTTP: request line, headers, framing
+    401: 'unauthorized',         # JOB_AUTH_TOKENS: no token or a wrong one
+    408: 'timeout',              # request line, headers or body not received in time
+    413: 'body_too_large',       # max_body_bytes
+    414: 'uri_too_long',         # max_request_line_bytes
+    429: 'queue_full',           # max_concurrency_queue
+    431: 'headers_too_large',    # max_header_bytes, max_header_fields
+    501: 'not_implemented',      # a Transfer-Encoding other than chunked
+    505: 'http_version',         # neither HTTP/1.0 nor HTTP/1.1
+}
+CONNECTION_REASONS = ('connection_limit', 'shutting_down')  # 503 before any request is read
+_METRIC_NAME = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*')
+_LABEL_NAME = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*')
 
 
 class JobMetrics:
     """The metric objects of one server, registered on `registry` (the default registry by default)."""
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY):
+    def __init__(self, registry: CollectorRegistry = REGISTRY, job_name: str = 'job', job_version: str = 'latest'):
         self.registry = registry
         self.requests_started = Counter(
             'requests_started', 'Job calls started (may not be finished yet)', registry=registry)
@@ -52,6 +75,18 @@ class JobMetrics:
             buckets=DURATION_BUCKETS, registry=registry)
         self.commons_internal_server_errors = Counter(
             'commons_internal_server_errors', 'HTTP requests answered with a 5xx status', registry=registry)
+        self.info = Info('racetrack_job', 'The job served and the version of the server library', registry=registry)
+        self.info.info({'job_name': job_name, 'job_version': job_version, 'wrapper_version': __version__})
+        self._rejected: dict[int | str, Any] = {
+            key: self.requests_rejected.labels(reason=reason)
+            for key, reason in [*REJECTION_REASONS.items(), *zip(CONNECTION_REASONS, CONNECTION_REASONS)]}
+
+    def count_rejected(self, status_or_reason: int | str) -> None:
+        """Count a request refused before job code, by the status it was answered with or a reason word."""
+        child = self._rejected.get(status_or_reason)
+        if child is None:  # a status no refusal uses today: counted under its number
+            child = self.requests_rejected.labels(reason=str(status_or_reason))
+        child.inc()
 
     def endpoint(self, label: str) -> 'EndpointMetrics':
         """Label children for one endpoint, resolved once at start-up."""
@@ -82,6 +117,104 @@ class EndpointMetrics:
             self._errors.inc()
         metrics.requests_done.inc()
         metrics.last_call_timestamp.set(time.time())
+
+
+class JobGaugeCollector:
+    """Exports the job's `metrics()` list as gauges at scrape time.
+
+    Each entry is a dict with `name` and `value`, optional `description` and `labels`. A `None`
+    value is skipped quietly; an entry that cannot be exported, or an exception inside `metrics()`,
+    is logged and skipped, and the scrape goes on with everything else.
+    """
+
+    def __init__(self, metrics_function: Callable[[], Any], reserved_names: frozenset[str] = frozenset()):
+        self._metrics_function = metrics_function
+        self._reserved = reserved_names
+
+    def describe(self) -> list[Metric]:
+        # Declared empty so registering never calls the job: its names are checked per scrape instead.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            entries = self._metrics_function()
+        except Exception:
+            logger.exception('metrics() of the job raised; its metrics are left out of this scrape')
+            return
+        if entries is None:
+            return
+        if not isinstance(entries, (list, tuple)):
+            logger.error('metrics() of the job must return a list of dicts, got %s', type(entries).__name__)
+            return
+        families: dict[str, tuple[GaugeMetricFamily, tuple[str, ...], set[tuple[str, ...]]]] = {}
+        for index, entry in enumerate(entries):
+            try:
+                sample = self._sample(entry)
+            except ValueError as e:
+                logger.error('metrics() entry #%d is skipped: %s', index, e)
+                continue
+            if sample is None:
+                continue
+            name, description, labels, value = sample
+            label_names = tuple(sorted(labels))
+            label_values = tuple(labels[key] for key in label_names)
+            if name not in families:
+                families[name] = (GaugeMetricFamily(name, description, labels=label_names), label_names, set())
+            family, expected_names, seen = families[name]
+            if label_names != expected_names:
+                logger.error('metrics() entry #%d is skipped: metric %r has labels %s here but %s in an '
+                             'earlier entry', index, name, list(label_names), list(expected_names))
+                continue
+            if label_values in seen:
+                logger.error('metrics() entry #%d is skipped: metric %r with labels %s is listed twice',
+                             index, name, labels)
+                continue
+            seen.add(label_values)
+            family.add_metric(list(label_values), value)
+        for family, _, _ in families.values():
+            yield family
+
+    def _sample(self, entry: Any) -> tuple[str, str, dict[str, str], float] | None:
+        """(name, description, labels, value) of one entry, None for a `None` value; ValueError says why not."""
+        if not isinstance(entry, dict):
+            raise ValueError(f'expected a dict with "name" and "value", got {type(entry).__name__}')
+        name = entry.get('name')
+        if not name:
+            raise ValueError(f'"name" field is missing: {entry!r}')
+        if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name):
+            raise ValueError(f'{name!r} is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)')
+        if name in self._reserved:
+            raise ValueError(f'metric {name!r} collides with a metric the server exports')
+        if 'value' not in entry:
+            raise ValueError(f'"value" field is missing for metric {name!r}')
+        value = entry['value']
+        if value is None:
+            return None
+        if not isinstance(value, (int, float)) or isinstance(value, complex):
+            raise ValueError(f'value of metric {name!r} must be a number, got {type(value).__name__} {value!r}')
+        labels = entry.get('labels') or {}
+        if not isinstance(labels, dict):
+            raise ValueError(f'labels of metric {name!r} must be a dict, got {type(labels).__name__}')
+        for key in labels:
+            if not isinstance(key, str) or not _LABEL_NAME.fullmatch(key) or key.startswith('__'):
+                raise ValueError(f'{key!r} is not a valid label name for metric {name!r}')
+        description = entry.get('description')
+        return (name, '' if description is None else str(description),
+                {key: str(label) for key, label in labels.items()}, float(value))
+
+
+def register_job_metrics(registry: CollectorRegistry, entrypoint: object) -> JobGaugeCollector | None:
+    """Export the job's `metrics()` through `registry`, if the job has that method."""
+    metrics_function = getattr(entrypoint, 'metrics', None)
+    if not callable(metrics_function):
+        return None
+    reserved = set()
+    for family in registry.collect():
+        reserved.add(family.name)
+        reserved.update(sample.name for sample in family.samples)
+    collector = JobGaugeCollector(metrics_function, frozenset(reserved))
+    registry.register(collector)
+    return collector
 
 
 def metrics_route(registry: CollectorRegistry) -> Route:

@@ -46,6 +46,11 @@ class RequestObserver(Protocol):
 
     def request_started(self) -> None: ...
 
+    def request_received(self, request: Request) -> list[tuple[str, str]]:
+        """Called before the app sees a request; returns headers to add to its response."""
+
+    def connection_refused(self, reason: str) -> None: ...
+
     def request_finished(self, request: Request | None, method: str, target: str, status: int,
                          sent: int, seconds: float) -> None: ...
 
@@ -85,6 +90,8 @@ class JobServer(ThreadingHTTPServer):
         if full or self.draining:
             reason = 'the server is shutting down' if self.draining else 'too many connections'
             _refuse(request, 503, reason)
+            if self.observer is not None:
+                self.observer.connection_refused('shutting_down' if self.draining else 'connection_limit')
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
@@ -215,11 +222,13 @@ class RequestHandler(BaseHTTPRequestHandler):
             except HTTPError as e:
                 status, sent = self._send_error(e)
                 return False
+            extra_headers = observer.request_received(request) if observer is not None else ()
             try:
                 response = self.server.app.handle(request)
             except ClientDisconnected:
                 status = 499  # the client left while its call waited; nobody to answer
                 return False
+            response.headers.extend(extra_headers)
             keep_alive = keep_alive and not response.close and not self.server.draining
             status = response.status
             sent = self._send(response, method, version, keep_alive)

@@ -12,12 +12,14 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from racetrack_job_wrapper.access import AccessObserver
 from racetrack_job_wrapper.app import build_job_app, build_loading_app
+from racetrack_job_wrapper.debug import debug_threads_route, install_dump_signal
 from racetrack_job_wrapper.health import HealthState
 from racetrack_job_wrapper.loader import describe_failure
 from racetrack_job_wrapper.logs import configure_logs
 from racetrack_job_wrapper.manifest import (
     JobSettings, ManifestError, apply_runtime_env, read_manifest, validate_build_settings)
-from racetrack_job_wrapper.metrics import JobMetrics, metrics_route
+from racetrack_job_wrapper.metrics import JobMetrics, metrics_route, register_job_metrics
+from racetrack_job_wrapper.observability import ObservabilitySettings
 from racetrack_job_wrapper.server import JobServer, ServerLimits
 
 logger = logging.getLogger(__name__)
@@ -53,7 +55,10 @@ def serve(load: Callable[[], object], *, host: str = DEFAULT_HOST, port: int = D
     except ManifestError as e:
         logger.error('invalid job configuration: %s', e)
         raise SystemExit(2) from None
-    runner = JobRunner(load, settings, server_limits(settings, limits))
+    # Read again now that the manifest's runtime_env is applied: it may set LOG_* and the header names.
+    observability = ObservabilitySettings.from_environ()
+    configure_logs(settings=observability)
+    runner = JobRunner(load, settings, server_limits(settings, limits), observability=observability)
     runner.bind(host, port)
     logger.info('serving at http://%s:%d', host, runner.server.server_address[1])
     return runner.run_forever(install_signals=True)
@@ -84,14 +89,17 @@ class JobRunner:
     """One server's life: bind, serve probes, load the job in the background, drain on a signal."""
 
     def __init__(self, load: Callable[[], object], settings: JobSettings, limits: ServerLimits,
-                 registry: CollectorRegistry = REGISTRY, cwd: Path | None = None):
+                 registry: CollectorRegistry = REGISTRY, cwd: Path | None = None,
+                 observability: ObservabilitySettings | None = None):
         self.load = load
         self.cwd = cwd
         self.settings = settings
         self.limits = limits
         self.registry = registry
+        self.observability = observability if observability is not None else ObservabilitySettings()
         self.health = HealthState()
-        self.metrics = JobMetrics(registry)
+        self.metrics = JobMetrics(registry, settings.name, settings.version)
+        self.observer = AccessObserver(self.metrics, self.observability)
         self.server: JobServer = None  # type: ignore[assignment]
         self.loaded = threading.Event()
         self._drained: threading.Thread | None = None
@@ -101,7 +109,7 @@ class JobRunner:
     def bind(self, host: str, port: int) -> None:
         """Create the listening socket and start answering probes."""
         self.server = JobServer((host, port), build_loading_app(self.health, self.settings), self.limits,
-                                AccessObserver(self.metrics))
+                                self.observer)
 
     def start_loading(self) -> None:
         """Import and instantiate the job in a background thread."""
@@ -113,8 +121,12 @@ class JobRunner:
             if isinstance(entrypoint, type):
                 logger.debug('creating an instance of %s', entrypoint.__name__)
                 entrypoint = entrypoint()
+            extra_routes = [metrics_route(self.registry)]
+            if self.observability.debug_threads:
+                extra_routes.append(debug_threads_route(self.observer.active))
             app, self._components = build_job_app(entrypoint, self.settings, self.health, self.metrics,
-                                                  [metrics_route(self.registry)], cwd=self.cwd)
+                                                  extra_routes, cwd=self.cwd)
+            register_job_metrics(self.registry, entrypoint)
         except BaseException as e:  # SystemExit from a job module counts as a failed load, too
             self.health.set_error(describe_failure(e))
             logger.exception('the job failed to load: %s', self.health.error)
@@ -131,6 +143,7 @@ class JobRunner:
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+            install_dump_signal(self.observer.active)
         self.start_loading()
         try:
             self.server.serve_forever(poll_interval=0.2)
