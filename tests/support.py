@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 from prometheus_client import CollectorRegistry
 
 from racetrack_job_wrapper.manifest import JobSettings
+from racetrack_job_wrapper.observability import ObservabilitySettings
 from racetrack_job_wrapper.standalone import JobRunner, server_limits
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -131,7 +132,8 @@ class ServerTestCase(unittest.TestCase):
         """Serve `job` and return the running server; `cwd` stands in for the working directory."""
         settings = JobSettings.from_manifest(dict(manifest or {}), environ or {})
         load: Callable[[], Any] = job if callable(job) and not hasattr(job, 'perform') else (lambda: job)
-        runner = JobRunner(load, settings, server_limits(settings, limits), registry=CollectorRegistry(), cwd=cwd)
+        runner = JobRunner(load, settings, server_limits(settings, limits), registry=CollectorRegistry(), cwd=cwd,
+                           observability=ObservabilitySettings.from_environ(environ or {}))
         runner.bind('127.0.0.1', 0)
         result: dict[str, int] = {}
         thread = threading.Thread(target=lambda: result.setdefault('code', runner.run_forever()), daemon=True)
