@@ -1,0 +1,360 @@
+"""Logs: formatters, configure_logs, and the request's tracing id, caller name and trace context on records."""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import io
+import json
+import logging
+import re
+import threading
+import time
+import unittest
+from unittest import mock
+
+from racetrack_job_wrapper.logs import (
+    JobLogHandler, RequestContextFilter, StructuredFormatter, TextFormatter, build_handler, configure_logs)
+from racetrack_job_wrapper.observability import ObservabilitySettings
+from racetrack_job_wrapper.tracing import CURRENT_TRACE, RequestTrace
+from tests.support import ProcessJob, ServerTestCase, raw_exchange
+
+job_logger = logging.getLogger('tests.job')
+ACCESS = 'racetrack_job_wrapper.access'
+UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}')
+TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+
+
+class LoggingJob:
+    def perform(self, word: str = 'hi') -> str:
+        job_logger.info('perform says %s', word)
+        if word == 'crash':
+            raise RuntimeError('the job broke')
+        return word
+
+
+class ThreadedJob:
+    def perform(self) -> str:
+        context = contextvars.copy_context()
+        thread = threading.Thread(target=context.run, args=(job_logger.info, 'from a thread of the job'))
+        thread.start()
+        thread.join()
+        return 'ok'
+
+
+class AsyncJob:
+    async def perform(self) -> str:
+        job_logger.info('from the event loop')
+        await asyncio.to_thread(job_logger.info, 'from to_thread')
+        return 'ok'
+
+
+def make_record(message: str = 'hello %s', args: tuple = ('world',), level: int = logging.INFO,
+                exc_info=None, **extra) -> logging.LogRecord:
+    record = logging.LogRecord('tests.job', level, __file__, 10, message, args, exc_info)
+    record.created = 1714564800.123456  # 2024-05-01T12:00:00.123456Z
+    record.__dict__.update(extra)
+    return record
+
+
+class Capture:
+    """A handler as configure_logs builds it, on the root logger, writing to a buffer."""
+
+    def __init__(self, test: unittest.TestCase, settings: ObservabilitySettings):
+        self.stream = io.StringIO()
+        self.handler = build_handler(settings, self.stream)
+        root = logging.getLogger()
+        level = root.level
+        root.addHandler(self.handler)
+        root.setLevel(logging.INFO)
+        test.addCleanup(root.setLevel, level)
+        test.addCleanup(root.removeHandler, self.handler)
+
+    def lines(self) -> list[dict]:
+        """The JSON lines written so far."""
+        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
+
+    def by_logger(self, name: str, count: int | None = None) -> list[dict]:
+        """Lines of one logger; with `count`, wait until that many were written (access lines follow the response)."""
+        deadline = time.monotonic() + 10
+        while True:
+            found = [line for line in self.lines() if line['logger'] == name]
+            if count is None or len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
+
+
+class FormatterTest(unittest.TestCase):
+    def test_structured_line(self):
+        record = make_record(tracing_id='t-1', caller_name='alice', order=7)
+        line = json.loads(StructuredFormatter().format(record))
+        self.assertEqual(line, {'time': '2024-05-01T12:00:00.123456Z', 'lvl': 'INFO', 'msg': 'hello world',
+                                'logger': 'tests.job', 'tracing_id': 't-1', 'caller_name': 'alice', 'order': 7})
+
+    def test_structured_line_with_a_traceback_stays_one_line(self):
+        try:
+            raise KeyError('missing')
+        except KeyError:
+            import sys
+            record = make_record('failed', (), logging.ERROR, sys.exc_info())
+        text = StructuredFormatter().format(record)
+        self.assertNotIn('\n', text)
+        line = json.loads(text)
+        self.assertEqual(line['lvl'], 'ERROR')
+        self.assertTrue(line['exc_info'].startswith('Traceback (most recent call last):\n'))
+        self.assertTrue(line['exc_info'].endswith("KeyError: 'missing'"))
+
+    def test_text_line_plain_and_colored(self):
+        record = make_record(tracing_id='t-1', caller_name='bob')
+        self.assertEqual(TextFormatter().format(record),
+                         '2024-05-01T12:00:00.123Z INFO  tests.job: hello world tracing_id=t-1 caller_name=bob')
+        self.assertEqual(TextFormatter(color=True).format(make_record(level=logging.WARNING)),
+                         '2024-05-01T12:00:00.123Z \033[0;33mWARN \033[0m tests.job: hello world')
+
+    def test_color_only_on_a_tty(self):
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+
+        settings = ObservabilitySettings()
+        self.assertFalse(build_handler(settings, io.StringIO()).formatter._levels[logging.INFO].startswith('\033'))
+        self.assertTrue(build_handler(settings, Terminal()).formatter._levels[logging.INFO].startswith('\033'))
+
+    def test_filter_adds_request_fields_only_inside_a_request(self):
+        handler_filter = RequestContextFilter(caller_name=True)
+        outside = make_record()
+        handler_filter.filter(outside)
+        self.assertFalse(hasattr(outside, 'tracing_id'))
+        token = CURRENT_TRACE.set(RequestTrace('t-9', 'carol', TRACEPARENT, 'vendor=1'))
+        try:
+            inside = make_record()
+            self.assertTrue(handler_filter.filter(inside))
+        finally:
+            CURRENT_TRACE.reset(token)
+        self.assertEqual((inside.tracing_id, inside.caller_name, inside.traceparent, inside.tracestate),
+                         ('t-9', 'carol', TRACEPARENT, 'vendor=1'))
+
+    def test_caller_name_only_when_enabled(self):
+        token = CURRENT_TRACE.set(RequestTrace('t-9', 'carol'))
+        try:
+            record = make_record()
+            RequestContextFilter(caller_name=False).filter(record)
+        finally:
+            CURRENT_TRACE.reset(token)
+        self.assertEqual(record.tracing_id, 't-9')
+        self.assertFalse(hasattr(record, 'caller_name'))
+
+
+class ConfigureLogsTest(unittest.TestCase):
+    def setUp(self):
+        root = logging.getLogger()
+        saved = (root.handlers[:], root.level)
+        root.handlers[:] = []
+
+        def restore():
+            root.handlers[:] = saved[0]
+            root.setLevel(saved[1])
+
+        self.addCleanup(restore)
+        self.root = root
+
+    def test_one_handler_however_often_called(self):
+        stream = io.StringIO()
+        configure_logs(settings=ObservabilitySettings(log_level='debug'), stream=stream)
+        configure_logs(settings=ObservabilitySettings(log_level='error', structured_logs=True), stream=stream)
+        self.assertEqual(len(self.root.handlers), 1)
+        self.assertIsInstance(self.root.handlers[0], JobLogHandler)
+        self.assertIsInstance(self.root.handlers[0].formatter, StructuredFormatter)
+        self.assertEqual(self.root.level, logging.ERROR)
+        self.assertEqual(len(self.root.handlers[0].filters), 1)
+
+    def test_log_level_from_the_environment(self):
+        for value, level in (('debug', logging.DEBUG), ('INFO', logging.INFO), ('warn', logging.WARNING),
+                             ('error', logging.ERROR)):
+            with mock.patch.dict('os.environ', {'LOG_LEVEL': value}):
+                configure_logs(stream=io.StringIO())
+            self.assertEqual(self.root.level, level, value)
+
+    def test_unknown_level_is_info_with_a_warning(self):
+        stream = io.StringIO()
+        configure_logs(settings=ObservabilitySettings(log_level='verbose'), stream=stream)
+        self.assertEqual(self.root.level, logging.INFO)
+        self.assertIn("WARN  racetrack_job_wrapper.logs: LOG_LEVEL 'verbose' is not one of debug, info, warn,"
+                      " error; using info", stream.getvalue())
+
+    def test_a_formatter_the_job_installed_is_kept(self):
+        configure_logs(settings=ObservabilitySettings(), stream=io.StringIO())
+        own = logging.Formatter('JOB %(message)s')
+        for handler in self.root.handlers:  # what the existing implementation's logging sample does
+            handler.setFormatter(own)
+        configure_logs(settings=ObservabilitySettings(structured_logs=True))
+        self.assertIs(self.root.handlers[0].formatter, own)
+
+    def test_handlers_set_up_before_are_kept_and_get_the_filter(self):
+        theirs = logging.StreamHandler(io.StringIO())
+        self.root.addHandler(theirs)
+        configure_logs(settings=ObservabilitySettings(log_caller_name=True))
+        self.assertEqual(self.root.handlers, [theirs])
+        self.assertEqual([type(f) for f in theirs.filters], [RequestContextFilter])
+        self.assertTrue(theirs.filters[0].caller_name)
+
+
+class RequestLogsTest(ServerTestCase):
+    def capture(self, **settings) -> Capture:
+        return Capture(self, ObservabilitySettings(structured_logs=True, **settings))
+
+    def test_tracing_id_from_the_header_is_echoed_and_on_every_record(self):
+        logs = self.capture()
+        client = self.serve(LoggingJob)
+        response = client.post('/api/v1/perform', {'word': 'yo'}, {'X-Request-Tracing-Id': 'trace-42'})
+        self.assertEqual(response.headers['x-request-tracing-id'], 'trace-42')
+        job_line, = logs.by_logger('tests.job')
+        self.assertEqual(job_line['msg'], 'perform says yo')
+        self.assertEqual(job_line['tracing_id'], 'trace-42')
+        self.assertEqual(set(job_line), {'time', 'lvl', 'msg', 'logger', 'tracing_id'})
+        access, = logs.by_logger(ACCESS, 1)
+        self.assertEqual(access['tracing_id'], 'trace-42')
+        self.assertRegex(access['msg'], r'^POST /api/v1/perform 200 \d+\.\dms \d+B$')
+        self.assertRegex(access['time'], r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$')
+
+    def test_a_new_tracing_id_when_the_request_has_none(self):
+        logs = self.capture()
+        client = self.serve(LoggingJob)
+        first = client.post('/api/v1/perform', {})
+        second = client.post('/api/v1/perform', {})
+        ids = [first.headers['x-request-tracing-id'], second.headers['x-request-tracing-id']]
+        for tracing_id in ids:
+            self.assertRegex(tracing_id, UUID)
+        self.assertNotEqual(ids[0], ids[1])
+        self.assertEqual([line['tracing_id'] for line in logs.by_logger('tests.job')], ids)
+
+    def test_tracing_header_name_is_configurable(self):
+        logs = self.capture()
+        client = self.serve(LoggingJob, environ={'REQUEST_TRACING_HEADER': 'X-Trace'})
+        response = client.post('/api/v1/perform', {}, {'X-Trace': 'abc', 'X-Request-Tracing-Id': 'other'})
+        self.assertEqual(response.headers['x-trace'], 'abc')
+        self.assertNotIn('x-request-tracing-id', response.headers)
+        self.assertEqual(logs.by_logger('tests.job')[0]['tracing_id'], 'abc')
+
+    def test_caller_name_with_log_caller_name(self):
+        logs = self.capture(log_caller_name=True)
+        client = self.serve(LoggingJob, environ={'LOG_CALLER_NAME': 'true'})
+        client.post('/api/v1/perform', {}, {'X-Caller-Name': 'alice'})
+        self.assertEqual(logs.by_logger('tests.job')[0]['caller_name'], 'alice')
+        self.assertEqual(logs.by_logger(ACCESS, 1)[0]['caller_name'], 'alice')
+
+    def test_caller_header_name_is_configurable(self):
+        logs = self.capture(log_caller_name=True)
+        client = self.serve(LoggingJob, environ={'CALLER_NAME_HEADER': 'X-Who'})
+        client.post('/api/v1/perform', {}, {'X-Who': 'dave', 'X-Caller-Name': 'not me'})
+        self.assertEqual(logs.by_logger('tests.job')[0]['caller_name'], 'dave')
+
+    def test_no_caller_name_without_log_caller_name(self):
+        logs = self.capture(log_caller_name=False)
+        client = self.serve(LoggingJob)
+        client.post('/api/v1/perform', {}, {'X-Caller-Name': 'alice'})
+        self.assertNotIn('caller_name', logs.by_logger('tests.job')[0])
+
+    def test_records_from_the_jobs_own_threads_carry_the_tracing_id(self):
+        logs = self.capture()
+        client = self.serve(ThreadedJob)
+        client.post('/api/v1/perform', {}, {'X-Request-Tracing-Id': 'thread-1'})
+        async_client = self.serve(AsyncJob)
+        async_client.post('/api/v1/perform', {}, {'X-Request-Tracing-Id': 'async-1'})
+        lines = [(line['msg'], line.get('tracing_id')) for line in logs.by_logger('tests.job')]
+        self.assertEqual(lines, [('from a thread of the job', 'thread-1'), ('from the event loop', 'async-1'),
+                                 ('from to_thread', 'async-1')])
+
+    def test_a_failed_request_logs_its_traceback_once_with_the_tracing_id(self):
+        logs = self.capture()
+        client = self.serve(LoggingJob)
+        response = client.post('/api/v1/perform', {'word': 'crash'}, {'X-Request-Tracing-Id': 'boom-1'})
+        self.assertEqual(response.status, 500)
+        self.assertEqual(response.headers['x-request-tracing-id'], 'boom-1')
+        errors = [line for line in logs.lines() if 'exc_info' in line]
+        self.assertEqual(len(errors), 1)
+        self.assertEqual(errors[0]['tracing_id'], 'boom-1')
+        self.assertEqual(errors[0]['lvl'], 'ERROR')
+        self.assertIn('RuntimeError: the job broke', errors[0]['exc_info'])
+        self.assertIn('Traceback (most recent call last)', errors[0]['exc_info'])
+
+    def test_w3c_trace_context_is_logged_and_a_malformed_one_dropped(self):
+        logs = self.capture()
+        client = self.serve(LoggingJob)
+        client.post('/api/v1/perform', {}, {'traceparent': TRACEPARENT, 'tracestate': 'congo=t61rcWkgMzE'})
+        client.post('/api/v1/perform', {}, {'traceparent': '00-xyz-01', 'tracestate': 'congo=1'})
+        first, second = logs.by_logger('tests.job')
+        self.assertEqual((first['traceparent'], first['tracestate']), (TRACEPARENT, 'congo=t61rcWkgMzE'))
+        self.assertNotIn('traceparent', second)
+        self.assertNotIn('tracestate', second)
+
+    def test_successful_probes_and_scrapes_are_not_logged(self):
+        logs = self.capture()
+        client = self.serve(LoggingJob)
+        for path in ('/live', '/ready', '/health', '/metrics', '/pub/job/x/1/live'):
+            self.assertEqual(client.get(path).status, 200)
+        client.get('/nowhere')
+        client.post('/api/v1/perform', {})
+        self.assertEqual([line['msg'].split(' ')[:3] for line in logs.by_logger(ACCESS, 2)],
+                         [['GET', '/nowhere', '404'], ['POST', '/api/v1/perform', '200']])
+
+    def test_records_after_the_request_have_no_tracing_id(self):
+        logs = self.capture()
+        running = self.start(LoggingJob)
+        # Two requests on one connection (one server thread): the second is refused by the parser.
+        raw_exchange(running.port, b'GET /nowhere HTTP/1.1\r\nHost: x\r\nX-Request-Tracing-Id: done-1\r\n\r\n'
+                                   b'GET /nowhere HTTP/1.1\r\n\r\n')
+        first, second = logs.by_logger(ACCESS, 2)
+        self.assertEqual(first['tracing_id'], 'done-1')
+        self.assertRegex(second['msg'], r'^GET /nowhere 400 ')
+        self.assertNotIn('tracing_id', second)
+
+    def test_a_request_refused_by_the_parser_is_logged_without_a_trace(self):
+        logs = self.capture()
+        running = self.start(LoggingJob)
+        raw_exchange(running.port, b'GET /live HTTP/1.1\r\nX-Request-Tracing-Id: t\r\n\r\n')
+        access, = logs.by_logger(ACCESS, 1)
+        self.assertRegex(access['msg'], r'^GET /live 400 ')
+        self.assertNotIn('tracing_id', access)
+
+
+CUSTOM_FORMAT_JOB = '''
+import logging
+
+logger = logging.getLogger('custom')
+
+
+class Job:
+    def __init__(self):
+        # As the existing implementation's logging-format sample does: its own formatter on the root handlers.
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter('CUSTOM|%(levelname)s|%(message)s|%(tracing_id)s'))
+
+    def perform(self) -> int:
+        logger.info('inside perform')
+        return 1
+'''
+
+
+class ProcessLogsTest(unittest.TestCase):
+    def test_a_job_with_its_own_formatter_keeps_it(self):
+        import tempfile
+        from pathlib import Path
+        with tempfile.TemporaryDirectory() as directory:
+            Path(directory, 'job.py').write_text(CUSTOM_FORMAT_JOB)
+            job = ProcessJob(['job.py:Job'], cwd=directory, env={'LOG_STRUCTURED': 'true'})
+            try:
+                job.wait_ready()
+                client = job.client()
+                self.assertEqual(client.post('/api/v1/perform', {}, {'X-Request-Tracing-Id': 'own-1'}).status, 200)
+            finally:
+                job.stop()
+            output = job.read_output().splitlines()
+        self.assertIn('CUSTOM|INFO|inside perform|own-1', output)
+        self.assertTrue(any(line.startswith('CUSTOM|INFO|POST /api/v1/perform 200 ') and line.endswith('|own-1')
+                            for line in output), output)
+        # Lines before the job was created are the server's JSON lines.
+        self.assertEqual(json.loads(output[0])['logger'], 'racetrack_job_wrapper.standalone')
+
+
+if __name__ == '__main__':
+    unittest.main()
