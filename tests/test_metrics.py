@@ -92,7 +92,7 @@ class BuiltinMetricsTest(ServerTestCase):
         self.assertEqual(found[('request_calls_running', ())], 0)
         self.assertEqual(found[('request_calls_queued', ())], 0)
         self.assertEqual(found[('request_queue_wait_seconds_count', ())], 0)
-        self.assertEqual(found[('requests_rejected_total', (('reason', '429'),))], 0)
+        self.assertEqual(found[('requests_rejected_total', (('reason', 'queue_full'),))], 0)
         info = (('job_name', 'adder'), ('job_version', '1.2.3'), ('wrapper_version', __version__))
         self.assertEqual(found[('racetrack_job_info', info)], 1)
 
@@ -176,17 +176,30 @@ class RejectionMetricsTest(ServerTestCase):
         self.assertIn(b' 400 ', raw_exchange(port, b'GET /live HTTP/1.1\r\n\r\n'))  # no Host
         found = samples(running.client())
         counts = {labels[0][1]: value for (name, labels), value in found.items() if name == 'requests_rejected_total'}
-        self.assertEqual(counts, {'400': 2, '401': 0, '403': 0, '408': 0, '413': 1, '414': 0, '429': 1,
-                                  '431': 1, '501': 0, '503': 0, '505': 0})
+        self.assertEqual(counts, {'bad_request': 2, 'unauthorized': 0, 'timeout': 0, 'body_too_large': 1,
+                                  'uri_too_long': 0, 'queue_full': 1, 'headers_too_large': 1, 'not_implemented': 0,
+                                  'http_version': 0, 'connection_limit': 0, 'shutting_down': 0})
         # A refused request is not a job call, nor is a bad payload a rejection.
         self.assertEqual(found[('requests_started_total', ())], 1)
 
-    def test_connections_over_the_cap_count_as_503(self):
+    def test_connections_over_the_cap(self):
         running = self.start(SleepJob, max_connections=1)
         holder = running.client()
         self.assertEqual(holder.get('/live').status, 200)   # keeps its connection open
         self.assertIn(b' 503 ', raw_exchange(running.port, b'GET /live HTTP/1.1\r\nHost: x\r\n\r\n'))
-        self.assertEqual(running.runner.registry.get_sample_value('requests_rejected_total', {'reason': '503'}), 1)
+        value = running.runner.registry.get_sample_value
+        self.assertEqual(value('requests_rejected_total', {'reason': 'connection_limit'}), 1)
+
+    def test_refusals_of_access_control_but_not_the_jobs_own_errors(self):
+        running = self.start(FailingJob, environ={'JOB_AUTH_TOKENS': 'tok-1'})
+        client = running.client()
+        self.assertEqual(client.post('/api/v1/perform', {}).status, 401)
+        self.assertEqual(client.post('/api/v1/perform', {}, {'X-Racetrack-Auth': 'wrong'}).status, 401)
+        self.assertEqual(client.post('/api/v1/perform', {'x': 1}, {'X-Racetrack-Auth': 'tok-1'}).status, 400)
+        self.assertEqual(client.get('/nowhere', {'X-Racetrack-Auth': 'tok-1'}).status, 404)
+        value = running.runner.registry.get_sample_value
+        self.assertEqual(value('requests_rejected_total', {'reason': 'unauthorized'}), 2)
+        self.assertEqual(value('requests_rejected_total', {'reason': 'bad_request'}), 0)
 
 
 class JobGaugesTest(ServerTestCase):
