@@ -56,11 +56,12 @@ class TextFormatter(logging.Formatter):
     def __init__(self, color: bool = False):
         super().__init__()
         self._levels = {level: _level_name(level, color) for level in _COLORS}
+        self._clock = _UtcClock(3)
 
     def format(self, record: logging.LogRecord) -> str:
         record.message = record.getMessage()
         level = self._levels.get(record.levelno) or record.levelname
-        line = f'{_utc_time(record.created, 3)} {level} {record.name}: {record.message}'
+        line = f'{self._clock.format(record.created)} {level} {record.name}: {record.message}'
         fields = record.__dict__
         for name in REQUEST_FIELDS:
             value = fields.get(name)
@@ -73,9 +74,13 @@ class TextFormatter(logging.Formatter):
 class StructuredFormatter(logging.Formatter):
     """One JSON object per line: time, lvl, msg, logger, the request fields, `extra=` fields, exc_info."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _UtcClock(6)
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            'time': _utc_time(record.created, 6),
+            'time': self._clock.format(record.created),
             'lvl': record.levelname,
             'msg': record.getMessage(),
             'logger': record.name,
@@ -95,9 +100,23 @@ def _level_name(level: int, color: bool) -> str:
     return f'{_COLORS[level]}{name:<5}\033[0m' if color else f'{name:<5}'
 
 
-def _utc_time(created: float, digits: int) -> str:
-    moment = datetime.datetime.fromtimestamp(created, tz=datetime.timezone.utc)
-    return moment.strftime('%Y-%m-%dT%H:%M:%S.%f')[:20 + digits] + 'Z'
+class _UtcClock:
+    """Formats record times as `2024-05-01T12:00:00.123Z`; the date and time part once per second."""
+
+    def __init__(self, digits: int):
+        self._digits = digits
+        self._second: tuple[int, str] = (-1, '')  # replaced whole, so threads never see half of it
+
+    def format(self, created: float) -> str:
+        seconds = int(created)
+        second = self._second
+        if second[0] != seconds:
+            moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+            second = self._second = (seconds, moment.strftime('%Y-%m-%dT%H:%M:%S'))
+        micros = int((created - seconds) * 1_000_000)
+        if self._digits == 3:
+            return f'{second[1]}.{micros // 1000:03d}Z'
+        return f'{second[1]}.{micros:06d}Z'
 
 
 def _traceback_text(formatter: logging.Formatter, record: logging.LogRecord, stack: bool = True) -> str:

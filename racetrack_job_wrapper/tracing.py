@@ -5,7 +5,7 @@ import contextvars
 import re
 import threading
 import time
-import uuid
+from random import getrandbits
 
 from racetrack_job_wrapper.messages import Request
 from racetrack_job_wrapper.observability import ObservabilitySettings
@@ -45,8 +45,15 @@ def current_trace() -> RequestTrace | None:
 
 
 def new_tracing_id() -> str:
-    """A fresh tracing id for a request that came without one."""
-    return str(uuid.uuid4())
+    """A fresh tracing id for a request that came without one, shaped like a random UUID (version 4)."""
+    # getrandbits instead of uuid4(): ids need to be unique, not secret, and this skips a syscall
+    # and a UUID object on the request path.
+    digits = '%032x' % (getrandbits(128) & _UUID_MASK | _UUID_V4_BITS)
+    return f'{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}'
+
+
+_UUID_MASK = ~((0xf000 << 64) | (0xc000 << 48)) & ((1 << 128) - 1)
+_UUID_V4_BITS = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
 
 
 class TraceReader:
