@@ -132,10 +132,11 @@ class JobGaugeCollector:
         self._reserved = reserved_names
 
     def describe(self) -> list[Metric]:
-        # Declared empty so registering never calls the job: its names are checked per scrape instead.
+        """Nothing: registering must not call the job, so its names are checked at each scrape instead."""
         return []
 
     def collect(self) -> Iterator[Metric]:
+        """The job's gauges as they are now; never raises."""
         try:
             entries = self._metrics_function()
         except Exception:
