@@ -37,6 +37,8 @@ def build_parser(legacy: bool = False) -> argparse.ArgumentParser:
     parser.add_argument('--host', default=DEFAULT_HOST, help=f'address to bind (default {DEFAULT_HOST})')
     parser.add_argument('--port', type=int, default=DEFAULT_PORT, help=f'port to bind (default {DEFAULT_PORT})')
     parser.add_argument('--manifest-path', metavar='FILE', help='job manifest (job.yaml) to read')
+    parser.add_argument('--workers', metavar='N', type=_positive_int, default=1,
+                        help='worker processes serving the port, each loading the job (default 1)')
     limits = parser.add_argument_group('limits (defaults in parentheses; jobtype_extra can set them too)')
     limits.add_argument('--max-body-bytes', type=int, help='largest request body accepted (64 MiB)')
     limits.add_argument('--max-connections', type=int, help='concurrent connections before 503 (1000)')
@@ -63,4 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from racetrack_job_wrapper.loader import load_job_class
         return load_job_class(reference, class_name)
 
-    return serve(load, host=args.host, port=args.port, manifest_path=args.manifest_path, **limits)
+    return serve(load, host=args.host, port=args.port, manifest_path=args.manifest_path, workers=args.workers,
+                 **limits)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+    return value

@@ -38,7 +38,11 @@ _LABEL_NAME = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*')
 
 
 class JobMetrics:
-    """The metric objects of one server, registered on `registry` (the default registry by default)."""
+    """The metric objects of one server, registered on `registry` (the default registry by default).
+
+    Gauges carry a `multiprocess_mode`, used only with `--workers` above 1: how the values of
+    the worker processes combine into one (ignored by a single process).
+    """
 
     def __init__(self, registry: CollectorRegistry = REGISTRY, job_name: str = 'job', job_version: str = 'latest'):
         self.registry = registry
@@ -55,11 +59,14 @@ class JobMetrics:
             'request_internal_errors', 'Job calls that ended in an error, by endpoint', ['endpoint'],
             registry=registry)
         self.last_call_timestamp = Gauge(
-            'last_call_timestamp', 'Unix time of the last job call', registry=registry)
+            'last_call_timestamp', 'Unix time of the last job call', registry=registry,
+            multiprocess_mode='max')
         self.calls_running = Gauge(
-            'request_calls_running', 'Job calls executing now', registry=registry)
+            'request_calls_running', 'Job calls executing now', registry=registry,
+            multiprocess_mode='livesum')
         self.calls_queued = Gauge(
-            'request_calls_queued', 'Job calls waiting in the concurrency queue', registry=registry)
+            'request_calls_queued', 'Job calls waiting in the concurrency queue', registry=registry,
+            multiprocess_mode='livesum')
         self.queue_wait = Histogram(
             'request_queue_wait_seconds', 'Time job calls waited in the concurrency queue',
             buckets=DURATION_BUCKETS, registry=registry)

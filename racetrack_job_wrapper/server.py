@@ -73,7 +73,8 @@ class JobServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], app: AppLike, limits: ServerLimits = ServerLimits(),
-                 observer: RequestObserver | None = None, bind_and_activate: bool = True):
+                 observer: RequestObserver | None = None, bind_and_activate: bool = True,
+                 listener: socket.socket | None = None):
         self.app = app
         self.limits = limits
         self.observer = observer
@@ -81,7 +82,12 @@ class JobServer(ThreadingHTTPServer):
         self._handlers: set[RequestHandler] = set()
         self._handlers_lock = threading.Lock()
         self._idle = threading.Condition(self._handlers_lock)
-        super().__init__(address, RequestHandler, bind_and_activate)
+        if listener is None:
+            super().__init__(address, RequestHandler, bind_and_activate)
+        else:
+            super().__init__(listener.getsockname()[:2], RequestHandler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = listener
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Start a thread for the connection, or refuse it with 503 past `max_connections` or while draining."""
@@ -141,6 +147,15 @@ class JobServer(ThreadingHTTPServer):
             logger.error('grace period of %.1fs over; %d request(s) cut: %s', grace, len(cut), '; '.join(cut))
             return False
         return True
+
+
+def shared_listener(address: tuple[str, int]) -> socket.socket:
+    """A bound, listening socket for several worker processes to accept from (`JobServer(listener=...)`)."""
+    sock = socket.create_server(address, backlog=JobServer.request_queue_size)
+    # Every worker wakes for a new connection and only one wins the accept; the others must
+    # get EAGAIN (which socketserver ignores) instead of blocking their serve loop.
+    sock.setblocking(False)
+    return sock
 
 
 def _refuse(sock: socket.socket, status: int, reason: str) -> None:

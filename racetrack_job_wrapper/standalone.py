@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from dataclasses import fields, replace
 from pathlib import Path
@@ -29,23 +30,24 @@ DEFAULT_PORT = 7000
 
 
 def serve_job_class(entrypoint_class: type, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                    manifest_path: str | None = None, **limits: Any) -> int:
+                    manifest_path: str | None = None, workers: int = 1, **limits: Any) -> int:
     """Serve probes at once, instantiate the job in the background, then serve it; blocks until stopped."""
-    return serve(entrypoint_class, host=host, port=port, manifest_path=manifest_path, **limits)
+    return serve(entrypoint_class, host=host, port=port, manifest_path=manifest_path, workers=workers, **limits)
 
 
 def serve_job_instance(entrypoint: object, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                       manifest_path: str | None = None, **limits: Any) -> int:
-    """Serve an already created job instance; blocks until stopped."""
-    return serve(lambda: entrypoint, host=host, port=port, manifest_path=manifest_path, **limits)
+                       manifest_path: str | None = None, workers: int = 1, **limits: Any) -> int:
+    """Serve an already created job instance (each worker process gets a copy); blocks until stopped."""
+    return serve(lambda: entrypoint, host=host, port=port, manifest_path=manifest_path, workers=workers, **limits)
 
 
 def serve(load: Callable[[], object], *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          manifest_path: str | None = None, **limits: Any) -> int:
+          manifest_path: str | None = None, workers: int = 1, **limits: Any) -> int:
     """Run a server whose job is produced by `load()` (called in the background); returns an exit code.
 
     SIGTERM and SIGINT drain the server: /ready turns 500, accepting stops, requests in
-    flight finish within the grace period. The exit code is 0 when none was cut.
+    flight finish within the grace period. The exit code is 0 when none was cut. With
+    `workers` above 1, that many processes serve the port, each calling `load()` itself.
     An unusable manifest (or JOB_AUTH_TOKENS) is logged and raises SystemExit(2) before
     anything listens: a configuration error should stop the process, with its reason in the log.
     """
@@ -58,7 +60,18 @@ def serve(load: Callable[[], object], *, host: str = DEFAULT_HOST, port: int = D
     # Read again now that the manifest's runtime_env is applied: it may set LOG_* and the header names.
     observability = ObservabilitySettings.from_environ()
     configure_logs(settings=observability)
-    runner = JobRunner(load, settings, server_limits(settings, limits), observability=observability)
+    server_settings = server_limits(settings, limits)
+    if workers != 1:
+        from racetrack_job_wrapper.workers import serve_workers
+
+        def make_worker(listener: socket.socket, scrape_registry: CollectorRegistry) -> JobRunner:
+            runner = JobRunner(load, settings, server_settings, observability=observability,
+                               scrape_registry=scrape_registry)
+            runner.bind(host, port, listener=listener)
+            return runner
+
+        return serve_workers(make_worker, host, port, workers, server_settings.grace_period)
+    runner = JobRunner(load, settings, server_settings, observability=observability)
     runner.bind(host, port)
     logger.info('serving at http://%s:%d', host, runner.server.server_address[1])
     return runner.run_forever(install_signals=True)
@@ -86,16 +99,22 @@ def server_limits(settings: JobSettings, overrides: dict[str, Any]) -> ServerLim
 
 
 class JobRunner:
-    """One server's life: bind, serve probes, load the job in the background, drain on a signal."""
+    """One server's life: bind, serve probes, load the job in the background, drain on a signal.
+
+    Metrics are created on `registry`; `/metrics` exposes `scrape_registry` (the same one
+    unless several worker processes share their metrics).
+    """
 
     def __init__(self, load: Callable[[], object], settings: JobSettings, limits: ServerLimits,
                  registry: CollectorRegistry = REGISTRY, cwd: Path | None = None,
-                 observability: ObservabilitySettings | None = None):
+                 observability: ObservabilitySettings | None = None,
+                 scrape_registry: CollectorRegistry | None = None):
         self.load = load
         self.cwd = cwd
         self.settings = settings
         self.limits = limits
         self.registry = registry
+        self.scrape_registry = registry if scrape_registry is None else scrape_registry
         self.observability = observability if observability is not None else ObservabilitySettings()
         self.health = HealthState()
         self.metrics = JobMetrics(registry, settings.name, settings.version)
@@ -106,10 +125,10 @@ class JobRunner:
         self._clean_exit = True
         self._components: Any = None
 
-    def bind(self, host: str, port: int) -> None:
-        """Create the listening socket and start answering probes."""
+    def bind(self, host: str, port: int, listener: socket.socket | None = None) -> None:
+        """Create the listening socket (or take a shared one) and start answering probes."""
         self.server = JobServer((host, port), build_loading_app(self.health, self.settings), self.limits,
-                                self.observer)
+                                self.observer, listener=listener)
 
     def start_loading(self) -> None:
         """Import and instantiate the job in a background thread."""
@@ -121,12 +140,12 @@ class JobRunner:
             if isinstance(entrypoint, type):
                 logger.debug('creating an instance of %s', entrypoint.__name__)
                 entrypoint = entrypoint()
-            extra_routes = [metrics_route(self.registry)]
+            extra_routes = [metrics_route(self.scrape_registry)]
             if self.observability.debug_threads:
                 extra_routes.append(debug_threads_route(self.observer.active))
             app, self._components = build_job_app(entrypoint, self.settings, self.health, self.metrics,
                                                   extra_routes, cwd=self.cwd)
-            register_job_metrics(self.registry, entrypoint)
+            register_job_metrics(self.scrape_registry, entrypoint)
         except BaseException as e:  # SystemExit from a job module counts as a failed load, too
             self.health.set_error(describe_failure(e))
             logger.exception('the job failed to load: %s', self.health.error)
@@ -138,12 +157,16 @@ class JobRunner:
         finally:
             self.loaded.set()
 
+    def install_signal_handlers(self) -> None:
+        """Make SIGTERM and SIGINT start a graceful drain, SIGUSR1 log a thread dump (main thread only)."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        install_dump_signal(self.observer.active)
+
     def run_forever(self, install_signals: bool = False) -> int:
         """Serve until drained; returns 0 when every accepted request was answered."""
         if install_signals:
-            signal.signal(signal.SIGTERM, self._on_signal)
-            signal.signal(signal.SIGINT, self._on_signal)
-            install_dump_signal(self.observer.active)
+            self.install_signal_handlers()
         self.start_loading()
         try:
             self.server.serve_forever(poll_interval=0.2)

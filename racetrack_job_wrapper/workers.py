@@ -1,0 +1,258 @@
+"""Multi-process mode: worker processes share one listening socket; the parent supervises them.
+
+The parent binds the socket, then forks the workers; each worker loads the job itself and
+serves with its own threads, so N workers use N cores for Python code. The parent serves
+nothing: it restarts a worker that dies, and on SIGTERM or SIGINT it closes its copy of the
+socket, passes SIGTERM on and waits for every worker to drain.
+
+Metrics of all workers add up through prometheus_client's multiprocess mode: every worker
+writes its values to files in one directory (PROMETHEUS_MULTIPROC_DIR), and `/metrics`,
+whichever worker answers it, reads them all.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+from prometheus_client import CollectorRegistry, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from racetrack_job_wrapper.server import shared_listener
+
+logger = logging.getLogger(__name__)
+
+MULTIPROC_DIR_ENV = 'PROMETHEUS_MULTIPROC_DIR'
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_POLL_SECONDS = 0.1
+_EARLY_DEATH_SECONDS = 5.0   # a worker that dies sooner than this after its start delays the next restart
+_MAX_RESTART_DELAY = 10.0
+_KILL_AFTER_GRACE = 5.0      # seconds past the grace period before a worker that still runs is killed
+
+
+class Worker(Protocol):
+    """What a worker process runs: a server that installs its signal handlers, serves, and can be stopped."""
+
+    def install_signal_handlers(self) -> None: ...
+
+    def run_forever(self) -> int: ...
+
+    def stop(self) -> None: ...
+
+
+WorkerFactory = Callable[[socket.socket, CollectorRegistry], Worker]
+
+
+def serve_workers(make_worker: WorkerFactory, host: str, port: int, count: int, grace_period: float) -> int:
+    """Bind `host:port`, run `count` workers made by `make_worker(listener, scrape_registry)`; block until stopped.
+
+    Returns 0 when every worker drained cleanly, 1 otherwise.
+    """
+    if count < 1:
+        raise ValueError(f'workers must be at least 1, got {count}')
+    listener = shared_listener((host, port))
+    logger.info('serving at http://%s:%d with %d worker processes', host, listener.getsockname()[1], count)
+    metrics_dir = MetricsDirectory()
+    try:
+        return Supervisor(make_worker, listener, count, grace_period, metrics_dir).run()
+    finally:
+        listener.close()
+        metrics_dir.close()
+
+
+class MetricsDirectory:
+    """The directory of prometheus_client's multiprocess files: taken from the environment or made, wiped, removed.
+
+    A directory named by PROMETHEUS_MULTIPROC_DIR is used (and wiped) but not removed; else a
+    temporary one is made, named in the environment for the workers, and removed by `close()`.
+    """
+
+    def __init__(self) -> None:
+        given = os.environ.get(MULTIPROC_DIR_ENV)
+        self.owned = not given
+        self.path = given or tempfile.mkdtemp(prefix='racetrack-job-metrics-')
+        os.makedirs(self.path, exist_ok=True)
+        # Files left by an earlier run would be summed with this run's values.
+        for stale in Path(self.path).glob('*.db'):
+            stale.unlink()
+        os.environ[MULTIPROC_DIR_ENV] = self.path
+
+    def mark_dead(self, pid: int) -> None:
+        """Drop a dead worker's live gauges (its counters keep counting towards the totals)."""
+        mark_process_dead(pid, self.path)
+
+    def scrape_registry(self) -> CollectorRegistry:
+        """A fresh registry whose one collector reads every worker's files."""
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, self.path)
+        return registry
+
+    def close(self) -> None:
+        """Remove the directory if this object made it."""
+        if self.owned:
+            shutil.rmtree(self.path, ignore_errors=True)
+            os.environ.pop(MULTIPROC_DIR_ENV, None)
+
+
+class Supervisor:
+    """Forks the workers, restarts any that die, and on a stop signal drains them all.
+
+    Runs in the main thread of a process with no other threads (forking copies only the caller).
+    """
+
+    def __init__(self, make_worker: WorkerFactory, listener: socket.socket, count: int,
+                 grace_period: float, metrics_dir: MetricsDirectory):
+        self._make_worker = make_worker
+        self._listener = listener
+        self._count = count
+        self._grace_period = grace_period
+        self._metrics_dir = metrics_dir
+        self._pid = os.getpid()
+        self._children: dict[int, tuple[int, float]] = {}  # pid -> (slot, started at)
+        self._restarts: dict[int, float] = {}              # slot -> when to start it again
+        self._early_deaths = [0] * count
+        self._stop_signal: int | None = None
+        self._deadline = 0.0
+        self._killed = False
+        self._clean = True
+
+    def run(self) -> int:
+        """Start every worker and supervise them until a stop signal; returns the exit code."""
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in _STOP_SIGNALS}
+        try:
+            for slot in range(self._count):
+                self._spawn(slot)
+            while True:
+                if self._stop_signal is not None and not self._deadline:
+                    self._begin_stop()
+                self._reap()
+                if self._deadline:
+                    if not self._children:
+                        break
+                    if time.monotonic() > self._deadline and not self._killed:
+                        self._kill_remaining()
+                else:
+                    self._restart_due()
+                time.sleep(_POLL_SECONDS)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        logger.info('all workers stopped')
+        return 0 if self._clean else 1
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        # Only note it: the loop acts within one poll, outside the signal handler.
+        self._stop_signal = signum
+
+    def _begin_stop(self) -> None:
+        logger.info('shutting down: draining %d worker(s) (grace period %.0fs)',
+                    len(self._children), self._grace_period)
+        self._deadline = time.monotonic() + self._grace_period + _KILL_AFTER_GRACE
+        self._listener.close()  # with the workers' copies closed too, the kernel refuses new connections
+        self._restarts.clear()
+        for pid in self._children:
+            _signal(pid, signal.SIGTERM)
+
+    def _kill_remaining(self) -> None:
+        logger.error('%d worker(s) still running %.0fs after the grace period; killing them',
+                     len(self._children), _KILL_AFTER_GRACE)
+        self._clean = False
+        self._killed = True
+        for pid in self._children:
+            _signal(pid, signal.SIGKILL)
+
+    def _reap(self) -> None:
+        # Only our own children: a program that calls serve_job_class may have others of its own.
+        for pid in list(self._children):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done == 0:
+                continue
+            slot, started = self._children.pop(pid)
+            self._metrics_dir.mark_dead(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if self._deadline:
+                if code != 0:
+                    self._clean = False
+                    logger.error('worker %d (pid %d) ended with %s', slot, pid, _describe_exit(code))
+                continue
+            lived = time.monotonic() - started
+            self._early_deaths[slot] = self._early_deaths[slot] + 1 if lived < _EARLY_DEATH_SECONDS else 0
+            delay = min(_MAX_RESTART_DELAY, 0.1 * 2 ** self._early_deaths[slot]) if self._early_deaths[slot] else 0.0
+            logger.error('worker %d (pid %d) ended with %s after %.1fs; starting a new one%s', slot, pid,
+                         _describe_exit(code), lived, f' in {delay:.1f}s' if delay else '')
+            self._restarts[slot] = time.monotonic() + delay
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for slot, when in list(self._restarts.items()):
+            if when <= now:
+                del self._restarts[slot]
+                self._spawn(slot)
+
+    def _spawn(self, slot: int) -> None:
+        # Stop signals stay blocked across the fork until the worker has its own handlers,
+        # so a SIGTERM sent to a new worker is a graceful drain, never a plain death.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        pid = os.fork()
+        if pid == 0:
+            _run_worker(self._make_worker, self._listener, self._metrics_dir, self._pid, mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        self._children[pid] = (slot, time.monotonic())
+        logger.info('worker %d started (pid %d)', slot, pid)
+
+
+def _run_worker(make_worker: WorkerFactory, listener: socket.socket, metrics_dir: MetricsDirectory,
+                parent: int, mask: set[signal.Signals]) -> None:
+    """The body of a forked worker process; never returns."""
+    code = 1
+    try:
+        # prometheus_client chose its value class when the parent imported it, before the
+        # directory was named; choose again so this worker's metrics go to the shared files.
+        values.ValueClass = values.get_value_class()
+        worker = make_worker(listener, metrics_dir.scrape_registry())
+        worker.install_signal_handlers()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        threading.Thread(target=_watch_parent, args=(parent, worker), name='parent-watch', daemon=True).start()
+        code = worker.run_forever()
+    except BaseException:
+        logger.exception('worker %d failed', os.getpid())
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _watch_parent(parent: int, worker: Worker) -> None:
+    """Drain the worker if the supervisor disappears (killed without a chance to stop its workers)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    logger.error('the supervising process %d is gone; stopping', parent)
+    worker.stop()
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f'signal {signal.Signals(-code).name}'
+        except ValueError:
+            return f'signal {-code}'
+    return f'exit code {code}'

@@ -1,0 +1,212 @@
+"""`--workers N` in real processes: both workers serve, a dead one is replaced, metrics add up, SIGTERM drains all."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import unittest
+from pathlib import Path
+
+from tests.support import REPO_DIR, JobClient, ProcessJob
+
+PID_JOB = '''
+    import os
+    import time
+
+    class Job:
+        def __init__(self):
+            if os.path.exists('slow-start'):
+                time.sleep(3)
+
+        def perform(self, seconds: float = 0.0) -> int:
+            time.sleep(seconds)
+            return os.getpid()
+'''
+
+
+def children_of(pid: int) -> set[int]:
+    """Process ids whose parent is `pid`, from /proc."""
+    found = set()
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / 'stat').read_text()
+        except OSError:
+            continue
+        # The command name in parentheses may contain spaces; the parent id is the second field after it.
+        if int(stat.rpartition(')')[2].split()[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def metric(text: str, name: str) -> float:
+    """The value of an unlabelled sample in Prometheus text."""
+    match = re.search(rf'^{re.escape(name)} (\S+)$', text, re.MULTILINE)
+    if match is None:
+        raise AssertionError(f'{name} not in:\n{text}')
+    return float(match.group(1))
+
+
+class WorkersTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: subprocess.run(['rm', '-rf', str(self.tmp)]))
+        (self.tmp / 'job.py').write_text(textwrap.dedent(PID_JOB))
+        self.tempdir = self.tmp / 'tempdir'
+        self.tempdir.mkdir()
+
+    def start(self, workers: int = 2, env: dict[str, str] | None = None) -> ProcessJob:
+        job = ProcessJob(['job.py:Job', '--workers', str(workers)], cwd=self.tmp,
+                         env={'TMPDIR': str(self.tempdir), **(env or {})})
+        self.addCleanup(job.stop)
+        job.wait_ready()
+        return job
+
+    def call_until_every_worker_answered(self, job: ProcessJob, workers: set[int] | None = None,
+                                         timeout: float = 20.0) -> tuple[set[int], int]:
+        """Call perform on fresh connections until `workers` (or any two pids) answered; returns (pids, calls)."""
+        seen: set[int] = set()
+        calls = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            client = JobClient(job.port)
+            try:
+                response = client.post('/api/v1/perform')
+            finally:
+                client.close()
+            if response.status == 503:  # that worker is still loading the job: not a job call
+                time.sleep(0.02)
+                continue
+            self.assertEqual(response.status, 200, response.body)
+            calls += 1
+            seen.add(response.json())
+            if (workers is not None and workers <= seen) or (workers is None and len(seen) == 2):
+                return seen, calls
+        raise AssertionError(f'only {seen} answered in {calls} calls')
+
+    def pinned_clients(self, job: ProcessJob) -> dict[int, JobClient]:
+        """One keep-alive connection to each of the two workers, keyed by worker pid."""
+        self.call_until_every_worker_answered(job)
+        pinned: dict[int, JobClient] = {}
+        deadline = time.monotonic() + 20
+        while len(pinned) < 2 and time.monotonic() < deadline:
+            client = job.client()
+            pid = client.post('/api/v1/perform').json()
+            if pid in pinned:
+                client.close()
+            else:
+                pinned[pid] = client
+        self.assertEqual(len(pinned), 2)
+        return pinned
+
+    def test_both_workers_answer_and_are_children_of_the_supervisor(self):
+        job = self.start()
+        pids, _ = self.call_until_every_worker_answered(job)
+        self.assertEqual(children_of(job.process.pid), pids)
+        self.assertNotIn(job.process.pid, pids)
+
+    def test_metrics_are_totals_across_workers(self):
+        job = self.start()
+        pids, calls = self.call_until_every_worker_answered(job)
+        for _ in range(10):
+            client = JobClient(job.port)
+            self.assertEqual(client.post('/api/v1/perform').status, 200)
+            client.close()
+        calls += 10
+        # Whichever worker answers the scrape, the totals are the same.
+        for _ in range(6):
+            client = JobClient(job.port)
+            text = client.get('/metrics').body.decode()
+            client.close()
+            self.assertEqual(metric(text, 'requests_done_total'), calls)
+            self.assertEqual(metric(text, 'requests_started_total'), calls)
+            self.assertEqual(metric(text, 'request_calls_running'), 0)
+            self.assertEqual(metric(text, 'request_duration_count{endpoint="/perform"}'), calls)
+            self.assertNotIn('pid=', text)
+
+    def test_killed_worker_is_replaced_and_its_counts_are_kept(self):
+        job = self.start()
+        pids, calls = self.call_until_every_worker_answered(job)
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        survivor = pids - {victim}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            children = children_of(job.process.pid)
+            if len(children) == 2 and victim not in children:
+                break
+            time.sleep(0.05)
+        replacement = children_of(job.process.pid) - survivor
+        self.assertEqual(len(replacement), 1, job.read_output())
+        self.assertNotIn(victim, replacement)
+        _, more = self.call_until_every_worker_answered(job, workers=survivor | replacement)
+        client = JobClient(job.port)
+        self.assertEqual(metric(client.get('/metrics').body.decode(), 'requests_done_total'), calls + more)
+        client.close()
+        self.assertIn(f'(pid {victim}) ended with signal SIGKILL', job.read_output())
+
+    def test_ready_answers_for_the_worker_that_answers(self):
+        job = self.start()
+        pids, _ = self.call_until_every_worker_answered(job)
+        (self.tmp / 'slow-start').write_text('')
+        os.kill(min(pids), signal.SIGKILL)
+        statuses = set()
+        deadline = time.monotonic() + 2.5  # the replacement takes 3 s to load
+        time.sleep(0.3)
+        while time.monotonic() < deadline and statuses != {200, 500}:
+            client = JobClient(job.port)
+            statuses.add(client.get('/ready').status)
+            client.close()
+        self.assertEqual(statuses, {200, 500})
+
+    def test_sigterm_drains_every_worker_and_exits_zero(self):
+        job = self.start()
+        metrics_dirs = list(self.tempdir.glob('racetrack-job-metrics-*'))
+        self.assertEqual(len(metrics_dirs), 1)
+        pinned = self.pinned_clients(job)
+        results: dict[int, object] = {}
+
+        def call(pid: int, client: JobClient) -> None:
+            results[pid] = client.post('/api/v1/perform', {'seconds': 1.0})
+
+        threads = [threading.Thread(target=call, args=item) for item in pinned.items()]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.4)
+        job.process.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(10)
+        self.assertEqual(job.process.wait(30), 0, job.read_output())
+        self.assertEqual({pid: (response.status, response.json()) for pid, response in results.items()},
+                         {pid: (200, pid) for pid in pinned})
+        self.assertEqual(children_of(job.process.pid), set())
+        self.assertFalse(metrics_dirs[0].exists())
+
+    def test_given_metrics_directory_is_wiped_and_kept(self):
+        given = self.tmp / 'metrics'
+        given.mkdir()
+        (given / 'counter_12345.db').write_bytes(b'stale')
+        job = self.start(env={'PROMETHEUS_MULTIPROC_DIR': str(given)})
+        self.call_until_every_worker_answered(job)
+        self.assertNotIn('counter_12345.db', os.listdir(given))
+        self.assertEqual(job.stop(), 0)
+        self.assertTrue(given.is_dir())
+        self.assertEqual(list(self.tempdir.iterdir()), [])
+
+    def test_workers_must_be_positive(self):
+        result = subprocess.run([sys.executable, '-m', 'racetrack_job_wrapper', 'job.py:Job', '--workers', '0'],
+                                capture_output=True, text=True, cwd=self.tmp, timeout=30,
+                                env={**os.environ, 'PYTHONPATH': str(REPO_DIR)})
+        self.assertEqual(result.returncode, 2)
+        self.assertIn('--workers: must be at least 1, got 0', result.stderr)
+
+
+if __name__ == '__main__':
+    unittest.main()
