@@ -6,10 +6,13 @@ for the next keep-alive request; a request it cannot read whole is answered and 
 """
 from __future__ import annotations
 
+import io
 import logging
+import math
 import re
 import select
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable, Protocol
 
 from racetrack_job_wrapper.invoke import ClientDisconnected
-from racetrack_job_wrapper.messages import Headers, HTTPError, Request, Response, encode_json
+from racetrack_job_wrapper.messages import Headers, HTTPError, Request, Response, encode_json, http_error_response
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +172,44 @@ def _refuse(sock: socket.socket, status: int, reason: str) -> None:
         pass
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The connection's raw reads, each bounded by the time left until `deadline` (kernel SO_RCVTIMEO).
+
+    The socket stays in blocking mode, so a read is one `recv`: a Python socket timeout would
+    add a `poll` before every `recv` and an `ioctl` per `settimeout`, each a GIL hand-off that
+    costs dearly with many connection threads. The timeout is armed only when a read reaches
+    the socket (most header lines and bodies come from the buffer) and only when it changes;
+    rounding it up to 0.1 s keeps it unchanged across keep-alive requests, and lets a deadline
+    be overrun by at most that much.
+    """
+
+    def __init__(self, sock: socket.socket):
+        super().__init__()
+        self._sock = sock
+        self.deadline = math.inf
+        self._armed = 0.0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        timeout = math.ceil((self.deadline - time.monotonic()) * 10) / 10
+        if timeout <= 0:
+            raise TimeoutError('read deadline passed')
+        if timeout != self._armed:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+            self._armed = timeout
+        try:
+            return self._sock.recv_into(buffer)
+        except BlockingIOError:  # what an expired SO_RCVTIMEO raises on a blocking socket
+            raise TimeoutError('read timed out') from None
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack('ll', whole, int((seconds - whole) * 1_000_000))
+
+
 class RequestHandler(BaseHTTPRequestHandler):
     """Reads requests with bounded size and time, hands them to the app, writes each response in one send."""
 
@@ -183,6 +224,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._current = ''
         self._started = 0.0
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Blocking mode with kernel timeouts instead of Python's socket timeout (see _DeadlineReader);
+        # a client that stops reading our response is dropped after the idle timeout.
+        self.connection.settimeout(None)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.server.limits.idle_timeout))
+        self.rfile.close()
+        self._reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
         self.server.track(self, True)
 
     def finish(self) -> None:
@@ -218,7 +266,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _serve_one(self) -> bool:
         """Read, answer and log one request; False when the connection must close."""
         limits = self.server.limits
-        self.connection.settimeout(limits.idle_timeout)
+        self._reader.deadline = time.monotonic() + limits.idle_timeout
         line = self.rfile.readline(limits.max_request_line_bytes + 1)
         if not line:
             return False
@@ -407,10 +455,10 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.connection.sendall(b'HTTP/1.1 100 Continue\r\n\r\n')
 
     def _settimeout(self, deadline: float) -> None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        """Bound the coming reads by `deadline`; 408 if it has passed already."""
+        if deadline <= time.monotonic():
             raise HTTPError(408, 'the request was not received in time', error_type='RequestTimeout', close=True)
-        self.connection.settimeout(remaining)
+        self._reader.deadline = deadline
 
     def _is_disconnected(self) -> bool:
         """True when the client has closed its end (checked while a request waits in a queue)."""
@@ -425,7 +473,6 @@ class RequestHandler(BaseHTTPRequestHandler):
     # -- writing ------------------------------------------------------------------------------
 
     def _send_error(self, error: HTTPError) -> tuple[int, int]:
-        from racetrack_job_wrapper.messages import http_error_response
         response = http_error_response(error)
         try:
             return error.status, self._send(response, 'GET', 'HTTP/1.1', keep_alive=False)
