@@ -151,11 +151,17 @@ def http_error_response(error: HTTPError) -> Response:
 
 def encode_json(data: Any) -> bytes:
     """Compact UTF-8 JSON; non-finite floats are refused (JSON has no NaN or Infinity)."""
-    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(',', ':')).encode()
+    return _ENCODER.encode(data).encode()
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f'{name} is not valid JSON')
+
+
+# Built once: json.dumps and json.loads with non-default options construct a new encoder or
+# decoder on every call. Both are stateless between calls, so threads can share them.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(',', ':'))
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def decode_json(body: bytes, max_depth: int = 100) -> Any:
@@ -173,7 +179,7 @@ def decode_json(body: bytes, max_depth: int = 100) -> Any:
         raise HTTPError(400, f'JSON nesting is {depth} levels deep, the limit is {max_depth}',
                         error_type='InvalidJSON')
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return _DECODER.decode(text)
     except ValueError as e:
         # Covers JSONDecodeError, NaN/Infinity and int strings beyond sys.get_int_max_str_digits().
         raise HTTPError(400, f'request body is not valid JSON: {e}', error_type='InvalidJSON') from None
