@@ -187,11 +187,16 @@ class Supervisor:
                     logger.error('worker %d (pid %d) ended with %s', slot, pid, _describe_exit(code))
                 continue
             lived = time.monotonic() - started
-            self._early_deaths[slot] = self._early_deaths[slot] + 1 if lived < _EARLY_DEATH_SECONDS else 0
-            delay = min(_MAX_RESTART_DELAY, 0.1 * 2 ** self._early_deaths[slot]) if self._early_deaths[slot] else 0.0
+            delay = self._schedule_restart(slot, early=lived < _EARLY_DEATH_SECONDS)
             logger.error('worker %d (pid %d) ended with %s after %.1fs; starting a new one%s', slot, pid,
                          _describe_exit(code), lived, f' in {delay:.1f}s' if delay else '')
-            self._restarts[slot] = time.monotonic() + delay
+
+    def _schedule_restart(self, slot: int, early: bool) -> float:
+        """Restart a slot at once, or after a delay that doubles while its workers keep dying early."""
+        self._early_deaths[slot] = self._early_deaths[slot] + 1 if early else 0
+        delay = min(_MAX_RESTART_DELAY, 0.1 * 2 ** self._early_deaths[slot]) if early else 0.0
+        self._restarts[slot] = time.monotonic() + delay
+        return delay
 
     def _restart_due(self) -> None:
         now = time.monotonic()
@@ -204,7 +209,13 @@ class Supervisor:
         # Stop signals stay blocked across the fork until the worker has its own handlers,
         # so a SIGTERM sent to a new worker is a graceful drain, never a plain death.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:  # out of processes or memory for now: the other workers keep serving
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            delay = self._schedule_restart(slot, early=True)
+            logger.error('cannot start worker %d: %s; trying again in %.1fs', slot, e, delay)
+            return
         if pid == 0:
             _run_worker(self._make_worker, self._listener, self._metrics_dir, self._pid, mask)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)

@@ -12,7 +12,9 @@ import threading
 import time
 import unittest
 from pathlib import Path
+from unittest import mock
 
+from racetrack_job_wrapper.workers import Supervisor
 from tests.support import REPO_DIR, JobClient, ProcessJob
 
 PID_JOB = '''
@@ -206,6 +208,25 @@ class WorkersTest(unittest.TestCase):
                                 env={**os.environ, 'PYTHONPATH': str(REPO_DIR)})
         self.assertEqual(result.returncode, 2)
         self.assertIn('--workers: must be at least 1, got 0', result.stderr)
+
+
+class SupervisorTest(unittest.TestCase):
+    def test_failed_fork_is_retried_later_with_growing_delay(self):
+        supervisor = Supervisor(mock.Mock(), mock.Mock(), 1, grace_period=1.0, metrics_dir=mock.Mock())
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        with mock.patch('os.fork', side_effect=BlockingIOError(11, 'Resource temporarily unavailable')), \
+                self.assertLogs('racetrack_job_wrapper.workers', 'ERROR') as logs:
+            started = time.monotonic()
+            supervisor._spawn(0)
+            first = supervisor._restarts[0] - started
+            supervisor._spawn(0)
+            second = supervisor._restarts[0] - started
+        self.assertEqual(supervisor._children, {})
+        self.assertEqual(signal.pthread_sigmask(signal.SIG_BLOCK, []), before)
+        self.assertAlmostEqual(first, 0.2, delta=0.05)
+        self.assertAlmostEqual(second, 0.4, delta=0.05)
+        self.assertIn('cannot start worker 0: [Errno 11] Resource temporarily unavailable; trying again in 0.2s',
+                      logs.output[0])
 
 
 if __name__ == '__main__':
