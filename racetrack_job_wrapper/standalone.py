@@ -119,6 +119,9 @@ class JobRunner:
         self.health = HealthState()
         self.metrics = JobMetrics(registry, settings.name, settings.version)
         self.observer = AccessObserver(self.metrics, self.observability)
+        if self.scrape_registry is not registry:
+            # An Info metric keeps its labels in memory, not in the files the workers share.
+            self.scrape_registry.register(self.metrics.info)
         self.server: JobServer = None  # type: ignore[assignment]
         self.loaded = threading.Event()
         self._drained: threading.Thread | None = None

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 MULTIPROC_DIR_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# Passed on to every worker (SIGUSR1: log a thread dump) instead of ending the supervisor.
+_FORWARDED_SIGNALS = {signal.SIGUSR1} if hasattr(signal, 'SIGUSR1') else set()
 _POLL_SECONDS = 0.1
 _EARLY_DEATH_SECONDS = 5.0   # a worker that dies sooner than this after its start delays the next restart
 _MAX_RESTART_DELAY = 10.0
@@ -127,6 +129,7 @@ class Supervisor:
     def run(self) -> int:
         """Start every worker and supervise them until a stop signal; returns the exit code."""
         previous = {signum: signal.signal(signum, self._on_signal) for signum in _STOP_SIGNALS}
+        previous.update({signum: signal.signal(signum, self._forward) for signum in _FORWARDED_SIGNALS})
         try:
             for slot in range(self._count):
                 self._spawn(slot)
@@ -151,6 +154,10 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: object) -> None:
         # Only note it: the loop acts within one poll, outside the signal handler.
         self._stop_signal = signum
+
+    def _forward(self, signum: int, frame: object) -> None:
+        for pid in list(self._children):
+            _signal(pid, signum)
 
     def _begin_stop(self) -> None:
         logger.info('shutting down: draining %d worker(s) (grace period %.0fs)',
@@ -206,9 +213,9 @@ class Supervisor:
                 self._spawn(slot)
 
     def _spawn(self, slot: int) -> None:
-        # Stop signals stay blocked across the fork until the worker has its own handlers,
-        # so a SIGTERM sent to a new worker is a graceful drain, never a plain death.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        # Signals stay blocked across the fork until the worker has its own handlers, so a
+        # SIGTERM sent to a new worker is a graceful drain, never a plain death.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS | _FORWARDED_SIGNALS)
         try:
             pid = os.fork()
         except OSError as e:  # out of processes or memory for now: the other workers keep serving

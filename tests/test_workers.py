@@ -130,6 +130,7 @@ class WorkersTest(unittest.TestCase):
             self.assertEqual(metric(text, 'requests_done_total'), calls)
             self.assertEqual(metric(text, 'requests_started_total'), calls)
             self.assertEqual(metric(text, 'request_calls_running'), 0)
+            self.assertIn('racetrack_job_info{job_name="job",job_version="latest"', text)
             self.assertEqual(metric(text, 'request_duration_count{endpoint="/perform"}'), calls)
             self.assertNotIn('pid=', text)
 
@@ -190,6 +191,22 @@ class WorkersTest(unittest.TestCase):
                          {pid: (200, pid) for pid in pinned})
         self.assertEqual(children_of(job.process.pid), set())
         self.assertFalse(metrics_dirs[0].exists())
+
+    def test_sigusr1_to_the_supervisor_dumps_every_worker(self):
+        job = self.start()
+        pids, _ = self.call_until_every_worker_answered(job)
+        job.process.send_signal(signal.SIGUSR1)
+
+        def dumps() -> int:
+            return sum(line.endswith('thread dump (SIGUSR1):') for line in job.read_output().splitlines())
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and dumps() < 2:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        self.assertEqual(dumps(), 2)
+        self.assertIsNone(job.process.poll())
+        self.assertEqual(children_of(job.process.pid), pids)
 
     def test_given_metrics_directory_is_wiped_and_kept(self):
         given = self.tmp / 'metrics'
