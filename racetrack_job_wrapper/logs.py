@@ -5,6 +5,8 @@ import datetime
 import json
 import logging
 import sys
+import threading
+import time
 from typing import Any, TextIO
 
 from racetrack_job_wrapper.observability import ObservabilitySettings
@@ -129,12 +131,74 @@ def _traceback_text(formatter: logging.Formatter, record: logging.LogRecord, sta
 
 
 class JobLogHandler(logging.StreamHandler):
-    """The root handler the server installs; told apart from handlers a job or embedding program adds."""
+    """The root handler the server installs; told apart from handlers a job or embedding program adds.
+
+    Lines below WARNING are flushed in batches by a background thread, at most
+    `FLUSH_INTERVAL` seconds after they were written: one write system call per batch
+    instead of one per request (each of which hands the GIL to another thread). Warnings,
+    errors and every line on a terminal are flushed at once; `flush()` and `close()` (run by
+    `logging.shutdown()` at exit) write out whatever waits.
+    """
+
+    FLUSH_INTERVAL = 0.1
+
+    def __init__(self, stream: TextIO | None = None):
+        super().__init__(stream)
+        self._pending = False
+        self._flusher: threading.Thread | None = None
+        self._interactive = _is_tty(self.stream)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the line; flush now or leave it to the batch flush."""
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING or self._interactive:
+                self.flush()
+            elif not self._pending:
+                self._pending = True
+                self._ensure_flusher()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Write out buffered lines now."""
+        self._pending = False
+        super().flush()
+
+    def _ensure_flusher(self) -> None:
+        # A forked worker inherits the handler but not the thread: start one per process.
+        if self._flusher is None or not self._flusher.is_alive():
+            self._flusher = threading.Thread(target=self._flush_periodically, name='log-flush', daemon=True)
+            self._flusher.start()
+
+    def _flush_periodically(self) -> None:
+        while True:
+            time.sleep(self.FLUSH_INTERVAL)
+            if self._pending:
+                with self.lock:  # type: ignore[union-attr]
+                    try:
+                        self.flush()
+                    except (OSError, ValueError):  # the stream was closed under us: nothing left to do
+                        return
+
+
+def _stderr_stream() -> TextIO:
+    """Standard error, block-buffered when it is not a terminal, so batched lines leave in one write.
+
+    Reconfiguring `sys.stderr` itself (rather than opening a second stream on its descriptor)
+    keeps every writer of standard error, tracebacks and warnings included, in one ordered buffer.
+    """
+    stream = sys.stderr
+    if not _is_tty(stream) and hasattr(stream, 'reconfigure'):
+        stream.reconfigure(line_buffering=False, write_through=False)
+    return stream
 
 
 def build_handler(settings: ObservabilitySettings, stream: TextIO | None = None) -> logging.Handler:
     """A stream handler (stderr by default) with the formatter the settings ask for and the request filter."""
-    stream = stream if stream is not None else sys.stderr
+    stream = stream if stream is not None else _stderr_stream()
     handler = JobLogHandler(stream)
     handler.setFormatter(_formatter(settings, stream))
     handler.addFilter(RequestContextFilter(settings.log_caller_name))

@@ -353,7 +353,46 @@ class ProcessLogsTest(unittest.TestCase):
         self.assertTrue(any(line.startswith('CUSTOM|INFO|POST /api/v1/perform 200 ') and line.endswith('|own-1')
                             for line in output), output)
         # Lines before the job was created are the server's JSON lines.
-        self.assertEqual(json.loads(output[0])['logger'], 'racetrack_job_wrapper.standalone')
+        self.assertEqual(json.loads(output[0])["logger"], "racetrack_job_wrapper.standalone")
+
+
+class CountingStream(io.StringIO):
+    """A stream that counts flushes."""
+
+    def __init__(self):
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self):
+        self.flushes += 1
+        super().flush()
+
+
+class BatchedFlushTest(unittest.TestCase):
+    def setUp(self):
+        self.stream = CountingStream()
+        self.handler = JobLogHandler(self.stream)
+        self.handler.setFormatter(logging.Formatter('%(levelname)s %(message)s'))
+        self.logger = logging.getLogger('tests.batched')
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self.handler)
+        self.addCleanup(self.logger.removeHandler, self.handler)
+
+    def test_info_lines_are_written_at_once_and_flushed_in_one_batch(self):
+        for number in range(100):
+            self.logger.info('line %d', number)
+        self.assertEqual(self.stream.getvalue().count('\n'), 100)
+        self.assertEqual(self.stream.flushes, 0)
+        deadline = time.monotonic() + 5
+        while self.stream.flushes == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(self.stream.flushes, 1)
+
+    def test_warnings_are_flushed_at_once(self):
+        self.logger.warning('careful')
+        self.assertEqual(self.stream.flushes, 1)
+        self.assertEqual(self.stream.getvalue(), 'WARNING careful\n')
 
 
 if __name__ == '__main__':
