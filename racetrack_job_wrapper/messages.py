@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 from urllib.parse import parse_qs
 
 JSON_TYPE = 'application/json'

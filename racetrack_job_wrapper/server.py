@@ -528,8 +528,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         """Silence BaseHTTPRequestHandler's stderr lines; access logs go through the observer."""
 
 
+# Looked up per response: a dict, not an Enum call.
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
 def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return 'Unknown'
+    return _PHRASES.get(status, 'Unknown')
