@@ -1,7 +1,6 @@
 """The one way job code is called on the request path: bind, validate, admit, call, serialize."""
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextvars
 import logging
@@ -11,13 +10,16 @@ import time
 import typing
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
 from racetrack_job_wrapper.messages import JSON_TYPE, HTTPError, Request, Response, encode_json
 from racetrack_job_wrapper.metrics import EndpointMetrics, JobMetrics
 from racetrack_job_wrapper.schema import Converter, ValidationError, build_converter, build_text_converter
 from racetrack_job_wrapper.serialize import SerializationError, to_json_serializable
+
+if TYPE_CHECKING:
+    import asyncio
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +118,7 @@ class AsyncRunner:
     """One event loop thread for `async def` job methods; each call runs in the caller's context."""
 
     def __init__(self) -> None:
+        import asyncio  # only jobs with async methods pay for the import
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name='job-event-loop', daemon=True)
         self._thread.start()

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from racetrack_job_wrapper import yamlsub
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +56,7 @@ def load_yaml(text: str, source: str) -> Any:
     except ImportError:
         yaml = None
     if yaml is None:
+        from racetrack_job_wrapper import yamlsub  # only read when a manifest exists and PyYAML does not
         try:
             return yamlsub.load(text)
         except yamlsub.YamlSubsetError as exc:

@@ -14,18 +14,20 @@ the prefix or at the root.
 """
 from __future__ import annotations
 
-import asyncio
 import inspect
 import io
 import logging
 import queue
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from racetrack_job_wrapper.endpoints import JobDefinitionError
 from racetrack_job_wrapper.invoke import AsyncRunner
 from racetrack_job_wrapper.messages import Request, Response, error_response
 from racetrack_job_wrapper.routing import Route
 from racetrack_job_wrapper.static import MimeGuesser, StaticDirectory
+
+if TYPE_CHECKING:
+    import asyncio
 
 logger = logging.getLogger(__name__)
 
@@ -386,6 +388,7 @@ class _ASGIChannel:
         self.closed = False
 
     async def run(self, app: Callable[..., Any], scope: dict[str, Any]) -> None:
+        import asyncio  # only ASGI webviews pay for the import
         self._loop = asyncio.get_running_loop()
         self._finished = self._loop.create_future()
         try:
