@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 from racetrack_job_wrapper.invoke import ClientDisconnected
 from racetrack_job_wrapper.messages import Headers, HTTPError, Request, Response, encode_json, http_error_response
@@ -28,6 +28,15 @@ logger = logging.getLogger(__name__)
 _TOKEN = re.compile(rb'[!#$%&\'*+\-.^_`|~0-9A-Za-z]+')
 _BODYLESS_STATUSES = frozenset({204, 304})
 _MIN_BODY_RATE = 64 * 1024  # bytes/s a slow client must sustain once its body has started
+_HEX = re.compile(rb'[0-9A-Fa-f]+')
+# Control characters other than HTAB are not allowed in a field value (RFC 9110 section 5.5).
+_FIELD_CONTROL = re.compile(rb'[\x00-\x08\x0a-\x1f\x7f]')
+_MAX_CHUNK_LINE = 1024      # a chunk size line with its extensions
+_LINGER_SECONDS = 1.0       # after an error that closes, unread input is discarded this long ...
+_LINGER_BYTES = 1 << 20     # ... or up to this much, so the client can read the answer before the close
+# On a drain, a keep-alive connection that was busy this recently is likely to carry another
+# request any moment; closing it now would race that request, so it gets this long to send it.
+_DRAIN_IDLE_WINDOW = 0.5
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,9 @@ class JobServer(ThreadingHTTPServer):
         self.observer = observer
         self.draining = False
         self._handlers: set[RequestHandler] = set()
+        # Counted when accepted, not when the thread starts, so a burst cannot overshoot the cap
+        # and a drain never misses a connection whose thread has not run yet.
+        self._connections = 0
         self._handlers_lock = threading.Lock()
         self._idle = threading.Condition(self._handlers_lock)
         if listener is None:
@@ -93,17 +105,42 @@ class JobServer(ThreadingHTTPServer):
             self.socket = listener
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Start a thread for the connection, or refuse it with 503 past `max_connections` or while draining."""
+        """Start a thread for the connection, or refuse it with 503 past `max_connections`.
+
+        While draining, a connection still accepted is served one request with `Connection: close`.
+        """
         with self._handlers_lock:
-            full = len(self._handlers) >= self.limits.max_connections
-        if full or self.draining:
-            reason = 'the server is shutting down' if self.draining else 'too many connections'
-            _refuse(request, 503, reason)
+            full = self._connections >= self.limits.max_connections
+            if not full:
+                self._connections += 1
+        if full:
+            _refuse(request, 503, f'too many connections (max_connections is {self.limits.max_connections})')
             if self.observer is not None:
-                self.observer.connection_refused('shutting_down' if self.draining else 'connection_limit')
+                self.observer.connection_refused('connection_limit')
             self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._forget_connection()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection in its own thread; it stops counting towards the cap when it ends."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._forget_connection()
+
+    def _forget_connection(self) -> None:
+        with self._handlers_lock:
+            self._connections -= 1
+            self._idle.notify_all()
+
+    def connection_count(self) -> int:
+        """Connections accepted and not yet closed."""
+        with self._handlers_lock:
+            return self._connections
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Log an unexpected error of one connection; the server keeps serving."""
@@ -126,20 +163,26 @@ class JobServer(ThreadingHTTPServer):
     def drain(self, grace_period: float | None = None) -> bool:
         """Stop accepting, let in-flight requests finish, close idle connections.
 
-        Must be called from a thread other than the one running `serve_forever`.
-        Returns True when every in-flight request finished within the grace period.
+        Connections the kernel already accepted (the listen backlog) are taken and their first
+        request, if it arrives, is answered with `Connection: close`; connections made after
+        that are refused by the kernel. Must be called from a thread other than the one running
+        `serve_forever`. Returns True when every request read finished within the grace period.
         """
         grace = self.limits.grace_period if grace_period is None else grace_period
-        self.draining = True
-        self.shutdown()          # stops serve_forever's accept loop
-        self.socket.close()      # new connections are refused by the kernel from here on
         deadline = time.monotonic() + grace
+        self.draining = True     # from here every response says Connection: close
+        self.shutdown()          # stops serve_forever's accept loop
+        waiting = self._take_backlog()
+        self.socket.close()      # new connections are refused by the kernel from here on
+        for request, client_address in waiting:
+            self.process_request(request, client_address)
         with self._handlers_lock:
             while True:
+                now = time.monotonic()
                 for handler in list(self._handlers):
-                    if not handler.busy:
+                    if not handler.busy and now - handler.last_active >= _DRAIN_IDLE_WINDOW:
                         handler.interrupt()
-                if not self._handlers:
+                if not self._connections:
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -150,6 +193,23 @@ class JobServer(ThreadingHTTPServer):
             logger.error('grace period of %.1fs over; %d request(s) cut: %s', grace, len(cut), '; '.join(cut))
             return False
         return True
+
+    def _take_backlog(self) -> list[tuple[socket.socket, Any]]:
+        """The connections waiting in the kernel's listen queue, taken without blocking.
+
+        Only accepted here, served after the listening socket is closed: starting threads in
+        this loop would let clients that reconnect at once keep the queue from ever emptying.
+        """
+        self.socket.setblocking(False)
+        taken = []
+        while len(taken) < self.request_queue_size:
+            try:
+                request, client_address = self.socket.accept()
+            except OSError:  # BlockingIOError once the queue is empty
+                break
+            request.setblocking(True)
+            taken.append((request, client_address))
+        return taken
 
 
 def shared_listener(address: tuple[str, int]) -> socket.socket:
@@ -168,6 +228,12 @@ def _refuse(sock: socket.socket, status: int, reason: str) -> None:
     try:
         sock.settimeout(1.0)
         sock.sendall(head.encode('latin-1') + body)
+        # Closing with unread input makes the kernel send a reset, which can destroy the answer
+        # before the client reads it; take whatever has already arrived (without waiting) first.
+        sock.setblocking(False)
+        for _ in range(16):
+            if not sock.recv(65536):
+                break
     except OSError:
         pass
 
@@ -221,6 +287,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.busy = False
+        self.last_active = time.monotonic()
         self._current = ''
         self._started = 0.0
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -253,9 +320,8 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def handle(self) -> None:
         try:
-            while not self.server.draining:
-                if not self._serve_one():
-                    break
+            while self._serve_one():
+                pass
         except (_Close, ConnectionError, TimeoutError, socket.timeout):
             pass
         except OSError as e:
@@ -267,9 +333,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         """Read, answer and log one request; False when the connection must close."""
         limits = self.server.limits
         self._reader.deadline = time.monotonic() + limits.idle_timeout
-        line = self.rfile.readline(limits.max_request_line_bytes + 1)
-        if not line:
-            return False
+        if not self.rfile.peek(1):
+            return False  # closed while idle (by the client, or by a drain)
         self.busy = True
         self._started = time.monotonic()
         observer = self.server.observer
@@ -279,9 +344,19 @@ class RequestHandler(BaseHTTPRequestHandler):
         method, target, status, sent = '-', '-', 0, 0
         try:
             try:
+                # One deadline for the whole head from its first byte, each read bounded by what
+                # is left of it, so a byte now and then cannot keep a thread forever.
+                self._reader.deadline = self._started + limits.head_timeout
+                line = self.rfile.readline(limits.max_request_line_bytes + 1)
+                if line == b'\r\n':  # RFC 9112 section 2.2: ignore an empty line before a request
+                    line = self.rfile.readline(limits.max_request_line_bytes + 1)
                 method, target, version = self._parse_request_line(line)
                 self._current = f'{method} {target}'
                 request, keep_alive = self._read_request(method, target, version)
+            except TimeoutError:
+                status, sent = self._send_error(HTTPError(
+                    408, 'the request was not received in time', error_type='RequestTimeout', close=True))
+                return False
             except HTTPError as e:
                 status, sent = self._send_error(e)
                 return False
@@ -298,6 +373,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             return keep_alive
         finally:
             self.busy = False
+            self.last_active = time.monotonic()
             if observer is not None:
                 observer.request_finished(request, method, target, status, sent,
                                           time.monotonic() - self._started)
@@ -307,6 +383,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         if len(line) > limits.max_request_line_bytes:
             raise HTTPError(414, f'request line is longer than {limits.max_request_line_bytes} bytes',
                             error_type='URITooLong', close=True)
+        if not line.endswith(b'\n'):
+            raise _Close()  # the connection ended mid-line: nobody to answer
         if not line.endswith(b'\r\n'):
             raise HTTPError(400, 'request line must end with CRLF', error_type='BadRequest', close=True)
         parts = line[:-2].split(b' ')
@@ -317,24 +395,27 @@ class RequestHandler(BaseHTTPRequestHandler):
         if not _TOKEN.fullmatch(method):
             raise HTTPError(400, 'malformed request method', error_type='BadRequest', close=True)
         if version not in (b'HTTP/1.1', b'HTTP/1.0'):
-            status = 505 if version.startswith(b'HTTP/') else 400
+            status = 505 if re.fullmatch(rb'HTTP/\d\.\d', version) else 400
             raise HTTPError(status, 'only HTTP/1.0 and HTTP/1.1 are supported', close=True)
-        if not target.startswith(b'/') or any(byte <= 0x20 or byte == 0x7f for byte in target):
-            raise HTTPError(400, 'request target must be an absolute path', error_type='BadRequest', close=True)
-        return method.decode('ascii'), target.decode('latin-1'), version.decode('ascii')
+        if not target.startswith(b'/') or any(byte <= 0x20 or byte >= 0x7f for byte in target):
+            raise HTTPError(400, 'request target must be an absolute path of visible ASCII characters',
+                            error_type='BadRequest', close=True)
+        return method.decode('ascii'), target.decode('ascii'), version.decode('ascii')
 
     def _read_request(self, method: str, target: str, version: str) -> tuple[Request, bool]:
-        limits = self.server.limits
-        deadline = self._started + limits.head_timeout
+        deadline = self._started + self.server.limits.head_timeout
         headers = self._read_headers(deadline)
         connection = (headers.get('Connection') or '').lower()
         if version == 'HTTP/1.1':
             keep_alive = 'close' not in connection
         else:
             keep_alive = 'keep-alive' in connection
-        if version == 'HTTP/1.1' and 'Host' not in headers:
+        hosts = headers.get_all('Host')
+        if len(hosts) > 1:
+            raise HTTPError(400, 'more than one Host header', error_type='BadRequest', close=True)
+        if version == 'HTTP/1.1' and not hosts:
             raise HTTPError(400, 'HTTP/1.1 request without a Host header', error_type='BadRequest', close=True)
-        body = self._read_body(headers, deadline)
+        body = self._read_body(headers)
         path, _, query = target.partition('?')
         request = Request(method, path, query, headers, body, self.client_address, raw_path=path)
         request.state['is_disconnected'] = self._is_disconnected
@@ -344,39 +425,43 @@ class RequestHandler(BaseHTTPRequestHandler):
         return request, keep_alive
 
     def _read_headers(self, deadline: float) -> Headers:
-        limits = self.server.limits
         fields: list[tuple[str, str]] = []
-        total = 0
+        limits = self.server.limits
+        for name, value in self._read_fields(deadline, limits.max_header_bytes):
+            if len(fields) >= limits.max_header_fields:
+                raise HTTPError(431, f'more than {limits.max_header_fields} header fields',
+                                error_type='RequestHeaderFieldsTooLarge', close=True)
+            fields.append((name, value))
+        return Headers(fields)
+
+    def _read_fields(self, deadline: float, budget: int) -> Iterator[tuple[str, str]]:
+        """Header (or trailer) fields up to the empty line, `budget` bytes in all, strictly checked."""
         while True:
             self._settimeout(deadline)
-            line = self.rfile.readline(limits.max_header_bytes + 1)
-            if not line:
-                raise _Close()
-            total += len(line)
-            if total > limits.max_header_bytes:
-                raise HTTPError(431, f'request headers exceed {limits.max_header_bytes} bytes',
+            line = self.rfile.readline(budget + 1)
+            budget -= len(line)
+            if budget < 0:
+                raise HTTPError(431, f'request headers exceed {self.server.limits.max_header_bytes} bytes',
                                 error_type='RequestHeaderFieldsTooLarge', close=True)
-            if line == b'\r\n':
-                return Headers(fields)
+            if not line.endswith(b'\n'):
+                raise _Close()  # the connection ended mid-line
             if not line.endswith(b'\r\n'):
-                if line.endswith(b'\n'):
-                    raise HTTPError(400, 'header lines must end with CRLF', error_type='BadRequest', close=True)
-                raise _Close()  # connection ended mid-line
+                raise HTTPError(400, 'header lines must end with CRLF', error_type='BadRequest', close=True)
+            if line == b'\r\n':
+                return
             if line[0] in b' \t':
                 raise HTTPError(400, 'obsolete header line folding is not accepted', error_type='BadRequest',
                                 close=True)
             name, colon, value = line[:-2].partition(b':')
             if not colon or not _TOKEN.fullmatch(name):
-                raise HTTPError(400, 'malformed header line', error_type='BadRequest', close=True)
-            if b'\x00' in value or b'\r' in value or b'\n' in value:
+                raise HTTPError(400, 'malformed header line: expected "Name: value"', error_type='BadRequest',
+                                close=True)
+            if _FIELD_CONTROL.search(value):
                 raise HTTPError(400, f'header {name.decode()} contains a control character',
                                 error_type='BadRequest', close=True)
-            if len(fields) >= limits.max_header_fields:
-                raise HTTPError(431, f'more than {limits.max_header_fields} header fields',
-                                error_type='RequestHeaderFieldsTooLarge', close=True)
-            fields.append((name.decode('ascii'), value.strip(b' \t').decode('latin-1')))
+            yield name.decode('ascii'), value.strip(b' \t').decode('latin-1')
 
-    def _read_body(self, headers: Headers, deadline: float) -> bytes:
+    def _read_body(self, headers: Headers) -> bytes:
         limits = self.server.limits
         lengths = headers.get_all('Content-Length')
         encoding = headers.get('Transfer-Encoding')
@@ -385,9 +470,10 @@ class RequestHandler(BaseHTTPRequestHandler):
                             error_type='BadRequest', close=True)
         if encoding is not None:
             if encoding.strip().lower() != 'chunked':
-                raise HTTPError(501, f'Transfer-Encoding {encoding!r} is not supported', close=True)
+                raise HTTPError(501, f'Transfer-Encoding {encoding!r} is not supported; only chunked is',
+                                close=True)
             self._continue(headers)
-            return self._read_chunked(deadline)
+            return self._read_chunked(time.monotonic() + limits.head_timeout)
         if not lengths:
             return b''
         values = {value.strip() for field in lengths for value in field.split(',')}
@@ -395,10 +481,14 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise HTTPError(400, 'conflicting Content-Length values', error_type='BadRequest', close=True)
         text = values.pop()
         if not text.isdigit() or not text.isascii():
-            raise HTTPError(400, f'invalid Content-Length {text!r}', error_type='BadRequest', close=True)
-        length = int(text)
+            raise HTTPError(400, f'invalid Content-Length {text[:40]!r}: expected a non-negative integer',
+                            error_type='BadRequest', close=True)
+        # A length with more digits than any limit needs is too large whatever it says; checked
+        # before int(), which refuses strings of thousands of digits.
+        length = int(text) if len(text) <= 18 else limits.max_body_bytes + 1
         if length > limits.max_body_bytes:
-            raise HTTPError(413, f'request body of {length} bytes exceeds the limit of {limits.max_body_bytes}',
+            size = f'{length} bytes' if len(text) <= 18 else f'{len(text)} digits'
+            raise HTTPError(413, f'request body of {size} exceeds the limit of {limits.max_body_bytes} bytes',
                             error_type='ContentTooLarge', close=True)
         if length == 0:
             return b''
@@ -423,16 +513,20 @@ class RequestHandler(BaseHTTPRequestHandler):
         total = 0
         while True:
             self._settimeout(deadline)
-            size_line = self.rfile.readline(1024)
-            if not size_line.endswith(b'\r\n'):
+            line = self.rfile.readline(_MAX_CHUNK_LINE + 1)
+            if not line.endswith(b'\n') and len(line) <= _MAX_CHUNK_LINE:
+                raise _Close()  # the connection ended mid-line
+            if not line.endswith(b'\r\n'):
                 raise HTTPError(400, 'malformed chunk size line', error_type='BadRequest', close=True)
-            size_text = size_line[:-2].split(b';', 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise HTTPError(400, 'malformed chunk size', error_type='BadRequest', close=True) from None
-            if size < 0 or not size_text.isalnum():
-                raise HTTPError(400, 'malformed chunk size', error_type='BadRequest', close=True)
+            size_text, semicolon, _ = line[:-2].partition(b';')
+            if semicolon:
+                size_text = size_text.rstrip(b' \t')
+            # Strict hex only: int(..., 16) would also take '0x10', '1_0' and surrounding spaces,
+            # which another parser in front of this one may read differently.
+            if not _HEX.fullmatch(size_text):
+                raise HTTPError(400, f'malformed chunk size {size_text[:20].decode("latin-1")!r}',
+                                error_type='BadRequest', close=True)
+            size = int(size_text, 16) if len(size_text) <= 16 else limits.max_body_bytes + 1
             if size == 0:
                 break
             total += size
@@ -443,11 +537,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             chunks.append(self._read_exact(size, deadline))
             if self._read_exact(2, deadline) != b'\r\n':
                 raise HTTPError(400, 'chunk data not followed by CRLF', error_type='BadRequest', close=True)
-        while True:  # trailer fields, ignored
-            self._settimeout(deadline)
-            line = self.rfile.readline(limits.max_header_bytes)
-            if line in (b'\r\n', b''):
-                break
+        for _ in self._read_fields(deadline, limits.max_header_bytes):
+            pass  # trailer fields are checked like headers, then ignored
         return b''.join(chunks)
 
     def _continue(self, headers: Headers) -> None:
@@ -473,11 +564,32 @@ class RequestHandler(BaseHTTPRequestHandler):
     # -- writing ------------------------------------------------------------------------------
 
     def _send_error(self, error: HTTPError) -> tuple[int, int]:
+        """Answer a request that could not be read whole, then close without a reset."""
         response = http_error_response(error)
         try:
-            return error.status, self._send(response, 'GET', 'HTTP/1.1', keep_alive=False)
+            sent = self._send(response, 'GET', 'HTTP/1.1', keep_alive=False)
+            self._linger()
         except OSError:
             return error.status, 0
+        return error.status, sent
+
+    def _linger(self) -> None:
+        """Half-close, and discard what the client still sends for a moment (RFC 9112 section 9.6).
+
+        Closing with unread input makes the kernel reset the connection, and a client still
+        sending its body may then lose the answer before reading it. Bounded in time and bytes.
+        """
+        self._reader.deadline = time.monotonic() + _LINGER_SECONDS
+        discarded = 0
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            while discarded < _LINGER_BYTES:
+                data = self.rfile.read1(65536)
+                if not data:
+                    return
+                discarded += len(data)
+        except OSError:  # TimeoutError at the deadline, or the client reset the connection
+            pass
 
     def _send(self, response: Response, method: str, version: str, keep_alive: bool) -> int:
         """Write status line, headers and body; bytes bodies go out in one `sendall`. Returns bytes sent."""
