@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import re
 from http import HTTPStatus
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 JSON_TYPE = 'application/json'
+MAX_NUMBER_DIGITS = 1000  # digits in one JSON number; int() of thousands of digits costs quadratic time
+_LONG_DIGIT_RUN = re.compile(r'\d{%d}' % (MAX_NUMBER_DIGITS + 1))
 
 
 class HTTPError(Exception):
@@ -165,6 +168,20 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(','
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
+def _checked_number(convert: Any) -> Any:
+    def parse(text: str) -> Any:
+        digits = sum(char.isdigit() for char in text)
+        if digits > MAX_NUMBER_DIGITS:
+            raise ValueError(f'a number has {digits} digits, the limit is {MAX_NUMBER_DIGITS}')
+        return convert(text)
+    return parse
+
+
+# For the rare body with a long run of digits somewhere (maybe only inside a string).
+_CHECKED_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_checked_number(int),
+                                    parse_float=_checked_number(float))
+
+
 def decode_json(body: bytes, max_depth: int = 100) -> Any:
     """Parse a JSON request body: UTF-8, finite numbers, nesting at most `max_depth`; else HTTPError(400)."""
     if not body.strip():
@@ -179,11 +196,17 @@ def decode_json(body: bytes, max_depth: int = 100) -> Any:
     if depth > max_depth:
         raise HTTPError(400, f'JSON nesting is {depth} levels deep, the limit is {max_depth}',
                         error_type='InvalidJSON')
+    # One regex search decides whether the per-number checks are needed at all.
+    decoder = _CHECKED_DECODER if _LONG_DIGIT_RUN.search(text) else _DECODER
     try:
-        return _DECODER.decode(text)
+        return decoder.decode(text)
     except ValueError as e:
-        # Covers JSONDecodeError, NaN/Infinity and int strings beyond sys.get_int_max_str_digits().
+        # Covers JSONDecodeError, NaN/Infinity and numbers with too many digits.
         raise HTTPError(400, f'request body is not valid JSON: {e}', error_type='InvalidJSON') from None
+    except RecursionError:
+        # Unbalanced brackets the depth scan does not count as nesting still stop here, not deeper.
+        raise HTTPError(400, f'JSON nesting is deeper than the limit of {max_depth}',
+                        error_type='InvalidJSON') from None
 
 
 def _nesting_depth(text: str) -> int:
