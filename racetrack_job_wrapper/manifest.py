@@ -461,3 +461,8 @@ def _env_value(text: str) -> str:
         if ch == '#' and index > 0 and text[index - 1] in ' \t':
             return text[:index].rstrip()
     return text
+
+
+def parse_cors_origins(value: Any) -> tuple[str, ...]:
+    """Validate `cors_allow_origins` given elsewhere than the manifest: '*' or a list of origins."""
+    return _cors_origins(value)

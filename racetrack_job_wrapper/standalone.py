@@ -5,6 +5,7 @@ import logging
 import signal
 import socket
 import threading
+import types
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +19,8 @@ from racetrack_job_wrapper.health import HealthState
 from racetrack_job_wrapper.loader import describe_failure
 from racetrack_job_wrapper.logs import configure_logs
 from racetrack_job_wrapper.manifest import (
-    JobSettings, ManifestError, apply_runtime_env, read_manifest, validate_build_settings)
+    LIMIT_FIELDS, JobSettings, ManifestError, apply_runtime_env, parse_cors_origins, read_manifest,
+    validate_build_settings)
 from racetrack_job_wrapper.metrics import JobMetrics, metrics_route, register_job_metrics
 from racetrack_job_wrapper.observability import ObservabilitySettings
 from racetrack_job_wrapper.server import JobServer, ServerLimits
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = '0.0.0.0'
 DEFAULT_PORT = 7000
+# Options the app reads from the settings rather than the server from its limits.
+APP_OPTIONS = frozenset({'max_json_depth', 'cors_allow_origins'})
 
 
 def serve_job_class(entrypoint_class: type, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
@@ -60,7 +64,7 @@ def serve(load: Callable[[], object], *, host: str = DEFAULT_HOST, port: int = D
     # Read again now that the manifest's runtime_env is applied: it may set LOG_* and the header names.
     observability = ObservabilitySettings.from_environ()
     configure_logs(settings=observability)
-    server_settings = server_limits(settings, limits)
+    settings, server_settings = apply_options(settings, limits)
     if workers != 1:
         from racetrack_job_wrapper.workers import serve_workers
 
@@ -88,14 +92,50 @@ def prepare_settings(manifest_path: str | None = None) -> JobSettings:
     return JobSettings.from_manifest(manifest)
 
 
+def apply_options(settings: JobSettings, options: dict[str, Any]) -> tuple[JobSettings, ServerLimits]:
+    """Settings and limits from defaults, then the manifest's jobtype_extra, then keyword options.
+
+    An option given as None is not given. Raises TypeError for an unknown option and
+    ValueError naming the option for a bad value.
+    """
+    given = {key: value for key, value in options.items() if value is not None}
+    _check_known(given)
+    limits = dict(settings.limits)
+    if 'max_json_depth' in given:
+        limits['max_json_depth'] = _positive('max_json_depth', given['max_json_depth'])
+    cors = settings.cors_allow_origins
+    if 'cors_allow_origins' in given:
+        try:
+            cors = parse_cors_origins(given['cors_allow_origins'])
+        except ManifestError as e:
+            raise ValueError(str(e).replace('jobtype_extra.', '')) from None
+    settings = replace(settings, limits=types.MappingProxyType(limits), cors_allow_origins=cors)
+    return settings, server_limits(settings, {k: v for k, v in given.items() if k not in APP_OPTIONS})
+
+
 def server_limits(settings: JobSettings, overrides: dict[str, Any]) -> ServerLimits:
     """Limits from defaults, then the manifest's jobtype_extra, then keyword arguments."""
+    _check_known(overrides)
     known = {field.name for field in fields(ServerLimits)}
-    unknown = set(overrides) - known
+    from_manifest = {key: value for key, value in settings.limits.items() if key in known}
+    given = {key: _positive(key, value) for key, value in overrides.items() if value is not None and key in known}
+    return replace(ServerLimits(), **{**from_manifest, **given})
+
+
+def _check_known(options: dict[str, Any]) -> None:
+    known = {field.name for field in fields(ServerLimits)} | APP_OPTIONS
+    unknown = set(options) - known
     if unknown:
         raise TypeError(f'unknown server option(s): {", ".join(sorted(unknown))}; known: {", ".join(sorted(known))}')
-    from_manifest = {key: value for key, value in settings.limits.items() if key in known}
-    return replace(ServerLimits(), **{**from_manifest, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _positive(name: str, value: Any) -> int | float:
+    kind = LIMIT_FIELDS[name]
+    valid = isinstance(value, int) if kind is int else isinstance(value, (int, float))
+    if isinstance(value, bool) or not valid or not value > 0 or value == float('inf'):
+        noun = 'integer' if kind is int else 'number of seconds'
+        raise ValueError(f'{name} must be a positive {noun}, got {value!r}')
+    return value
 
 
 class JobRunner:
