@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from racetrack_job_wrapper.manifest import JobSettings
 from racetrack_job_wrapper.observability import ObservabilitySettings
-from racetrack_job_wrapper.standalone import JobRunner, server_limits
+from racetrack_job_wrapper.standalone import JobRunner, apply_options
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_DIR = TESTS_DIR.parent
@@ -112,11 +112,11 @@ class RunningJob:
         return client
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Drain, wait for the serving thread to end, close the clients."""
-        self.runner.stop()
-        self.thread.join(timeout)
+        """Close the clients, drain, and wait for the serving thread to end."""
         for client in self._clients:
             client.close()
+        self.runner.stop()
+        self.thread.join(timeout)
 
 
 class ServerTestCase(unittest.TestCase):
@@ -130,9 +130,9 @@ class ServerTestCase(unittest.TestCase):
     def start(self, job: Any, manifest: Mapping[str, Any] | None = None, *, wait: bool = True,
               environ: Mapping[str, str] | None = None, cwd: Path | None = None, **limits: Any) -> RunningJob:
         """Serve `job` and return the running server; `cwd` stands in for the working directory."""
-        settings = JobSettings.from_manifest(dict(manifest or {}), environ or {})
+        settings, server_options = apply_options(JobSettings.from_manifest(dict(manifest or {}), environ or {}), limits)
         load: Callable[[], Any] = job if callable(job) and not hasattr(job, 'perform') else (lambda: job)
-        runner = JobRunner(load, settings, server_limits(settings, limits), registry=CollectorRegistry(), cwd=cwd,
+        runner = JobRunner(load, settings, server_options, registry=CollectorRegistry(), cwd=cwd,
                            observability=ObservabilitySettings.from_environ(environ or {}))
         runner.bind('127.0.0.1', 0)
         result: dict[str, int] = {}
@@ -249,3 +249,60 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0, read_until_close:
         except (socket.timeout, ConnectionResetError):
             pass
         return b''.join(chunks)
+
+
+class RawConnection:
+    """A raw socket to a test server: send any bytes, read responses one by one, see the close."""
+
+    def __init__(self, port: int, timeout: float = 10.0):
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+        self._buffer = bytearray()
+
+    def send(self, data: bytes) -> None:
+        """Send bytes as they are."""
+        self.sock.sendall(data)
+
+    def _fill(self) -> bool:
+        chunk = self.sock.recv(65536)
+        self._buffer += chunk
+        return bool(chunk)
+
+    def read_response(self) -> ClientResponse:
+        """Read one response (interim 1xx responses included); raises EOFError if the server closed first."""
+        while b'\r\n\r\n' not in self._buffer:
+            if not self._fill():
+                raise EOFError(f'connection closed; received {bytes(self._buffer)!r}')
+        end = self._buffer.index(b'\r\n\r\n')
+        head = bytes(self._buffer[:end])
+        del self._buffer[:end + 4]
+        status_line, *lines = head.decode('latin-1').split('\r\n')
+        raw = [tuple(part.strip() for part in line.split(':', 1)) for line in lines]
+        headers = {name.lower(): value for name, value in raw}
+        length = int(headers.get('content-length', 0))
+        while len(self._buffer) < length:
+            if not self._fill():
+                raise EOFError('connection closed mid-body')
+        body = bytes(self._buffer[:length])
+        del self._buffer[:length]
+        return ClientResponse(int(status_line.split(' ')[1]), headers, body, raw)  # type: ignore[arg-type]
+
+    def closed_by_server(self) -> bool:
+        """True when the server closed the connection (reads until EOF or the socket timeout)."""
+        try:
+            while self._fill():
+                pass
+            return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sock.close()
+
+    def __enter__(self) -> 'RawConnection':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
