@@ -288,6 +288,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         super().setup()
         self.busy = False
         self.last_active = time.monotonic()
+        self._unread_input = False
         self._current = ''
         self._started = 0.0
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -322,6 +323,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         try:
             while self._serve_one():
                 pass
+            if self._unread_input:
+                self._linger()
         except (_Close, ConnectionError, TimeoutError, socket.timeout):
             pass
         except OSError as e:
@@ -568,9 +571,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         response = http_error_response(error)
         try:
             sent = self._send(response, 'GET', 'HTTP/1.1', keep_alive=False)
-            self._linger()
         except OSError:
             return error.status, 0
+        self._unread_input = True  # lingered over once the request is logged and counted
         return error.status, sent
 
     def _linger(self) -> None:
