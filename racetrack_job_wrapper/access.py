@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import deque
 
+from racetrack_job_wrapper.logs import add_request_fields
 from racetrack_job_wrapper.messages import Request
 from racetrack_job_wrapper.metrics import JobMetrics
 from racetrack_job_wrapper.observability import ObservabilitySettings
@@ -28,6 +32,7 @@ class AccessObserver:
         self._reader = TraceReader(settings)
         self._tracing_header = settings.tracing_header
         self.active = active if active is not None else ActiveRequests()
+        self.access_log = AccessLog(logger, settings.log_caller_name)
 
     def request_started(self) -> None:
         """Count a request as received (its first line has arrived)."""
@@ -64,13 +69,63 @@ class AccessObserver:
         elif status in (401, 403) and 'route' not in request.state:
             metrics.count_rejected(status)  # access control answers before routing; no route means it refused
         if logger.isEnabledFor(logging.INFO):
-            # Handed over as a ready record: the caller's file and line (what `logger.info` spends a
-            # frame walk on) say nothing about an access line.
-            logger.handle(logging.LogRecord(logger.name, logging.INFO, __file__, 0, ACCESS_FORMAT,
-                                            (method, target, status, seconds * 1000, sent), None))
+            self.access_log.write((method, target, status, seconds * 1000, sent))
         if request is not None:
             self._forget(request)
 
     def _forget(self, request: Request) -> None:
         CURRENT_TRACE.set(None)
         self.active.end()
+
+
+class AccessLog:
+    """Access lines handed from request threads to one writer thread.
+
+    A request thread only builds the record and appends it to a deque (atomic, no lock); the
+    writer passes records to the logging handlers every `INTERVAL` seconds. With many threads
+    answering at once, writing in the request threads made them queue on the log handler's
+    lock (measured: 53 us of CPU per request at 16 connections, against 7 us uncontended).
+    Lines reach the log at most `INTERVAL` seconds late, with the time of the request.
+    """
+
+    INTERVAL = 0.05
+
+    def __init__(self, target: logging.Logger, caller_name: bool):
+        self._logger = target
+        self._caller_name = caller_name
+        self._pending: deque[logging.LogRecord] = deque()
+        self._writer: threading.Thread | None = None
+        self._lock = threading.Lock()  # taken only to start the writer and to flush
+
+    def write(self, args: tuple[object, ...]) -> None:
+        """Queue one access line with the current request's fields."""
+        # A ready record: the caller's file and line (what `logger.info` walks frames for) say
+        # nothing about an access line.
+        record = logging.LogRecord(self._logger.name, logging.INFO, __file__, 0, ACCESS_FORMAT, args, None)
+        trace = CURRENT_TRACE.get()
+        if trace is not None:
+            add_request_fields(record, trace, self._caller_name)
+        self._pending.append(record)
+        writer = self._writer
+        if writer is None or not writer.is_alive():  # none yet, or this is a forked worker
+            self._start_writer()
+
+    def flush(self) -> None:
+        """Pass every queued line to the handlers now."""
+        with self._lock:
+            pending = self._pending
+            handle = self._logger.handle
+            while pending:
+                handle(pending.popleft())
+
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_periodically, name='access-log', daemon=True)
+                self._writer.start()
+
+    def _write_periodically(self) -> None:
+        while True:
+            time.sleep(self.INTERVAL)
+            if self._pending:
+                self.flush()

@@ -10,7 +10,7 @@ import time
 from typing import Any, TextIO
 
 from racetrack_job_wrapper.observability import ObservabilitySettings
-from racetrack_job_wrapper.tracing import CURRENT_TRACE
+from racetrack_job_wrapper.tracing import CURRENT_TRACE, RequestTrace
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +41,20 @@ class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         trace = CURRENT_TRACE.get()
         if trace is not None:
-            fields = record.__dict__
-            fields.setdefault('tracing_id', trace.tracing_id)
-            if self.caller_name and trace.caller_name:
-                fields.setdefault('caller_name', trace.caller_name)
-            if trace.traceparent:
-                fields.setdefault('traceparent', trace.traceparent)
-                if trace.tracestate:
-                    fields.setdefault('tracestate', trace.tracestate)
+            add_request_fields(record, trace, self.caller_name)
         return True
+
+
+def add_request_fields(record: logging.LogRecord, trace: RequestTrace, caller_name: bool) -> None:
+    """Put a request's tracing id (and caller name, W3C trace context) on a record, keeping fields it has."""
+    fields = record.__dict__
+    fields.setdefault('tracing_id', trace.tracing_id)
+    if caller_name and trace.caller_name:
+        fields.setdefault('caller_name', trace.caller_name)
+    if trace.traceparent:
+        fields.setdefault('traceparent', trace.traceparent)
+        if trace.tracestate:
+            fields.setdefault('tracestate', trace.tracestate)
 
 
 class TextFormatter(logging.Formatter):

@@ -219,6 +219,7 @@ class JobRunner:
             self.server.server_close()
             if self._components is not None:
                 self._components.close()
+            self.observer.access_log.flush()
         return 0 if self._clean_exit else 1
 
     def stop(self) -> None:

@@ -395,5 +395,43 @@ class BatchedFlushTest(unittest.TestCase):
         self.assertEqual(self.stream.getvalue(), 'WARNING careful\n')
 
 
+class RecordList(logging.Handler):
+    """Keeps every record it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class AccessLogTest(unittest.TestCase):
+    def test_lines_from_many_threads_arrive_whole_with_their_trace(self):
+        from racetrack_job_wrapper.access import AccessLog
+        target = logging.getLogger('tests.access_log')
+        target.propagate = False
+        capture = RecordList()
+        target.addHandler(capture)
+        self.addCleanup(target.removeHandler, capture)
+        access_log = AccessLog(target, caller_name=True)
+
+        def serve(number: int) -> None:
+            CURRENT_TRACE.set(RequestTrace(f'trace-{number}', caller_name=f'caller-{number}'))
+            for index in range(100):
+                access_log.write(('POST', f'/{number}/{index}', 200, 1.0, 10))
+
+        threads = [threading.Thread(target=serve, args=(number,)) for number in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        access_log.flush()
+        self.assertEqual(len(capture.records), 800)
+        for record in capture.records:
+            number = record.getMessage().split('/')[1]
+            self.assertEqual((record.tracing_id, record.caller_name), (f'trace-{number}', f'caller-{number}'))
+
+
 if __name__ == '__main__':
     unittest.main()
