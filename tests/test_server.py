@@ -7,6 +7,7 @@ import datetime
 import decimal
 import enum
 import json
+import socket
 import threading
 import time
 import unittest
@@ -332,6 +333,26 @@ class ShutdownTest(ServerTestCase):
         self.assertEqual(results['slow'].headers['connection'], 'close')
         with self.assertRaises(OSError):
             idle.get('/ready')
+
+
+class SlowReaderTest(ServerTestCase):
+    def test_a_client_that_does_not_read_its_large_answer_holds_up_nobody(self):
+        class BigJob:
+            def perform(self, size: int = 1) -> str:
+                return 'x' * size
+
+        client = self.serve(BigJob())
+        body = b'{"size": 16000000}'
+        request = (b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s'
+                   % (len(body), body))
+        with socket.create_connection(('127.0.0.1', client.port)) as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.sendall(request)  # and never reads the 16 MB answer
+            time.sleep(0.5)
+            started = time.monotonic()
+            for _ in range(20):
+                self.assertEqual(client.post('/api/v1/perform', {'size': 3}).json(), 'xxx')
+            self.assertLess(time.monotonic() - started, 5)
 
 
 if __name__ == '__main__':
