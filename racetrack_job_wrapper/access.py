@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 
-from racetrack_job_wrapper.logs import add_request_fields
+from racetrack_job_wrapper.logs import Ticker, add_request_fields
 from racetrack_job_wrapper.messages import Request
 from racetrack_job_wrapper.metrics import JobMetrics
 from racetrack_job_wrapper.observability import ObservabilitySettings
@@ -94,8 +93,8 @@ class AccessLog:
         self._logger = target
         self._caller_name = caller_name
         self._pending: deque[logging.LogRecord] = deque()
-        self._writer: threading.Thread | None = None
-        self._lock = threading.Lock()  # taken only to start the writer and to flush
+        self._writer = Ticker(self.INTERVAL, self._write_pending, 'access-log')
+        self._lock = threading.Lock()  # taken only to flush
 
     def write(self, args: tuple[object, ...]) -> None:
         """Queue one access line with the current request's fields."""
@@ -106,9 +105,7 @@ class AccessLog:
         if trace is not None:
             add_request_fields(record, trace, self._caller_name)
         self._pending.append(record)
-        writer = self._writer
-        if writer is None or not writer.is_alive():  # none yet, or this is a forked worker
-            self._start_writer()
+        self._writer.ensure_running()
 
     def flush(self) -> None:
         """Pass every queued line to the handlers now."""
@@ -118,14 +115,7 @@ class AccessLog:
             while pending:
                 handle(pending.popleft())
 
-    def _start_writer(self) -> None:
-        with self._lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_periodically, name='access-log', daemon=True)
-                self._writer.start()
-
-    def _write_periodically(self) -> None:
-        while True:
-            time.sleep(self.INTERVAL)
-            if self._pending:
-                self.flush()
+    def _write_pending(self) -> bool:
+        if self._pending:
+            self.flush()
+        return True

@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from racetrack_job_wrapper.observability import ObservabilitySettings
 from racetrack_job_wrapper.tracing import CURRENT_TRACE, RequestTrace
@@ -150,7 +150,7 @@ class JobLogHandler(logging.StreamHandler):
     def __init__(self, stream: TextIO | None = None):
         super().__init__(stream)
         self._pending = False
-        self._flusher: threading.Thread | None = None
+        self._flusher = Ticker(self.FLUSH_INTERVAL, self._flush_pending, 'log-flush')
         self._interactive = _is_tty(self.stream)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -161,7 +161,7 @@ class JobLogHandler(logging.StreamHandler):
                 self.flush()
             elif not self._pending:
                 self._pending = True
-                self._ensure_flusher()
+                self._flusher.ensure_running()
         except RecursionError:
             raise
         except Exception:
@@ -172,21 +172,45 @@ class JobLogHandler(logging.StreamHandler):
         self._pending = False
         super().flush()
 
-    def _ensure_flusher(self) -> None:
-        # A forked worker inherits the handler but not the thread: start one per process.
-        if self._flusher is None or not self._flusher.is_alive():
-            self._flusher = threading.Thread(target=self._flush_periodically, name='log-flush', daemon=True)
-            self._flusher.start()
+    def _flush_pending(self) -> bool:
+        if self._pending:
+            with self.lock:  # type: ignore[union-attr]
+                try:
+                    self.flush()
+                except (OSError, ValueError):  # the stream was closed under us: nothing left to do
+                    return False
+        return True
 
-    def _flush_periodically(self) -> None:
+
+class Ticker:
+    """Calls `action` every `interval` seconds from a daemon thread, until it returns False.
+
+    `ensure_running()` is cheap once the thread runs, and starts a new thread in a forked
+    worker, which inherits the object but not the thread.
+    """
+
+    def __init__(self, interval: float, action: Callable[[], bool], name: str):
+        self._interval = interval
+        self._action = action
+        self._name = name
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def ensure_running(self) -> None:
+        """Start the thread unless it runs in this process."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
         while True:
-            time.sleep(self.FLUSH_INTERVAL)
-            if self._pending:
-                with self.lock:  # type: ignore[union-attr]
-                    try:
-                        self.flush()
-                    except (OSError, ValueError):  # the stream was closed under us: nothing left to do
-                        return
+            time.sleep(self._interval)
+            if not self._action():
+                return
 
 
 def _stderr_stream() -> TextIO:
