@@ -1,7 +1,6 @@
 """The one way job code is called on the request path: bind, validate, admit, call, serialize."""
 from __future__ import annotations
 
-import concurrent.futures
 import contextvars
 import logging
 import math
@@ -20,6 +19,7 @@ from racetrack_job_wrapper.serialize import SerializationError, to_json_serializ
 
 if TYPE_CHECKING:
     import asyncio
+    import concurrent.futures
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class AsyncRunner:
     def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
         """Start a coroutine on the loop in a copy of the caller's context; returns its future at once."""
         context = contextvars.copy_context()
+        import concurrent.futures  # with asyncio, only for jobs with async methods
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def start() -> None:
@@ -149,7 +150,7 @@ class AsyncRunner:
 
 def _settle(task: asyncio.Task[Any], future: concurrent.futures.Future[Any]) -> None:
     if task.cancelled():
-        future.set_exception(concurrent.futures.CancelledError())
+        future.cancel()  # result() raises CancelledError
     elif task.exception() is not None:
         future.set_exception(task.exception())  # type: ignore[arg-type]
     else:

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import decimal
 import enum
 import math
 import sys
-import uuid
 from pathlib import PurePath
 from typing import Any
 
@@ -52,11 +50,14 @@ def to_json_serializable(value: Any, _path: str = 'result') -> Any:
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
-    if isinstance(value, decimal.Decimal):
+    # A Decimal or UUID can only exist once its module was imported: look, don't import (memory).
+    decimal = sys.modules.get('decimal')
+    if decimal is not None and isinstance(value, decimal.Decimal):
         if not value.is_finite():
             raise SerializationError(f'{_path} is Decimal({str(value)!r}), which JSON cannot represent')
         return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
-    if isinstance(value, (uuid.UUID, PurePath)):
+    uuid = sys.modules.get('uuid')
+    if isinstance(value, PurePath) or (uuid is not None and isinstance(value, uuid.UUID)):
         return str(value)
     if isinstance(value, bytes):
         try:
