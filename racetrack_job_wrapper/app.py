@@ -120,9 +120,9 @@ def probe_routes(health: HealthState, settings: JobSettings) -> list[Route]:
         return json_response(body, status)
 
     return [
-        Route('/live', {'GET': live}, 'live', internal=True),
-        Route('/ready', {'GET': ready}, 'ready', internal=True),
-        Route('/health', {'GET': health_check}, 'health', internal=True),
+        Route('/live', {'GET': live}, 'live'),
+        Route('/ready', {'GET': ready}, 'ready'),
+        Route('/health', {'GET': health_check}, 'health'),
     ]
 
 
@@ -133,7 +133,7 @@ def home_route(settings: JobSettings) -> Route:
     def home(_: Request) -> Response:
         return Response(b'', 307, headers={'Location': location})
 
-    return Route('/', {'GET': home}, 'home', internal=True)
+    return Route('/', {'GET': home}, 'home')
 
 
 def build_loading_app(health: HealthState, settings: JobSettings) -> App:

@@ -185,8 +185,8 @@ def docs_routes(document: Mapping[str, Any], title: str, *, assets_dir: Path | N
         return asset.respond(request)
 
     return [
-        Route('/openapi.json', {'GET': serve_openapi}, 'openapi', internal=True),
-        Route('/docs', {'GET': serve_page}, 'docs', internal=True),
-        Route('/docs/*', {'GET': serve_asset}, 'docs-assets', internal=True),
+        Route('/openapi.json', {'GET': serve_openapi}, 'openapi'),
+        Route('/docs', {'GET': serve_page}, 'docs'),
+        Route('/docs/*', {'GET': serve_asset}, 'docs-assets'),
     ]
 

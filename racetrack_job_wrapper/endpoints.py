@@ -19,7 +19,6 @@ from racetrack_job_wrapper.serialize import SerializationError, to_json_serializ
 logger = logging.getLogger(__name__)
 
 MISSING: Any = inspect.Parameter.empty
-SOURCES = ('body', 'query', 'path')
 # FastAPI's markers and ours are told apart by class name, so FastAPI is never imported.
 _MARKER_SOURCES = {'Body': 'body', 'Query': 'query', 'Path': 'path'}
 

@@ -231,4 +231,4 @@ def metrics_route(registry: CollectorRegistry) -> Route:
         encoder, content_type = choose_encoder(request.headers.get('Accept') or '')
         return Response(encoder(registry), 200, content_type)
 
-    return Route('/metrics', {'GET': scrape}, 'metrics', internal=True)
+    return Route('/metrics', {'GET': scrape}, 'metrics')

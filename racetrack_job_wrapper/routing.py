@@ -21,8 +21,6 @@ class Route:
     path: str
     handlers: dict[str, Handler]
     name: str = ''
-    # Routes that are probes, metrics or docs are not counted as job calls and may skip access logs.
-    internal: bool = False
 
     @property
     def is_prefix(self) -> bool:

@@ -157,11 +157,6 @@ class JobServer(ThreadingHTTPServer):
                 self._handlers.discard(handler)
                 self._idle.notify_all()
 
-    def busy_count(self) -> int:
-        """Connections with a request in flight."""
-        with self._handlers_lock:
-            return sum(1 for handler in self._handlers if handler.busy)
-
     def drain(self, grace_period: float | None = None) -> bool:
         """Stop accepting, let in-flight requests finish, close idle connections.
 
