@@ -236,22 +236,27 @@ def _parse_start(status: Any, headers: Any) -> tuple[int, list[tuple[str, str]],
         raise ValueError(f'WSGI status must be a string like "200 OK", got {status!r}')
     if not isinstance(headers, list):
         raise TypeError(f'WSGI headers must be a list of (name, value) tuples, got {type(headers).__name__}')
-    kept: list[tuple[str, str]] = []
-    content_length = None
     for item in headers:
         if not (isinstance(item, tuple) and len(item) == 2 and all(isinstance(part, str) for part in item)):
             raise TypeError(f'WSGI header must be a (str, str) tuple, got {item!r}')
-        name, value = item
+    return (int(status[:3]), *_response_headers(headers, 'WSGI'))
+
+
+def _response_headers(headers: Iterable[tuple[str, str]], kind: str) -> tuple[list[tuple[str, str]], int | None]:
+    """An app's response headers without hop-by-hop ones, and its Content-Length; ValueError if unsafe."""
+    kept: list[tuple[str, str]] = []
+    content_length = None
+    for name, value in headers:
         if any(char in name + value for char in '\r\n\x00') or ':' in name:
-            raise ValueError(f'WSGI header {name!r} contains a line break, NUL or colon')
+            raise ValueError(f'{kind} header {name!r} contains a line break, NUL or colon')
         lowered = name.lower()
         if lowered == 'content-length':
             if not value.strip().isdigit():
-                raise ValueError(f'WSGI Content-Length {value!r} is not a number')
+                raise ValueError(f'{kind} Content-Length {value!r} is not a number')
             content_length = int(value.strip())
         if lowered not in _HOP_BY_HOP:
             kept.append((name, value))
-    return int(status[:3]), kept, content_length
+    return kept, content_length
 
 
 def _close(result: Any) -> None:
@@ -502,21 +507,9 @@ def _parse_asgi_start(message: dict[str, Any]) -> tuple[int, list[tuple[str, str
     status = message.get('status')
     if not isinstance(status, int) or not 100 <= status <= 999:
         raise ValueError(f'ASGI status must be an int, got {status!r}')
-    kept: list[tuple[str, str]] = []
-    content_length = None
-    for name, value in message.get('headers') or ():
-        name_text = bytes(name).decode('latin-1')
-        value_text = bytes(value).decode('latin-1')
-        if any(char in name_text + value_text for char in '\r\n\x00') or ':' in name_text:
-            raise ValueError(f'ASGI header {name_text!r} contains a line break, NUL or colon')
-        lowered = name_text.lower()
-        if lowered == 'content-length':
-            if not value_text.strip().isdigit():
-                raise ValueError(f'ASGI Content-Length {value_text!r} is not a number')
-            content_length = int(value_text.strip())
-        if lowered not in _HOP_BY_HOP:
-            kept.append((name_text, value_text))
-    return status, kept, content_length
+    headers = [(bytes(name).decode('latin-1'), bytes(value).decode('latin-1'))
+               for name, value in message.get('headers') or ()]
+    return (status, *_response_headers(headers, 'ASGI'))
 
 
 def _asgi_body(message: dict[str, Any]) -> bytes:
