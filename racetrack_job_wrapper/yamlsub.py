@@ -230,14 +230,19 @@ class _Parser:
         # A '#' where a token could start is a comment, as in PyYAML.
         return self.peek() in ('', '\n', '#')
 
-    def _skip_to_content(self) -> None:
-        """Move past spaces, comments and line breaks to the next token (or the end)."""
+    def _skip_to_content(self, in_flow: bool = False) -> None:
+        """Move past spaces, comments and line breaks to the next token (or the end).
+
+        Inside a flow collection a document marker at the start of a line is an error.
+        """
         while True:
             self._skip_spaces()
             self._skip_comment()
             if self.peek() != '\n':
                 return
             self.pos += 1
+            if in_flow and self._at_document_marker():
+                raise self.error('a document marker cannot appear inside a flow collection')
 
     def _finish_line(self) -> None:
         """Require that nothing but a comment follows a value on its line."""
@@ -624,16 +629,6 @@ class _Parser:
         return breaks
 
     # ----- flow collections
-    def _skip_flow_space(self) -> None:
-        while True:
-            self._skip_spaces()
-            self._skip_comment()
-            if self.peek() != '\n':
-                return
-            self.pos += 1
-            if self._at_document_marker():
-                raise self.error('a document marker cannot appear inside a flow collection')
-
     def _parse_flow_node(self) -> Any:
         """Parse one node inside a flow collection."""
         start = self.pos
@@ -659,7 +654,7 @@ class _Parser:
         self.pos += 1
         result: list | dict = {} if is_mapping else []
         while True:
-            self._skip_flow_space()
+            self._skip_to_content(in_flow=True)
             if self.peek() == close:
                 self.pos += 1
                 return result
@@ -670,7 +665,7 @@ class _Parser:
                 key = self._parse_flow_key()
             else:
                 key = self._parse_flow_node()
-            self._skip_flow_space()
+            self._skip_to_content(in_flow=True)
             has_value = self.peek() == ':'
             value = None
             if has_value and self._line_of(self.pos) != self._line_of(entry_start):
@@ -680,10 +675,10 @@ class _Parser:
                     raise self.error('complex mapping keys (collections as keys) are not'
                                      ' supported', entry_start)
                 self.pos += 1
-                self._skip_flow_space()
+                self._skip_to_content(in_flow=True)
                 if self.peek() not in (',', close):
                     value = self._parse_flow_node()
-                    self._skip_flow_space()
+                    self._skip_to_content(in_flow=True)
             if is_mapping:
                 result[key] = value
             elif has_value:
