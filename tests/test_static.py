@@ -10,7 +10,7 @@ from pathlib import Path
 
 from racetrack_job_wrapper.messages import Headers, Request
 from racetrack_job_wrapper.static import CHUNK_SIZE, FileStream, MimeGuesser, StaticDirectory, with_charset
-from tests.support import EXAMPLES_DIR, ProcessJob, ServerTestCase, raw_exchange
+from tests.support import EXAMPLES_DIR, ProcessJob, ServerTestCase, load_example, raw_exchange
 
 STATIC_EXAMPLE = EXAMPLES_DIR / 'static'
 
@@ -25,24 +25,11 @@ def raw_get(port: int, target: str) -> tuple[int, bytes]:
     return int(reply.split(b' ', 2)[1]), reply
 
 
-class GuideJob:
-    def perform(self):
-        return 'static'
-
-    def static_endpoints(self):
-        return {
-            '/xrai': 'xrai.yaml',
-            '/manifest': ('job.yaml', 'application/x-yaml'),
-            '/docs/readme': 'README.md',
-            '/assets': 'docs',
-        }
-
-
 class GuideStaticTest(ServerTestCase):
     """The user guide's static endpoints, from examples/static."""
 
     def setUp(self):
-        self.client = self.serve(GuideJob(), cwd=STATIC_EXAMPLE)
+        self.client = self.serve(load_example('static'), cwd=STATIC_EXAMPLE)
 
     def assert_file(self, path: str, file: Path, content_type: str):
         response = self.client.get(path)
