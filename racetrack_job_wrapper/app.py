@@ -5,12 +5,13 @@ import logging
 from http import HTTPMethod
 from pathlib import Path
 from typing import Any, Callable, Iterable
+from urllib.parse import quote
 
 from racetrack_job_wrapper.auth import AccessPolicy
 from racetrack_job_wrapper.docs import docs_routes
 from racetrack_job_wrapper.endpoint_config import EndpointConfig
 from racetrack_job_wrapper.endpoints import (
-    EndpointSpec, JobDefinitionError, describe_endpoint, describe_parameters, validate_example)
+    EndpointSpec, JobDefinitionError, describe_endpoint, describe_parameters)
 from racetrack_job_wrapper.health import HealthState, health_body, live_body, ready_body
 from racetrack_job_wrapper.invoke import AsyncRunner, ClientDisconnected, ConcurrencyLimiter, Invoker, RequestContext
 from racetrack_job_wrapper.manifest import JobSettings
@@ -59,15 +60,25 @@ class App:
             raise  # nobody to answer: the server closes the connection
         except Exception as e:
             logger.exception('%s %s failed', request.method, request.raw_path)
-            response = error_response(500, f'{type(e).__name__}: {e}', type(e).__name__)
+            # `error` is the message alone, as in the existing implementation: the type is in `type`.
+            response = error_response(500, str(e), type(e).__name__)
         self._add_cors(request, response)
         return response
 
     def _route(self, request: Request) -> Response:
+        if request.base_path and request.path == '/' and not request.raw_path.endswith('/'):
+            # `/pub/job/{name}/{version}` itself: its home is `.../{version}/`, as in the existing implementation.
+            return _redirect(request.base_path + '/', request.query)
         try:
             route, handler, request.path_params = self.router.match(request.method, request.path)
         except HTTPError as e:
-            if e.status == 404 and self._fallback is not None:
+            if e.status != 404:
+                raise
+            if request.path.endswith('/') and request.path != '/' and self.router.find(request.path.rstrip('/')):
+                # A trailing slash too many answers 307 to the route, as FastAPI's `redirect_slashes`
+                # does; 307 keeps the method and body.
+                return _redirect(request.base_path + request.path.rstrip('/'), request.query)
+            if self._fallback is not None:
                 return self._fallback(request)
             raise
         request.state['route'] = route
@@ -103,6 +114,15 @@ class App:
             response.headers.append(('Vary', 'Origin'))
         elif origin and request.method == 'OPTIONS' and self._origin_allowed(origin):
             response.headers.append(('Access-Control-Allow-Origin', origin))
+
+
+def _redirect(path: str, query: str) -> Response:
+    """307 to `path` on this job, a normalised path (one leading slash, so never another host).
+
+    The location is relative, so it stays right behind any proxy.
+    """
+    location = quote(path, safe="/!$&'()*+,;=:@-._~")
+    return Response(b'', 307, headers={'Location': f'{location}?{query}' if query else location})
 
 
 def probe_routes(health: HealthState, settings: JobSettings) -> list[Route]:
@@ -192,12 +212,15 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
         if spec.method in handlers:
             raise JobDefinitionError(f'endpoint {spec.method} {spec.path} is defined twice')
         handlers[spec.method] = invoker
-    perform = specs[0]
-    parameters_body = json_response(describe_parameters(perform)).body
+    has_perform = _perform_of(entrypoint) is not None
+    if has_perform:
+        parameters_body = json_response(describe_parameters(specs[0])).body
 
-    def parameters(_: Request) -> Response:
-        return Response(parameters_body, 200, 'application/json')
-
+        def parameters(_: Request) -> Response:
+            return Response(parameters_body, 200, 'application/json')
+    else:
+        parameters = _no_perform
+        by_path[API_PREFIX + '/perform'] = {'POST': _no_perform}
     routes.append(Route(API_PREFIX + '/parameters', {'GET': parameters}, 'parameters'))
     builtin = {route.path for route in routes}
     for path, handlers in by_path.items():
@@ -206,7 +229,7 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
         routes.append(Route(path, handlers, path))
     title = f'Job - {settings.name}'
     document = build_openapi(specs, title=title, version=settings.version,
-                             base_path=f'/pub/job/{settings.name}/{settings.version}')
+                             base_path=f'/pub/job/{settings.name}/{settings.version}', has_perform=has_perform)
     routes.extend(docs_routes(document, title))
     taken = {route.path.removesuffix('/*'): f'endpoint {route.path.removesuffix("/*")}' for route in routes}
     for route in static:
@@ -227,16 +250,29 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
     return app, JobComponents(specs, async_runner)
 
 
-def collect_endpoints(entrypoint: Any) -> list[EndpointSpec]:
-    """Perform first, then `auxiliary_endpoints()` and `auxiliary_endpoints_v2()`, with their docs examples."""
+def _no_perform(_: Request) -> Response:
+    """`/perform` and `/parameters` of a job without `perform` (a webview-only job): 400, as the existing implementation."""
+    raise HTTPError(400, 'this job has no perform() method; it serves its webview and other endpoints only',
+                    error_type='ValueError')
+
+
+def _perform_of(entrypoint: Any) -> Callable[..., Any] | None:
     perform = getattr(entrypoint, 'perform', None)
-    if not callable(perform):
-        raise JobDefinitionError(f'{type(entrypoint).__name__} has no perform() method')
+    return perform if callable(perform) else None
+
+
+def collect_endpoints(entrypoint: Any) -> list[EndpointSpec]:
+    """Perform first (when the job has one), then `auxiliary_endpoints()` and `auxiliary_endpoints_v2()`."""
+    perform = _perform_of(entrypoint)
     examples = _input_examples(entrypoint)
-    specs = [describe_endpoint('/perform', 'POST', perform, example=examples.get('/perform'))]
+    specs = []
+    if perform is not None:
+        specs.append(describe_endpoint('/perform', 'POST', perform, example=examples.get('/perform'),
+                                       example_fills_empty_body=True))
     for path, handler in _call_optional(entrypoint, 'auxiliary_endpoints', dict).items():
         path = _slash(path)
-        specs.append(describe_endpoint(path, 'POST', handler, example=examples.get(path)))
+        specs.append(describe_endpoint(path, 'POST', handler, example=examples.get(path),
+                                       example_fills_empty_body=True))
     for config in _call_optional(entrypoint, 'auxiliary_endpoints_v2', list):
         specs.append(_describe_v2(config, examples))
     return specs
@@ -261,17 +297,18 @@ def _describe_v2(config: Any, examples: dict[str, Any]) -> EndpointSpec:
 
 
 def _input_examples(entrypoint: Any) -> dict[str, Any]:
-    """Examples by endpoint path: `docs_input_examples()` wins over `docs_input_example()` for /perform."""
+    """Examples by endpoint path: `docs_input_examples()` wins over `docs_input_example()` for /perform.
+
+    They are checked where an endpoint takes them (`describe_endpoint`), so an example for a
+    path the job does not serve is ignored, as in the existing implementation.
+    """
     examples: dict[str, Any] = {}
     single = _call_optional(entrypoint, 'docs_input_example', dict, check=False)
-    if single:
-        validate_example('/perform', single)
+    if single is not None and single != {}:
         examples['/perform'] = single
     many = _call_optional(entrypoint, 'docs_input_examples', dict)
     for path, example in many.items():
-        path = _slash(str(path))
-        validate_example(path, example)
-        examples[path] = example
+        examples[_slash(str(path))] = example
     return examples
 
 

@@ -58,7 +58,7 @@ _PAGE = """\
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
+<title>{title} - Swagger UI</title>
 <link rel="stylesheet" type="text/css" href="{assets}swagger-ui.css">
 <link rel="icon" type="image/png" href="{assets}favicon-32x32.png" sizes="32x32">
 </head>

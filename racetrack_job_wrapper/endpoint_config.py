@@ -28,8 +28,15 @@ class _Marker:
     examples: list[Any] | None = None
 
 
+@dataclass(frozen=True)
 class Body(_Marker):
-    """`Annotated[T, Body(...)]`: the argument comes from the JSON request body."""
+    """`Annotated[T, Body(...)]`: the argument comes from the JSON request body.
+
+    As in FastAPI, an endpoint's only body parameter takes the whole body (`1.2`, not
+    `{"factor": 1.2}`), unless it is `Body(embed=True)`.
+    """
+
+    embed: bool = False
 
 
 class Query(_Marker):

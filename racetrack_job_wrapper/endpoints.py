@@ -59,12 +59,18 @@ class EndpointSpec:
     signature: inspect.Signature
     params: tuple[ParamSpec, ...]
     returns: Any = MISSING
-    description: str = ''
+    docstring: str = ''            # the handler's whole docstring, shown in the API docs
+    description: str = ''          # its free text without the parameter and return fields
     returns_description: str = ''
     example: Mapping[str, Any] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     accepts_any_kwargs: bool = False
     is_async: bool = False
+    # The one parameter that takes the whole JSON body (a lone `Body()` parameter, as in FastAPI), if any.
+    whole_body: str | None = None
+    # What an empty body stands for: the docs example of perform and auxiliary_endpoints(), as in
+    # the existing implementation; None means `{}`.
+    empty_body: Mapping[str, Any] | None = None
 
     @property
     def metric_label(self) -> str:
@@ -79,8 +85,11 @@ class EndpointSpec:
 def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
                       example: Mapping[str, Any] | None = None,
                       options: Mapping[str, Any] | None = None,
-                      default_source: str = 'body') -> EndpointSpec:
-    """Describe `handler` served at `path`; raises JobDefinitionError for signatures that cannot be served."""
+                      default_source: str = 'body', example_fills_empty_body: bool = False) -> EndpointSpec:
+    """Describe `handler` served at `path`; raises JobDefinitionError for signatures that cannot be served.
+
+    With `example_fills_empty_body`, a request with an empty body is called with `example`.
+    """
     label = getattr(handler, '__qualname__', repr(handler))
     if not callable(handler):
         raise JobDefinitionError(f'endpoint {path}: handler {handler!r} is not callable')
@@ -89,15 +98,15 @@ def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
     except (TypeError, ValueError) as e:
         raise JobDefinitionError(f'endpoint {path}: cannot read the signature of {label}: {e}') from e
     hints = _type_hints(handler)
-    doc = parse_docstring(inspect.getdoc(handler))
+    docstring = inspect.getdoc(handler) or ''
+    doc = parse_docstring(docstring)
     path_names = set(_path_param_names(path))
     params: list[ParamSpec] = []
+    body_markers: dict[str, Any] = {}
     accepts_any_kwargs = False
     for parameter in signature.parameters.values():
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-            raise JobDefinitionError(
-                f'endpoint {path}: {label} takes *{parameter.name}; job methods must not use *args, '
-                'since arguments arrive by name as a JSON object')
+            continue  # arguments arrive by name, so `*args` is always empty
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             accepts_any_kwargs = True
             continue
@@ -113,6 +122,8 @@ def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
             source = _MARKER_SOURCES[type(marker).__name__]
         else:
             source = default_source
+        if source == 'body':
+            body_markers[parameter.name] = marker
         default = parameter.default
         if default is MISSING and marker is not None:
             marker_default = getattr(marker, 'default', ...)
@@ -131,7 +142,12 @@ def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
         raise JobDefinitionError(
             f'endpoint {path}: path parameter(s) {", ".join(sorted(missing))} are not parameters of {label}')
     if example is not None:
-        validate_example(path, example)
+        example = validate_example(path, example)
+    whole_body = None
+    if len(body_markers) == 1 and not accepts_any_kwargs:
+        name, marker = next(iter(body_markers.items()))
+        if marker is not None and type(marker).__name__ == 'Body' and not getattr(marker, 'embed', False):
+            whole_body = name
     return EndpointSpec(
         path=path,
         method=method.upper(),
@@ -139,42 +155,66 @@ def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
         signature=signature,
         params=tuple(params),
         returns=hints.get('return', signature.return_annotation),
+        docstring=docstring,
         description=doc.description,
         returns_description=doc.returns,
         example=example,
         options=dict(options or {}),
         accepts_any_kwargs=accepts_any_kwargs,
         is_async=inspect.iscoroutinefunction(handler),
+        whole_body=whole_body,
+        empty_body=example if example_fills_empty_body else None,
     )
 
 
 MAX_EXAMPLE_BYTES = 1024 * 1024
+# The existing implementation's wording of a bad example, kept so that alerts on `/live` keep matching.
+_BAD_EXAMPLE = 'invalid docs input example: '
 
 
-def validate_example(path: str, example: Any) -> None:
-    """Check a docs input example: a dict, JSON-serializable, at most 1 MB encoded."""
+def validate_example(path: str, example: Any) -> Any:
+    """A docs input example in its JSON form; JobDefinitionError unless a dict of at most 1 MB of JSON."""
     if not isinstance(example, Mapping):
-        raise JobDefinitionError(
-            f'input example for endpoint {path} must be a dict, got {type(example).__name__}')
+        raise JobDefinitionError(f'{_BAD_EXAMPLE}input example (for {path} endpoint) is not a dict')
     try:
-        size = len(json.dumps(example, allow_nan=False).encode())
-    except (TypeError, ValueError) as e:
-        raise JobDefinitionError(f'input example for endpoint {path} is not JSON-serializable: {e}') from e
+        serializable = to_json_serializable(example, 'example')
+        size = len(json.dumps(serializable, allow_nan=False).encode())
+    except (SerializationError, TypeError, ValueError) as e:
+        raise JobDefinitionError(
+            f'{_BAD_EXAMPLE}failed to encode input example (for {path} endpoint) to JSON: {e}') from e
     if size > MAX_EXAMPLE_BYTES:
         raise JobDefinitionError(
-            f'input example for endpoint {path} is {size} bytes encoded; the limit is {MAX_EXAMPLE_BYTES}')
+            f'{_BAD_EXAMPLE}input example (for {path} endpoint) encoded to JSON ({size} bytes) '
+            f'exceeds maximum size ({MAX_EXAMPLE_BYTES} bytes)')
+    return serializable
 
 
 def describe_parameters(spec: EndpointSpec) -> list[dict[str, Any]]:
-    """The `/api/v1/parameters` listing: name, default_value (when there is one) and type."""
-    described = []
-    for param in spec.params:
-        entry: dict[str, Any] = {'name': param.name}
-        if not param.required:
-            entry['default_value'] = _json_default(param.default)
-        entry['type'] = type_name(param.annotation)
-        described.append(entry)
-    return described
+    """The `/api/v1/parameters` listing, entry for entry as the existing implementation gives it.
+
+    Its order: required positional parameters, `*args`, optional positional ones, then the
+    keyword-only ones, each keyword-only one with a `default_value` (null when it has none).
+    """
+    required: list[dict[str, Any]] = []
+    variadic: list[dict[str, Any]] = []
+    optional: list[dict[str, Any]] = []
+    keyword_only: list[dict[str, Any]] = []
+    for parameter in spec.signature.parameters.values():
+        kind = parameter.kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            continue
+        type_ = parameter_type_name(parameter.annotation)
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            variadic.append({'name': parameter.name, 'type': f'List[{type_}]'})
+        elif kind is inspect.Parameter.KEYWORD_ONLY:
+            default = None if parameter.default is MISSING else _json_default(parameter.default)
+            keyword_only.append({'name': parameter.name, 'default_value': default, 'type': type_})
+        elif parameter.default is MISSING:
+            required.append({'name': parameter.name, 'type': type_})
+        else:
+            optional.append({'name': parameter.name, 'default_value': _json_default(parameter.default),
+                             'type': type_})
+    return required + variadic + optional + keyword_only
 
 
 def _json_default(value: Any) -> Any:
@@ -185,15 +225,17 @@ def _json_default(value: Any) -> Any:
         return repr(value)
 
 
-def type_name(annotation: Any) -> str | None:
-    """Readable name of an annotation: `int`, `list[float]`, `Optional[str]`; None when absent."""
-    if annotation is MISSING:
+def parameter_type_name(annotation: Any) -> str | None:
+    """An annotation as written, named the way the existing implementation names it.
+
+    That is the object's `__name__` when it has one (`int`, `List` for `List[float]`,
+    `list` for `list[float]`, `Optional`), else its `str()` (`int | None`, or the text of a
+    string annotation); None when the parameter is not annotated.
+    """
+    if annotation is MISSING or annotation is None:
         return None
-    if isinstance(annotation, type) and not typing.get_args(annotation):
-        return annotation.__name__
-    if isinstance(annotation, str):
-        return annotation
-    return str(annotation).replace('typing.', '')
+    name = getattr(annotation, '__name__', None)
+    return name if isinstance(name, str) else str(annotation)
 
 
 def _type_hints(handler: Callable[..., Any]) -> dict[str, Any]:

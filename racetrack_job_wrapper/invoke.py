@@ -233,8 +233,16 @@ class Invoker:
 
     def _arguments(self, request: Request) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
-        if self._body_params or (self.spec.accepts_any_kwargs and request.method != 'GET'):
-            payload = request.json(self._max_json_depth)
+        empty = not request.body.strip()
+        if self.spec.whole_body is not None:
+            if not empty:
+                kwargs[self.spec.whole_body] = _convert(self._bindings[self.spec.whole_body],
+                                                        request.json(self._max_json_depth))
+        elif self._body_params or (self.spec.accepts_any_kwargs and request.method != 'GET'):
+            if empty and self.spec.empty_body is not None:
+                payload = dict(self.spec.empty_body)
+            else:
+                payload = request.json(self._max_json_depth)
             if not isinstance(payload, dict):
                 raise HTTPError(400, f'request body must be a JSON object of parameters, got {_json_type(payload)}',
                                 error_type='InvalidPayload')
@@ -247,7 +255,7 @@ class Invoker:
                     kwargs[name] = value
                     continue
                 kwargs[name] = _convert(binding, value)
-        elif request.body.strip() and request.method not in ('GET', 'HEAD'):
+        elif not empty and request.method not in ('GET', 'HEAD'):
             request.json(self._max_json_depth)  # still refuse malformed JSON sent to a parameterless endpoint
         for binding in self._query_params:
             values = request.query_params.get(binding.param.name)

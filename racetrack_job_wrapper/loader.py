@@ -80,7 +80,11 @@ def _names(classes: list[type]) -> str:
 
 
 def describe_failure(error: BaseException) -> str:
-    """`Type: message (at file:line)`, pointing at the job's own code where the error was raised."""
+    """`Type: message, cause=RootType (at file:line)`, pointing at the job's own code where it was raised.
+
+    `cause=` names the first exception of the `raise ... from` chain, in the existing
+    implementation's words, so alerts written against its `/live` keep matching.
+    """
     location = ''
     if isinstance(error, SyntaxError) and error.filename:
         location = f'{error.filename}:{error.lineno}'
@@ -88,7 +92,10 @@ def describe_failure(error: BaseException) -> str:
         frame = _last_job_frame(error.__traceback__)
         if frame is not None:
             location = f'{frame.filename}:{frame.lineno}'
-    message = f'{type(error).__name__}: {error}'
+    root = error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    message = f'{type(error).__name__}: {error}, cause={type(root).__name__}'
     return f'{message} (at {location})' if location else message
 
 

@@ -24,7 +24,7 @@ _NULLABLE_STRING = {'anyOf': [{'type': 'string'}, {'type': 'null'}]}
 
 
 def build_openapi(endpoints: Iterable[EndpointSpec], *, title: str, version: str, base_path: str = '',
-                  description: str = '', auth_header: str = AUTH_HEADER) -> dict[str, Any]:
+                  description: str = '', auth_header: str = AUTH_HEADER, has_perform: bool = True) -> dict[str, Any]:
     """The OpenAPI 3.1 document for a job's endpoints (paths under /api/v1) plus its status endpoints.
 
     `servers` lists `base_path` (the `/pub/job/{name}/{version}` prefix the job is reached
@@ -36,6 +36,8 @@ def build_openapi(endpoints: Iterable[EndpointSpec], *, title: str, version: str
     for spec in endpoints:
         path = API_PREFIX + spec.path
         paths.setdefault(path, {})[spec.method.lower()] = _operation(spec, path, builder, operation_ids)
+    if not has_perform:
+        paths[API_PREFIX + '/perform'] = {'post': _no_perform_operation()}
     for path, method, operation in _status_operations():
         operation['operationId'] = _unique(operation['operationId'], operation_ids)
         paths.setdefault(path, {})[method] = operation
@@ -66,8 +68,9 @@ def build_openapi(endpoints: Iterable[EndpointSpec], *, title: str, version: str
 
 def _operation(spec: EndpointSpec, path: str, builder: SchemaBuilder, operation_ids: set[str]) -> dict[str, Any]:
     options = spec.options
-    description = options.get('description', spec.description) or ''
-    summary = options.get('summary') or _first_line(description) or _title_from_path(spec.path)
+    # The whole docstring, as the existing implementation shows it; the parameters are described in the schema too.
+    description = options.get('description', spec.docstring) or ''
+    summary = options.get('summary') or _first_line(spec.description) or _title_from_path(spec.path)
     operation: dict[str, Any] = {
         'tags': list(options.get('tags') or [JOB_TAG]),
         'summary': summary,
@@ -82,7 +85,13 @@ def _operation(spec: EndpointSpec, path: str, builder: SchemaBuilder, operation_
     if parameters:
         operation['parameters'] = parameters
     body_params = [param for param in spec.params if param.source == 'body']
-    if body_params or (spec.accepts_any_kwargs and spec.method not in ('GET', 'HEAD', 'DELETE')):
+    if spec.whole_body is not None:
+        whole = body_params[0]
+        media: dict[str, Any] = {'schema': _property(whole, builder)}
+        if whole.name in example:
+            media['example'] = example[whole.name]
+        operation['requestBody'] = {'required': whole.required, 'content': {'application/json': media}}
+    elif body_params or (spec.accepts_any_kwargs and spec.method not in ('GET', 'HEAD', 'DELETE')):
         operation['requestBody'] = _request_body(spec, body_params, builder, example)
     operation['responses'] = {
         '200': {
@@ -150,6 +159,15 @@ def _parameter(param: ParamSpec, builder: SchemaBuilder, example: dict[str, Any]
     elif param.name in example:
         parameter['example'] = example[param.name]
     return parameter
+
+
+def _no_perform_operation() -> dict[str, Any]:
+    """`/perform` of a job without `perform`: listed, as the existing implementation lists it, and always a 400."""
+    return {
+        'tags': [JOB_TAG], 'summary': 'Not available: this job has no perform() method',
+        'operationId': 'post_perform',
+        'responses': {'400': _error_response('This job has no perform() method')},
+    }
 
 
 def _error_response(description: str) -> dict[str, Any]:

@@ -117,7 +117,7 @@ class CliTest(unittest.TestCase):
         self.addCleanup(job.stop)
         job.wait_listening()
         live = self._wait_live_failure(job)
-        self.assertRegex(live['error'], r'^SyntaxError: .* \(at .*broken.py:2\)$')
+        self.assertRegex(live['error'], r'^SyntaxError: .*, cause=SyntaxError \(at .*broken.py:2\)$')
 
     def _wait_live_failure(self, job: ProcessJob) -> dict:
         client = job.client()

@@ -54,7 +54,7 @@ def check_docs(test: unittest.TestCase, client: JobClient, page_path: str, title
     test.assertEqual(page.headers['content-type'], 'text/html; charset=utf-8')
     text = page.body.decode()
     test.assertIn('<meta charset="utf-8">', text)
-    test.assertIn(f'<title>{title}</title>', text)
+    test.assertIn(f'<title>{title} - Swagger UI</title>', text)
     fetched = []
     urls = referenced_urls(text)
     test.assertEqual(len(urls), 5, urls)
@@ -94,7 +94,7 @@ class DocsRoutesTest(unittest.TestCase):
 
     def test_page_is_escaped_and_relative(self):
         response, body = self.get('/docs')
-        self.assertIn(b'<title>Job - &lt;\xc3\xa9&gt;</title>', body)
+        self.assertIn(b'<title>Job - &lt;\xc3\xa9&gt; - Swagger UI</title>', body)
         self.assertEqual(referenced_urls(body.decode()), [
             'docs/swagger-ui.css', 'docs/favicon-32x32.png', 'openapi.json',
             'docs/swagger-ui-bundle.js', 'docs/swagger-initializer.js'])

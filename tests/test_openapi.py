@@ -86,7 +86,7 @@ class OpenAPITest(unittest.TestCase):
         document = adder_document()
         perform = document['paths']['/api/v1/perform']['post']
         self.assertEqual(perform['summary'], 'Add numbers up.')
-        self.assertEqual(perform['description'], 'Add numbers up.')
+        self.assertEqual(perform['description'], 'Add numbers up.\n:param numbers: The numbers to add.\n:param mode: How to combine them.')
         self.assertEqual(perform['operationId'], 'post_perform')
         self.assertEqual(perform['requestBody'], {'required': True, 'content': {'application/json': {
             'schema': {

@@ -16,7 +16,7 @@ STATIC_EXAMPLE = EXAMPLES_DIR / 'static'
 
 
 def load_error(running) -> str:
-    return running.runner.health.error.rsplit(' (at ', 1)[0]
+    return running.runner.health.error.rsplit(', cause=', 1)[0]
 
 
 def raw_get(port: int, target: str) -> tuple[int, bytes]:
