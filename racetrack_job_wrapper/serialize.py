@@ -18,7 +18,9 @@ class SerializationError(TypeError):
 
 def to_json_serializable(value: Any, _path: str = 'result') -> Any:
     """Convert dataclasses, numpy values, datetimes, Decimal, Enum, sets, tuples, `__to_json__()`
-    and pydantic-style `model_dump()` objects into JSON-native values, recursively.
+    and pydantic-style `model_dump()` objects into JSON-native values, recursively. A dataclass
+    field declared with `field(metadata={'exclude': True})` is left out, as racetrack's own
+    datamodel serializer leaves it out.
 
     Raises SerializationError naming the type for anything else, and for non-finite floats.
     """
@@ -38,12 +40,13 @@ def to_json_serializable(value: Any, _path: str = 'result') -> Any:
             return sorted(items)
         except TypeError:
             return items
+    # A dataclass is its fields even when it defines `__to_json__`, as in the existing implementation.
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: to_json_serializable(getattr(value, field.name), f'{_path}.{field.name}')
+                for field in dataclasses.fields(value) if not field.metadata.get('exclude', False)}
     to_json = getattr(value, '__to_json__', None)
     if callable(to_json):
         return to_json_serializable(to_json(), _path)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: to_json_serializable(getattr(value, field.name), f'{_path}.{field.name}')
-                for field in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
         return to_json_serializable(value.value, _path)
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):

@@ -89,7 +89,8 @@ def static_routes(entries: Mapping[str, Any], cwd: Path, api_prefix: str, *,
             routes.append(Route(f'{api_prefix}{path}/*', {'GET': directory.respond}, f'static:{path}'))
             logger.info('static endpoint %s serves directory %s', path, target)
         elif target.is_file():
-            file = StaticFile(target, with_charset(mime_type) if mime_type else guesser.guess(target.name))
+            # A type the job names is sent exactly as named; only guessed types get a charset.
+            file = StaticFile(target, mime_type or guesser.guess(target.name))
             routes.append(Route(f'{api_prefix}{path}', {'GET': file.respond}, f'static:{path}'))
             logger.info('static endpoint %s serves file %s (%s)', path, target, file.content_type)
         else:

@@ -7,10 +7,14 @@ as `await app(scope, receive, send)`. Everything else is a WSGI app, called as
 `app(environ, start_response)`. Should a WSGI call hand back an awaitable after all (a sync
 callable fronting an ASGI app), the request fails with a 500 saying to wrap it in `ASGIApp`.
 
-Apps route on the full `base_url` (`/pub/job/{name}/{version}/api/v1/webview`), as the user
-guide's Flask example does, so the app always sees `PATH_INFO` (ASGI `path`) as
-`base_url + '/rest'` and `SCRIPT_NAME` (`root_path`) empty, whether the request came in under
-the prefix or at the root.
+A WSGI app routes on the full `base_url` (`/pub/job/{name}/{version}/api/v1/webview`), as the
+user guide's Flask example does: it always sees `PATH_INFO` as `base_url + '/rest'` and an empty
+`SCRIPT_NAME`, whether the request came in under the prefix or at the root.
+
+An ASGI app is mounted as Starlette's `Mount` mounts it (and so as racetrack-job-runner serves
+it): `path` and `raw_path` are the whole request path as it arrived, `root_path` is that path up
+to and including `/api/v1/webview` (with the prefix and version the request named, or bare at
+the root), so a FastAPI app routes on `/` and its links carry the prefix the request used.
 """
 from __future__ import annotations
 
@@ -87,17 +91,21 @@ def webview_routes(app: Any, base_url: str, api_prefix: str, *, static_dir: Any 
     if is_asgi(app):
         if async_runner is None:
             raise ValueError('an ASGI webview needs an AsyncRunner')
-        bridge: Callable[[Request], Response] = ASGIBridge(app, base_url, async_runner)
+        bridge: Callable[[Request], Response] = ASGIBridge(app, mount, async_runner)
         logger.info('webview (ASGI) mounted at %s/', mount)
     else:
         bridge = WSGIBridge(app, base_url)
         logger.info('webview (WSGI) mounted at %s/', mount)
 
     def to_slash(request: Request) -> Response:
+        if request.base_path + mount == base_url:
+            # The exact base_url the app was given is served as its slash form, as in the existing
+            # implementation, so a link to `base_url` itself works.
+            request.path, request.raw_path = mount + '/', request.raw_path + '/'
+            return bridge(request)
         location = f'{request.base_path}{mount}/' + (f'?{request.query}' if request.query else '')
-        # 308 keeps the method and body of a POST; browsers treat 301 on GET alike.
-        status = 301 if request.method in ('GET', 'HEAD') else 308
-        return Response(b'', status, headers={'Location': location})
+        # 307 keeps the method and body of a POST.
+        return Response(b'', 307, headers={'Location': location})
 
     routes = [
         Route(mount, {method: to_slash for method in METHODS}, 'webview-redirect'),
@@ -296,7 +304,7 @@ class WSGIBridge:
         except Exception as e:
             _close(result)
             logger.exception('webview app failed on %s %s', request.method, request.raw_path)
-            return error_response(500, f'the webview app failed: {type(e).__name__}: {e}', type(e).__name__)
+            return error_response(500, str(e), type(e).__name__)  # the message alone, as every 500
         exchange.headers_sent = True
         head = exchange.written + ([first] if first else [])
         if first is None and exchange.content_length is None:
@@ -351,8 +359,12 @@ class _WSGIStream:
 
 # -- ASGI ---------------------------------------------------------------------------------------
 
-def build_scope(request: Request, path: str) -> dict[str, Any]:
-    """An ASGI 3 `http` scope for `request`, with `path` as the app sees it and an empty root_path."""
+def build_scope(request: Request, mount: str) -> dict[str, Any]:
+    """An ASGI 3 `http` scope for `request` to an app mounted at `mount` (`/api/v1/webview`).
+
+    `path` is the request's whole (decoded) path, `raw_path` its bytes as sent, and `root_path`
+    the mount point under whatever prefix the request used, as Starlette's `Mount` sets them.
+    """
     server_name, server_port = _server(request)
     version = request.state.get('http_version', 'HTTP/1.1').removeprefix('HTTP/')
     headers = [(name.lower().encode('latin-1'), value.encode('latin-1'))
@@ -364,10 +376,12 @@ def build_scope(request: Request, path: str) -> dict[str, Any]:
         'http_version': version,
         'method': request.method,
         'scheme': 'http',
-        'path': path,
-        'raw_path': path.encode('utf-8'),
+        'path': request.base_path + request.path,
+        'raw_path': request.raw_path.encode('latin-1'),
         'query_string': request.query.encode('latin-1'),
-        'root_path': '',
+        'root_path': request.base_path + mount,
+        # A Mount hands down the server's own root path, here none; Starlette's request.base_url starts there.
+        'app_root_path': '',
         'headers': headers,
         'client': (request.client[0], request.client[1]) if request.client and len(request.client) > 1 else None,
         'server': (server_name, server_port),
@@ -466,14 +480,14 @@ class ASGIBridge:
     chunk by chunk as the app sends it. Lifespan and websocket scopes are not served.
     """
 
-    def __init__(self, app: Callable[..., Any], base_url: str, runner: AsyncRunner):
+    def __init__(self, app: Callable[..., Any], mount: str, runner: AsyncRunner):
         self.app = app
-        self.base_url = base_url
+        self.mount = mount
         self.runner = runner
 
     def __call__(self, request: Request) -> Response:
         channel = _ASGIChannel(request.body)
-        self.runner.submit(channel.run(self.app, build_scope(request, self.base_url + _rest(request))))
+        self.runner.submit(channel.run(self.app, build_scope(request, self.mount)))
         try:
             start = self._expect(channel, 'http.response.start')
             status, headers, content_length = _parse_asgi_start(start)
@@ -483,7 +497,7 @@ class ASGIBridge:
             channel.close()
             logger.error('webview app failed on %s %s', request.method, request.raw_path,
                          exc_info=(type(e), e, e.__traceback__))
-            return error_response(500, f'the webview app failed: {type(e).__name__}: {e}', type(e).__name__)
+            return error_response(500, str(e), type(e).__name__)  # the message alone, as every 500
         if not first.get('more_body', False):
             channel.finish()
             if content_length is None:

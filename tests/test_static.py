@@ -41,7 +41,7 @@ class GuideStaticTest(ServerTestCase):
 
     def test_files_with_guessed_and_given_mime_types(self):
         self.assert_file('/api/v1/xrai', STATIC_EXAMPLE / 'xrai.yaml', 'application/yaml; charset=utf-8')
-        self.assert_file('/api/v1/manifest', STATIC_EXAMPLE / 'job.yaml', 'application/x-yaml; charset=utf-8')
+        self.assert_file('/api/v1/manifest', STATIC_EXAMPLE / 'job.yaml', 'application/x-yaml')
         self.assert_file('/api/v1/docs/readme', STATIC_EXAMPLE / 'README.md', 'text/markdown; charset=utf-8')
         self.assert_file('/pub/job/job/latest/api/v1/docs/readme', STATIC_EXAMPLE / 'README.md',
                          'text/markdown; charset=utf-8')
@@ -127,7 +127,9 @@ class DirectoryJob:
         return None
 
     def static_endpoints(self):
-        return {'/files': 'public', '/blob': 'public/data.weird', '/csv': ('public/a.txt', 'text/csv')}
+        return {'/files': 'public', '/blob': 'public/data.weird', '/csv': ('public/a.txt', 'text/csv'),
+                '/plain': ('public/a.txt', 'text/plain'), '/latin': ('public/a.txt', 'text/plain; charset=latin-1'),
+                '/guessed': 'public/a.txt'}
 
 
 class DirectoryTest(ServerTestCase):
@@ -158,8 +160,13 @@ class DirectoryTest(ServerTestCase):
         response = self.client.get('/api/v1/blob')
         self.assertEqual((response.body, response.headers['content-type']), (b'\x00\x01', 'application/octet-stream'))
 
-    def test_given_text_type_gets_charset(self):
-        self.assertEqual(self.client.get('/api/v1/csv').headers['content-type'], 'text/csv; charset=utf-8')
+    def test_given_type_is_sent_verbatim_and_guessed_text_gets_a_charset(self):
+        for path, content_type in (('/api/v1/csv', 'text/csv'), ('/api/v1/plain', 'text/plain'),
+                                   ('/api/v1/latin', 'text/plain; charset=latin-1'),
+                                   ('/api/v1/guessed', 'text/plain; charset=utf-8')):
+            for method in ('GET', 'HEAD'):
+                response = self.client.request(method, path)
+                self.assertEqual((response.status, response.headers['content-type']), (200, content_type), path)
 
     def test_files_added_after_start_up_are_served(self):
         self.assertEqual(self.client.get('/api/v1/files/new/later.txt').status, 404)
