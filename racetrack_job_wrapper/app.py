@@ -20,7 +20,7 @@ from racetrack_job_wrapper.messages import (
 from racetrack_job_wrapper.metrics import JobMetrics
 from racetrack_job_wrapper.openapi import build_openapi
 from racetrack_job_wrapper.routing import Route, Router, allowed_methods, normalize_path, split_base_path
-from racetrack_job_wrapper.static import MimeGuesser, static_routes
+from racetrack_job_wrapper.static import MimeGuesser, static_endpoints
 from racetrack_job_wrapper.webview import create_webview_app, is_asgi, webview_base_url, webview_routes
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
     cwd = Path.cwd() if cwd is None else Path(cwd)
     specs = collect_endpoints(entrypoint)
     guesser = MimeGuesser()
-    static = static_routes(_call_optional(entrypoint, 'static_endpoints', dict), cwd, API_PREFIX, guesser=guesser)
+    static = static_endpoints(_call_optional(entrypoint, 'static_endpoints', dict), cwd, API_PREFIX, guesser=guesser)
     webview_url = webview_base_url(settings.name, settings.version, API_PREFIX)
     webview = create_webview_app(entrypoint, webview_url)
     context = RequestContext()
@@ -229,15 +229,17 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
         routes.append(Route(path, handlers, path))
     title = f'Job - {settings.name}'
     document = build_openapi(specs, title=title, version=settings.version,
-                             base_path=f'/pub/job/{settings.name}/{settings.version}', has_perform=has_perform)
+                             base_path=f'/pub/job/{settings.name}/{settings.version}', has_perform=has_perform,
+                             static_files=[file for endpoint in static for file in endpoint.files],
+                             has_webview=webview is not None)
     routes.extend(docs_routes(document, title))
     taken = {route.path.removesuffix('/*'): f'endpoint {route.path.removesuffix("/*")}' for route in routes}
-    for route in static:
+    for route in (endpoint.route for endpoint in static):
         path = route.path.removesuffix('/*')
         if path in taken:
             raise JobDefinitionError(f'static endpoint {path[len(API_PREFIX):]} collides with the {taken[path]}')
         taken[path] = f'static endpoint {path[len(API_PREFIX):]}'
-    routes.extend(static)
+    routes.extend(endpoint.route for endpoint in static)
     if webview is not None:
         mount = API_PREFIX + '/webview'
         clash = next((path for path in taken if path == mount or path.startswith(mount + '/')), None)

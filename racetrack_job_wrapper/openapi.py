@@ -24,8 +24,12 @@ _NULLABLE_STRING = {'anyOf': [{'type': 'string'}, {'type': 'null'}]}
 
 
 def build_openapi(endpoints: Iterable[EndpointSpec], *, title: str, version: str, base_path: str = '',
-                  description: str = '', auth_header: str = AUTH_HEADER, has_perform: bool = True) -> dict[str, Any]:
+                  description: str = '', auth_header: str = AUTH_HEADER, has_perform: bool = True,
+                  static_files: Iterable[tuple[str, str]] = (), has_webview: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.1 document for a job's endpoints (paths under /api/v1) plus its status endpoints.
+
+    Static files (path under /api/v1, Content-Type) and the webview are listed too, each
+    file as an operation of its own, as the existing implementation lists them.
 
     `servers` lists `base_path` (the `/pub/job/{name}/{version}` prefix the job is reached
     through) and `/`, so "Try it out" works whichever way the docs page was opened.
@@ -38,6 +42,12 @@ def build_openapi(endpoints: Iterable[EndpointSpec], *, title: str, version: str
         paths.setdefault(path, {})[spec.method.lower()] = _operation(spec, path, builder, operation_ids)
     if not has_perform:
         paths[API_PREFIX + '/perform'] = {'post': _no_perform_operation()}
+    for path, content_type in static_files:
+        operation = _static_operation(path, content_type)
+        operation['operationId'] = _unique(operation['operationId'], operation_ids)
+        paths.setdefault(API_PREFIX + path, {})['get'] = operation
+    if has_webview:
+        paths[API_PREFIX + '/webview/{path}'] = {'get': _webview_operation()}
     for path, method, operation in _status_operations():
         operation['operationId'] = _unique(operation['operationId'], operation_ids)
         paths.setdefault(path, {})[method] = operation
@@ -167,6 +177,26 @@ def _no_perform_operation() -> dict[str, Any]:
         'tags': [JOB_TAG], 'summary': 'Not available: this job has no perform() method',
         'operationId': 'post_perform',
         'responses': {'400': _error_response('This job has no perform() method')},
+    }
+
+
+def _static_operation(path: str, content_type: str) -> dict[str, Any]:
+    media = content_type.split(';', 1)[0].strip()
+    return {
+        'tags': [JOB_TAG], 'summary': f'Static file {path}', 'operationId': _operation_id('get', path),
+        'responses': {'200': {'description': 'The file', 'content': {media: {'schema': {'type': 'string'}}}},
+                      '304': {'description': 'The copy named by If-None-Match or If-Modified-Since is current'},
+                      '404': _error_response('The file is gone')},
+    }
+
+
+def _webview_operation() -> dict[str, Any]:
+    return {
+        'tags': [JOB_TAG], 'summary': "Pages of the job's webview app", 'operationId': 'get_webview',
+        'parameters': [{'name': 'path', 'in': 'path', 'required': True, 'schema': {'type': 'string'},
+                        'description': 'The page under the webview'}],
+        'responses': {'200': {'description': 'A page of the webview app, as the app answers it',
+                              'content': {'text/html': {'schema': {'type': 'string'}}}}},
     }
 
 

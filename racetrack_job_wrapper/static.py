@@ -11,6 +11,7 @@ import logging
 import mimetypes
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -48,12 +49,12 @@ class MimeGuesser:
             self._table.add_type(mime_type, extension)
         self._warned: set[str] = set()
 
-    def guess(self, name: str) -> str:
+    def guess(self, name: str, warn: bool = True) -> str:
         """The Content-Type for a file name, with `charset=utf-8` for text; unknown types warn once."""
         mime_type, _ = self._table.guess_type(name, strict=False)
         if mime_type is None:
             extension = os.path.splitext(name)[1].lower()
-            if extension not in self._warned:
+            if warn and extension not in self._warned:
                 self._warned.add(extension)
                 logger.warning('unknown mime type of static file %s; serving it as %s', name, DEFAULT_TYPE)
             return DEFAULT_TYPE
@@ -68,14 +69,26 @@ def with_charset(mime_type: str) -> str:
     return mime_type
 
 
-def static_routes(entries: Mapping[str, Any], cwd: Path, api_prefix: str, *,
-                  guesser: MimeGuesser | None = None) -> list[Route]:
+# At most this many files of one static directory are listed in the API docs (all are served).
+MAX_LISTED_FILES = 1000
+
+
+@dataclass(frozen=True)
+class StaticEndpoint:
+    """One entry of `static_endpoints()`: its route, and the files it serves as the API docs list them."""
+
+    route: Route
+    files: tuple[tuple[str, str], ...]  # (path under the API prefix, Content-Type)
+
+
+def static_endpoints(entries: Mapping[str, Any], cwd: Path, api_prefix: str, *,
+                     guesser: MimeGuesser | None = None) -> list[StaticEndpoint]:
     """Routes for `static_endpoints()`: a file at an exact path, a directory under a prefix.
 
     Raises JobDefinitionError naming the endpoint when a value is malformed or its file is missing.
     """
     guesser = guesser or MimeGuesser()
-    routes = []
+    endpoints = []
     for endpoint, value in entries.items():
         path = endpoint if str(endpoint).startswith('/') else f'/{endpoint}'
         path = path.rstrip('/') or '/'
@@ -86,17 +99,21 @@ def static_routes(entries: Mapping[str, Any], cwd: Path, api_prefix: str, *,
                 logger.warning('static endpoint %s: the mime type %r is ignored for a directory; '
                                'each file gets its own', path, mime_type)
             directory = StaticDirectory(target, guesser)
-            routes.append(Route(f'{api_prefix}{path}/*', {'GET': directory.respond}, f'static:{path}'))
+            route = Route(f'{api_prefix}{path}/*', {'GET': directory.respond}, f'static:{path}')
+            files = tuple((f'{path}/{name}', guesser.guess(name, warn=False))
+                          for name in directory.listing(MAX_LISTED_FILES))
+            endpoints.append(StaticEndpoint(route, files))
             logger.info('static endpoint %s serves directory %s', path, target)
         elif target.is_file():
             # A type the job names is sent exactly as named; only guessed types get a charset.
             file = StaticFile(target, mime_type or guesser.guess(target.name))
-            routes.append(Route(f'{api_prefix}{path}', {'GET': file.respond}, f'static:{path}'))
+            route = Route(f'{api_prefix}{path}', {'GET': file.respond}, f'static:{path}')
+            endpoints.append(StaticEndpoint(route, ((path, file.content_type),)))
             logger.info('static endpoint %s serves file %s (%s)', path, target, file.content_type)
         else:
             raise JobDefinitionError(f'static endpoint {path}: file {filename!r} does not exist '
                                      f'(relative to the working directory {cwd})')
-    return routes
+    return endpoints
 
 
 def _split_entry(path: str, value: Any) -> tuple[str, str | None]:
@@ -146,6 +163,21 @@ class StaticDirectory:
         if candidate == self.root or os.path.commonpath([self.root, candidate]) != self.root:
             return None
         return candidate
+
+    def listing(self, limit: int) -> list[str]:
+        """Up to `limit` paths (relative, `/`-separated, sorted) of the regular files it serves now."""
+        found: list[str] = []
+        for top, directories, files in os.walk(self.root):
+            directories.sort()
+            for name in sorted(files):
+                relative = os.path.relpath(os.path.join(top, name), self.root).replace(os.sep, '/')
+                candidate = self.resolve(relative)
+                if candidate is not None and os.path.isfile(candidate):
+                    found.append(relative)
+                    if len(found) == limit:
+                        logger.info('static directory %s: the API docs list its first %d files', self.root, limit)
+                        return found
+        return found
 
     def respond(self, request: Request) -> Response:
         """A file under the directory, or 404 for anything else (the directory itself included)."""

@@ -7,8 +7,11 @@ not import `annotations` from `__future__`.
 """
 import dataclasses
 import os
+import shutil
+import tempfile
 import unittest
 from http import HTTPMethod
+from pathlib import Path
 from typing import Annotated, Any, Dict, List, Optional
 
 from racetrack_job_wrapper.endpoint_config import EndpointConfig
@@ -138,6 +141,38 @@ class WebviewOnlyTest(ServerTestCase):
         paths = client.get('/openapi.json').json()['paths']
         self.assertEqual(list(paths['/api/v1/perform']), ['post'])
         self.assertEqual(list(paths['/api/v1/perform']['post']['responses']), ['400'])
+
+
+class DocumentedEndpointsTest(ServerTestCase):
+    def test_static_files_and_the_webview_are_listed_in_the_openapi_document(self):
+        root = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, root, True)
+        (root / 'assets' / 'sub').mkdir(parents=True)
+        (root / 'assets' / 'index.html').write_text('<b>hi</b>')
+        (root / 'assets' / 'sub' / 'x.txt').write_text('x')
+        (root / 'xrai.yaml').write_text('a: 1\n')
+
+        class Job(JobEntrypoint):
+            def perform(self):
+                return 1
+
+            def static_endpoints(self):
+                return {'/xrai': 'xrai.yaml', '/manifest': ('xrai.yaml', 'application/x-yaml'), '/assets': 'assets'}
+
+            def webview_app(self, base_url):
+                def app(environ, start_response):
+                    start_response('200 OK', [('Content-Type', 'text/html')])
+                    return [b'page']
+                return app
+
+        paths = self.serve(Job, cwd=root).get('/openapi.json').json()['paths']
+        for path, content_type in (('/api/v1/xrai', 'application/yaml'), ('/api/v1/manifest', 'application/x-yaml'),
+                                   ('/api/v1/assets/index.html', 'text/html'), ('/api/v1/assets/sub/x.txt', 'text/plain')):
+            with self.subTest(path=path):
+                self.assertEqual(list(paths[path]['get']['responses']['200']['content']), [content_type])
+        self.assertNotIn('/api/v1/assets', paths)
+        webview = paths['/api/v1/webview/{path}']['get']
+        self.assertEqual([parameter['name'] for parameter in webview['parameters']], ['path'])
 
 
 class ErrorBodyTest(ServerTestCase):
