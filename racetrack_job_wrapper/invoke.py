@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
 from racetrack_job_wrapper.messages import JSON_TYPE, HTTPError, Request, Response, encode_json
 from racetrack_job_wrapper.metrics import EndpointMetrics, JobMetrics
-from racetrack_job_wrapper.schema import Converter, ValidationError, build_converter, build_text_converter
+from racetrack_job_wrapper.schema import (
+    Converter, ValidationError, ValidationMode, build_converter, build_text_converter)
 from racetrack_job_wrapper.serialize import SerializationError, to_json_serializable
 
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ class Invoker:
 
     def __init__(self, spec: EndpointSpec, *, metrics: JobMetrics, context: RequestContext,
                  limiter: ConcurrencyLimiter | None = None, async_runner: AsyncRunner | None = None,
-                 validate: bool = True, max_json_depth: int = 100):
+                 validate: ValidationMode = ValidationMode.LAX, max_json_depth: int = 100):
         self.spec = spec
         self._metrics: EndpointMetrics = metrics.endpoint(spec.metric_label)
         self._calls_running = metrics.calls_running
@@ -271,11 +272,13 @@ class Invoker:
         return kwargs
 
 
-def _converter_for(param: ParamSpec, validate: bool) -> Converter | None:
+def _converter_for(param: ParamSpec, mode: ValidationMode) -> Converter | None:
+    if not param.has_annotation:
+        return None
     if param.source == 'body':
-        return build_converter(param.annotation) if validate and param.has_annotation else None
-    # Query and path values arrive as text: they always need converting to their annotation.
-    return build_text_converter(param.annotation) if param.has_annotation else None
+        return build_converter(param.annotation, mode)
+    # Query and path values arrive as text: they need converting to their annotation in every mode.
+    return build_text_converter(param.annotation, mode)
 
 
 def _convert(binding: _Binding, value: Any) -> Any:

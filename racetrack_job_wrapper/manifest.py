@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import difflib
 import logging
 import math
 import os
@@ -11,6 +12,8 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from racetrack_job_wrapper.schema import ValidationMode
 
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,13 @@ SETTING_FIELDS = frozenset({'home_page', 'max_concurrency', 'max_concurrency_que
                             'validate_input', 'cors_allow_origins'})
 # Read by the image build of the Python job type, not by the server; known, so not warned about.
 BUILD_FIELDS = frozenset({'requirements_path', 'entrypoint_path', 'entrypoint_class'})
+JOBTYPE_EXTRA_FIELDS = frozenset(SETTING_FIELDS | LIMIT_FIELDS.keys() | BUILD_FIELDS)
+# Top-level fields of Racetrack's manifest schema: the server reads some, Racetrack and image builds the rest.
+MANIFEST_FIELDS = frozenset({
+    'name', 'owner_email', 'git', 'version', 'jobtype', 'lang', 'extends', 'image_type', 'system_dependencies',
+    'build_env', 'runtime_env', 'secret_build_env_file', 'secret_runtime_env_file', 'labels', 'public_endpoints',
+    'replicas', 'resources', 'jobtype_extra', 'golang', 'python', 'docker', 'wrapper_properties',
+    'infrastructure_target'})
 PUBLIC_PREFIXES = ('/pub/job/', '/pub/fatman/')
 
 _ENV_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]*')
@@ -118,7 +128,7 @@ class JobSettings:
     home_page: str = DEFAULT_HOME_PAGE
     max_concurrency: int | None = None
     max_concurrency_queue: int | None = None
-    validate_input: bool = True
+    validate_input: ValidationMode = ValidationMode.LAX
     public_endpoints: tuple[str, ...] = ()
     limits: Mapping[str, float | int] = field(default_factory=lambda: types.MappingProxyType({}))
     cors_allow_origins: tuple[str, ...] = ('*',)
@@ -130,12 +140,13 @@ class JobSettings:
     def from_manifest(cls, manifest: Mapping[str, Any],
                       environ: Mapping[str, str] = os.environ) -> 'JobSettings':
         """Validate a manifest (and JOB_NAME / JOB_VERSION) into settings; raises ManifestError."""
+        _warn_unknown(manifest, MANIFEST_FIELDS, 'manifest')
         extra = manifest.get('jobtype_extra')
         if extra is None:
             extra = {}
         if not isinstance(extra, Mapping):
             raise ManifestError(f'jobtype_extra must be a mapping, got {_describe(extra)}')
-        _warn_unknown(extra)
+        _warn_unknown(extra, JOBTYPE_EXTRA_FIELDS, 'jobtype_extra')
         max_concurrency = _count(extra, 'max_concurrency', minimum=1)
         max_concurrency_queue = _count(extra, 'max_concurrency_queue', minimum=0)
         if max_concurrency_queue is not None and max_concurrency is None:
@@ -147,7 +158,7 @@ class JobSettings:
             home_page=_home_page(extra.get('home_page')),
             max_concurrency=max_concurrency,
             max_concurrency_queue=max_concurrency_queue,
-            validate_input=_flag(extra, 'validate_input', default=True),
+            validate_input=_validation_mode(extra.get('validate_input')),
             public_endpoints=_public_endpoints(manifest.get('public_endpoints')),
             limits=types.MappingProxyType(_limits(extra)),
             cors_allow_origins=_cors_origins(extra.get('cors_allow_origins')),
@@ -160,13 +171,20 @@ def _describe(value: Any) -> str:
     return f'{type(value).__name__} {value!r}'
 
 
-def _warn_unknown(extra: Mapping[str, Any]) -> None:
-    unknown = [str(key) for key in extra
-               if key not in SETTING_FIELDS and key not in LIMIT_FIELDS and key not in BUILD_FIELDS]
-    if unknown:
-        logger.warning('unknown jobtype_extra fields are ignored: %s (known: %s)',
-                       ', '.join(sorted(unknown)),
-                       ', '.join(sorted(SETTING_FIELDS | LIMIT_FIELDS.keys())))
+def _warn_unknown(fields: Mapping[str, Any], known: frozenset[str], where: str) -> None:
+    """Warn about fields nothing reads, with the nearest known name: a typo is the usual cause."""
+    unknown = sorted(str(key) for key in fields if key not in known)
+    if not unknown:
+        return
+    names = []
+    unguessed = False
+    for key in unknown:
+        nearest = difflib.get_close_matches(key, known, n=1)
+        names.append(f"{key} (did you mean '{nearest[0]}'?)" if nearest else key)
+        unguessed = unguessed or not nearest
+    # Without a guess for some key, the known names are the help left to give.
+    listing = f' (known: {", ".join(sorted(known))})' if unguessed else ''
+    logger.warning('unknown %s fields are ignored: %s%s', where, ', '.join(names), listing)
 
 
 def _has_unsafe_characters(text: str) -> bool:
@@ -268,15 +286,20 @@ def _as_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _flag(extra: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = extra.get(key)
+# The manifest's spellings of jobtype_extra.validate_input; YAML booleans arrive as bool or as text.
+_VALIDATION_MODES: Mapping[str, ValidationMode] = types.MappingProxyType({
+    'true': ValidationMode.LAX, 'false': ValidationMode.OFF, 'strict': ValidationMode.STRICT})
+
+
+def _validation_mode(value: Any) -> ValidationMode:
     if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ('true', 'false'):
-        return value.strip().lower() == 'true'
-    raise ManifestError(f'jobtype_extra.{key} must be true or false, got {_describe(value)}')
+        return ValidationMode.LAX
+    spelling = ('true' if value else 'false') if isinstance(value, bool) else value
+    mode = _VALIDATION_MODES.get(spelling.strip().lower()) if isinstance(spelling, str) else None
+    if mode is None:
+        raise ManifestError(f'jobtype_extra.validate_input must be one of {", ".join(_VALIDATION_MODES)},'
+                            f' got {_describe(value)}')
+    return mode
 
 
 def _limits(extra: Mapping[str, Any]) -> dict[str, float | int]:
@@ -352,20 +375,29 @@ def _is_origin(origin: str) -> bool:
 
 def apply_runtime_env(manifest: Mapping[str, Any], environ: MutableMapping[str, str] = os.environ,
                       cwd: Path | None = None) -> dict[str, str]:
-    """Set the manifest's runtime_env, then its secret_runtime_env_file over it; return what was set."""
-    values = _env_mapping(manifest.get('runtime_env'), 'runtime_env')
+    """Set the manifest's runtime_env where not set already, then its secret_runtime_env_file; return what was set.
+
+    Variables already in the environment win over runtime_env: in a cluster the
+    infrastructure has set runtime_env and the secrets there, and a secret must not be
+    replaced by the placeholder runtime_env may hold. The secret file, where present,
+    wins over both.
+    """
+    runtime = _env_mapping(manifest.get('runtime_env'), 'runtime_env')
+    secrets: dict[str, str] = {}
     secret_file = manifest.get('secret_runtime_env_file')
     if secret_file is not None:
         if not isinstance(secret_file, str) or not secret_file:
             raise ManifestError(f'secret_runtime_env_file must be a file path, got'
                                 f' {_describe(secret_file)}')
-        values.update(_read_secret_file(secret_file, 'secret_runtime_env_file', cwd))
-    for name, value in values.items():
+        secrets = _read_secret_file(secret_file, 'secret_runtime_env_file', cwd)
+    for name, value in {**runtime, **secrets}.items():
         if name in RESERVED_ENV_NAMES:
             raise ManifestError(f'runtime env var {name} is reserved (reserved names:'
                                 f' {", ".join(sorted(RESERVED_ENV_NAMES))}); rename it')
         if '\0' in value:
             raise ManifestError(f'runtime env var {name} must not contain a NUL character')
+    values = {name: value for name, value in runtime.items() if name not in environ}
+    values.update(secrets)
     environ.update(values)
     return values
 
@@ -376,6 +408,16 @@ def validate_build_settings(manifest: Mapping[str, Any], cwd: Path | None = None
     secret_file = manifest.get('secret_build_env_file')
     if secret_file is not None and (not isinstance(secret_file, str) or not secret_file):
         raise ManifestError(f'secret_build_env_file must be a file path, got {_describe(secret_file)}')
+
+
+def read_build_env(manifest: Mapping[str, Any], cwd: Path | None = None) -> dict[str, str]:
+    """The manifest's build_env, with its secret_build_env_file over it, as an image build sees them."""
+    validate_build_settings(manifest)
+    values = _env_mapping(manifest.get('build_env'), 'build_env')
+    secret_file = manifest.get('secret_build_env_file')
+    if secret_file is not None:
+        values.update(_read_secret_file(secret_file, 'secret_build_env_file', cwd))
+    return values
 
 
 def _env_mapping(value: Any, field_name: str) -> dict[str, str]:
@@ -400,14 +442,21 @@ def _env_mapping(value: Any, field_name: str) -> dict[str, str]:
 
 
 def _read_secret_file(relative: str, field_name: str, cwd: Path | None) -> dict[str, str]:
+    """The variables of a secret env file; none, with a warning, when the file is absent.
+
+    In a cluster the file stays on the developer's machine and its values arrive as
+    environment variables, so an absent file is expected there, not an error.
+    """
     path = (Path.cwd() if cwd is None else Path(cwd)) / relative
     if not path.is_file():
-        message = f"{field_name} '{relative}' does not exist (looked at {path})"
+        message = (f"{field_name} '{relative}' does not exist (looked at {path});"
+                   ' using the variables already in the environment')
         template = path.with_name(path.name + '.dist')
         if template.is_file():
-            message += (f"; copy the template '{relative}.dist' to '{relative}'"
-                        f' and fill in the secret values')
-        raise ManifestError(message)
+            message += (f". To run with secrets from the file, copy the template '{relative}.dist'"
+                        f" to '{relative}' and fill in the secret values")
+        logger.warning(message)
+        return {}
     try:
         text = path.read_text(encoding='utf-8')
     except (OSError, UnicodeDecodeError) as exc:

@@ -1,22 +1,30 @@
 """Python annotations -> JSON Schema, and input converters built from them.
 
 Both readers walk an annotation once at start-up; a converter is a chain of closures, so the
-per-request cost is a few isinstance checks and no introspection.
+per-request cost is a few type checks and no introspection.
 
-Conversion rules (JSON is lenient where Python types are not):
-- an integer is a valid `float` and is converted to float (`1` -> `1.0`), so a job sees the
-  type it annotated; a bool is never an `int` or a `float`;
-- a list is a valid `tuple`, `set` or `frozenset` and is converted to one;
-- dataclass-typed values arrive as instances (recursively); unknown or missing fields are errors;
-- an `Enum` is given by value and arrives as the member; a `Literal` is checked by value and type;
-- `Optional[X]` accepts null; in a union a value whose JSON type matches a member exactly goes to
-  that member, otherwise members are tried in order;
-- annotations this module does not understand (arbitrary classes, numpy arrays, `Any`, none at
-  all) get the schema `{}` and are not checked.
+Converters follow a `ValidationMode`, the manifest's `jobtype_extra.validate_input`:
+- lax (the default) accepts what pydantic v2's lax mode accepts, as FastAPI endpoints do:
+  numeric strings for numbers (`" 3 "`, `"1_000"`, `"1e3"` for a float, `"3.0"` for an int),
+  integral floats for an int (`7907.0` -> `7907`), `1`/`0`/`"yes"`/`"off"`... for a bool; unknown
+  dataclass and TypedDict fields are ignored; a union takes the member the value fits best, as
+  pydantic's smart mode does;
+- strict takes JSON types as they are: a bool is never an `int` or a `float`, a string never a
+  number; a union sends a value whose JSON type names a member to it, else tries members in order;
+  unknown fields are errors;
+- off passes JSON arguments on as decoded.
+In both checking modes a value that already fits reaches the job unchanged: an integer given for a
+`float` stays an integer (PEP 484's numeric tower; pydantic would pass `1.0`), so the job sums
+`[40, 2]` to `42`, as it would unvalidated. Where the value does not fit it is converted: a list
+into a `tuple`, `set` or `frozenset`, an object into a dataclass instance (recursively), an
+`Enum` value into its member. `Optional[X]` accepts null. Annotations this module does not
+understand (arbitrary classes, numpy arrays, `Any`, none at all) get the schema `{}` and are not
+checked.
 
-Text converters (query strings, path segments) parse `int`, `float` (finite only), `bool`
-(`true/false/1/0/yes/no/on/off`), `str`, `Literal` and `Enum` values from text; a
-list/tuple/set parameter takes every value of a repeated query key (`?n=1&n=2`); a scalar
+Text converters (query strings, path segments) parse `int`, `float`, `bool`, `str`, `Literal`
+and `Enum` values from text, in every mode: lax reads numbers and booleans as pydantic reads
+strings, strict takes plain decimals (finite floats only) and `true/false/1/0/yes/no/on/off`;
+a list/tuple/set parameter takes every value of a repeated query key (`?n=1&n=2`); a scalar
 parameter given a repeated key takes the last value; an empty value means null for an
 `Optional` non-string; dicts, dataclasses and TypedDicts are read as JSON text.
 """
@@ -28,6 +36,8 @@ import enum
 import inspect
 import json
 import math
+import re
+import sys
 import types
 import typing
 from typing import Any, Callable, Literal, Union
@@ -108,7 +118,13 @@ def _is_unchecked(annotation: Any) -> bool:
 
 
 def _is_typeddict(annotation: Any) -> bool:
-    return isinstance(annotation, type) and typing.is_typeddict(annotation)
+    if not isinstance(annotation, type):
+        return False
+    if typing.is_typeddict(annotation):
+        return True
+    # typing_extensions.TypedDict, which pydantic asks for before Python 3.12, has a metaclass of its own.
+    extensions = sys.modules.get('typing_extensions')
+    return extensions is not None and extensions.is_typeddict(annotation)
 
 
 def _is_dataclass_type(annotation: Any) -> bool:
@@ -121,7 +137,8 @@ def _is_enum_type(annotation: Any) -> bool:
 
 def _class_hints(cls: type) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(cls)
+        # With extras: Annotated is stripped where read, and a TypedDict's NotRequired[...] stays visible.
+        return typing.get_type_hints(cls, include_extras=True)
     except Exception:  # an unresolvable forward reference: fall back to what is written
         return {name: value for klass in reversed(cls.__mro__)
                 for name, value in getattr(klass, '__annotations__', {}).items()}
@@ -130,6 +147,36 @@ def _class_hints(cls: type) -> dict[str, Any]:
 def _dataclass_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Any]]:
     hints = _class_hints(cls)
     return [(field, hints.get(field.name, field.type)) for field in dataclasses.fields(cls)]
+
+
+def _typeddict_keys(cls: type) -> list[tuple[str, Any, bool]]:
+    """(name, annotation, required) of each key of a TypedDict.
+
+    `Required[...]` and `NotRequired[...]` are read from the hints too: in string annotations
+    (`from __future__ import annotations`) `__required_keys__` cannot see them.
+    """
+    required_keys = getattr(cls, '__required_keys__', None)
+    keys = []
+    for name, annotation in _class_hints(cls).items():
+        required = required_keys is None or name in required_keys
+        while typing.get_origin(annotation) in (typing.Required, typing.NotRequired):
+            required = typing.get_origin(annotation) is typing.Required
+            annotation = typing.get_args(annotation)[0]
+        keys.append((name, annotation, required))
+    return keys
+
+
+def _fixed_items(annotation: Any) -> tuple[Any, ...] | None:
+    """The item types of a fixed-length tuple annotation (`tuple[int, str]`, `tuple[()]`); None when variadic."""
+    args = typing.get_args(annotation)
+    if annotation is tuple or annotation is typing.Tuple or (len(args) == 2 and args[1] is Ellipsis):
+        return None
+    return () if args == ((),) else args  # `tuple[()]` has the arguments `((),)` before Python 3.11
+
+
+def _set_type(origin: Any) -> type:
+    """The type a set annotation's values become: `frozenset` for the immutable ones, as pydantic has it."""
+    return frozenset if origin is frozenset or origin is collections.abc.Set else set
 
 
 def _union_members(annotation: Any) -> tuple[Any, ...] | None:
@@ -204,7 +251,7 @@ class SchemaBuilder:
         args = typing.get_args(annotation)
         base = origin or annotation
         if base is tuple:
-            return self._tuple_schema(args)
+            return self._tuple_schema(annotation)
         if base in _SET_ORIGINS:
             schema: dict[str, Any] = {'type': 'array', 'uniqueItems': True}
             if args and not _is_unchecked(args[0]):
@@ -230,17 +277,17 @@ class SchemaBuilder:
             return schema
         return {}
 
-    def _tuple_schema(self, args: tuple[Any, ...]) -> dict[str, Any]:
-        if not args:
-            return {'type': 'array'}
-        if len(args) == 2 and args[1] is Ellipsis:
-            if _is_unchecked(args[0]):
+    def _tuple_schema(self, annotation: Any) -> dict[str, Any]:
+        items = _fixed_items(annotation)
+        if items is None:
+            args = typing.get_args(annotation)
+            if not args or _is_unchecked(args[0]):
                 return {'type': 'array'}
             return {'type': 'array', 'items': self.schema(args[0])}
-        if args == ((),):  # tuple[()]: the empty tuple
+        if not items:
             return {'type': 'array', 'maxItems': 0}
-        return {'type': 'array', 'prefixItems': [self.schema(arg) for arg in args],
-                'minItems': len(args), 'maxItems': len(args)}
+        return {'type': 'array', 'prefixItems': [self.schema(item) for item in items],
+                'minItems': len(items), 'maxItems': len(items)}
 
     def _component(self, cls: type) -> str:
         name = self._names.get(cls)
@@ -289,11 +336,10 @@ class SchemaBuilder:
         return schema
 
     def _typeddict_schema(self, cls: type) -> dict[str, Any]:
-        hints = _class_hints(cls)
-        required_keys = getattr(cls, '__required_keys__', frozenset(hints))
-        properties = {name: self.schema(annotation) for name, annotation in hints.items()}
+        keys = _typeddict_keys(cls)
+        properties = {name: self.schema(annotation) for name, annotation, _ in keys}
         schema: dict[str, Any] = {'type': 'object', 'title': cls.__name__, 'properties': properties}
-        required = [name for name in hints if name in required_keys]
+        required = [name for name, _, is_required in keys if is_required]
         if required:
             schema['required'] = required
         schema['additionalProperties'] = False
@@ -335,83 +381,241 @@ def json_schema(annotation: Any) -> dict[str, Any]:
 # JSON value converters
 
 
-def build_converter(annotation: Any) -> Converter | None:
+class ValidationMode(enum.Enum):
+    """How JSON arguments are checked against annotations: the manifest's `jobtype_extra.validate_input`."""
+
+    LAX = 'lax'  # `true`, the default: what pydantic's lax mode (so FastAPI) accepts
+    STRICT = 'strict'  # `strict`: the JSON type must be the annotated one
+    OFF = 'off'  # `false`: JSON arguments reach the job as decoded
+
+
+# How closely a value matched, ranked as pydantic ranks union members: exact (it has the type),
+# strict (the JSON form of it: an int for a float, an object for a dataclass, anything for Any)
+# or lax (converted from another type, such as "3" for an int).
+_LAX, _STRICT, _EXACT = 0, 1, 2
+
+
+class _Fit:
+    """How closely one conversion matched; lets a union pick its member as pydantic's smart mode does."""
+
+    __slots__ = ('level', 'fields_set')
+
+    def __init__(self) -> None:
+        self.level = _EXACT
+        self.fields_set: int | None = None  # dataclass and TypedDict fields given, nested ones included
+
+    def lower(self, level: int) -> None:
+        if level < self.level:
+            self.level = level
+
+    def add_fields(self, count: int) -> None:
+        self.fields_set = (self.fields_set or 0) + count
+
+    def beats(self, other: _Fit) -> bool:
+        # Between two structured members the one given more of its fields wins, else the closer match.
+        if self.fields_set is not None and other.fields_set is not None and self.fields_set != other.fields_set:
+            return self.fields_set > other.fields_set
+        return self.level > other.level
+
+
+# A converter as built: it also reports how closely the value matched.
+_Node = Callable[[Any, str, _Fit], Any]
+
+
+def build_converter(annotation: Any, mode: ValidationMode = ValidationMode.LAX) -> Converter | None:
     """A converter checking a decoded JSON value against `annotation`, or None when nothing is checked.
 
     The converter is called as `conv(value, path)` and returns the value to pass on;
     it raises ValidationError naming the path, e.g. `numbers[2]: expected number, got string`.
     """
-    return _ConverterBuilder().build(annotation)
+    if mode is ValidationMode.OFF:
+        return None
+    node = _ConverterBuilder(mode).build(annotation)
+    if node is None:
+        return None
+
+    def convert(value: Any, path: str) -> Any:
+        return node(value, path, _Fit())
+    return convert
 
 
-def _accept_bool(value: Any, path: str) -> Any:
+# The characters Rust's `str::trim` strips (Unicode White_Space), as pydantic does around numbers;
+# Python's `str.strip()` would also strip U+001C..U+001F.
+_WHITESPACE = ('\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008'
+               '\u2009\u200a\u2028\u2029\u202f\u205f\u3000')
+# pydantic's integer strings: a sign, leading zeros (underscores among them too), digits with single
+# underscores between them, and a `.000` tail. pydantic also reads "0-1" as -1, a slip of its
+# leading-zero stripping that is deliberately not copied.
+_INT_TEXT = re.compile(r'([+-]?)(?:0[0_]*)?(0|[1-9](?:_?[0-9])*)(?:\.0+)?', re.ASCII)
+_MAX_INT_TEXT = 4300  # characters with the sign: pydantic's bound, Python's default int_max_str_digits
+# Rust's float syntax, which pydantic parses strings with: inf, infinity and nan in any case.
+_FLOAT_TEXT = re.compile(r'[+-]?(?:inf|infinity|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)',
+                         re.ASCII | re.IGNORECASE)
+_FLOAT_INT_BOUND = 2.0 ** 63  # pydantic takes integral floats as ints inside the 64-bit range only
+_INT64 = range(-2 ** 63, 2 ** 63)
+_BOOL_TEXTS = {'0': False, 'f': False, 'n': False, 'no': False, 'off': False, 'false': False,
+               '1': True, 't': True, 'y': True, 'yes': True, 'on': True, 'true': True}
+
+
+def _int_from_text(text: str) -> int | None:
+    match = _INT_TEXT.fullmatch(text.strip(_WHITESPACE))
+    if match is None:
+        return None
+    sign, digits = match[1], match[2].replace('_', '')
+    if len(digits) + (sign == '-') > _MAX_INT_TEXT:
+        return None
+    return int(sign + digits)
+
+
+def _float_from_text(text: str) -> float | None:
+    candidate = text.strip(_WHITESPACE)
+    if _FLOAT_TEXT.fullmatch(candidate) is None:
+        # Underscores between characters are dropped, as in Python literals; pydantic then does not trim.
+        if '_' not in text or text.startswith('_') or text.endswith('_') or '__' in text:
+            return None
+        candidate = text.replace('_', '')
+        if _FLOAT_TEXT.fullmatch(candidate) is None:
+            return None
+    return float(candidate)
+
+
+def _bool_from_text(text: str) -> bool | None:
+    return _BOOL_TEXTS.get(text.lower()) if text.isascii() else None
+
+
+def _int_as_float(value: int, path: str, fit: _Fit) -> int:
+    # PEP 484's numeric tower: an int is acceptable where a float is expected, so it reaches the job
+    # unchanged (pydantic would pass 1.0 for 1; `sum` of ints should stay an int). It must still fit one.
+    try:
+        float(value)
+    except OverflowError:
+        raise ValidationError(path, 'integer is too large for a float') from None
+    fit.lower(_STRICT)
+    return value
+
+
+def _strict_bool(value: Any, path: str, fit: _Fit) -> Any:
     if value is True or value is False:
         return value
     raise _mismatch(path, 'boolean', value)
 
 
-def _accept_int(value: Any, path: str) -> Any:
+def _strict_int(value: Any, path: str, fit: _Fit) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise _mismatch(path, 'integer', value)
 
 
-def _accept_float(value: Any, path: str) -> Any:
+def _strict_float(value: Any, path: str, fit: _Fit) -> Any:
     if isinstance(value, float):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:
-            raise ValidationError(path, 'integer is too large for a float') from None
+        return _int_as_float(value, path, fit)
     raise _mismatch(path, 'number', value)
 
 
-def _accept_str(value: Any, path: str) -> Any:
+def _lax_bool(value: Any, path: str, fit: _Fit) -> Any:
+    if value is True or value is False:
+        return value
+    kind = type(value)
+    flag: bool | None = None
+    if kind is int or kind is float:
+        if value == 0 or value == 1:
+            flag = value == 1
+    elif kind is str:
+        flag = _bool_from_text(value)
+    if flag is None:
+        raise _mismatch(path, 'boolean', value)
+    fit.lower(_LAX)
+    return flag
+
+
+def _lax_int(value: Any, path: str, fit: _Fit) -> Any:
+    kind = type(value)
+    if kind is int:
+        return value
+    number: int | None = None
+    if kind is bool:
+        number = int(value)
+    elif kind is float:
+        if value.is_integer() and -_FLOAT_INT_BOUND < value < _FLOAT_INT_BOUND:
+            number = int(value)
+    elif kind is str:
+        number = _int_from_text(value)
+    if number is None:
+        raise _mismatch(path, 'integer', value)
+    fit.lower(_LAX)
+    return number
+
+
+def _lax_float(value: Any, path: str, fit: _Fit) -> Any:
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int:
+        return _int_as_float(value, path, fit)
+    number: float | None = None
+    if kind is bool:
+        number = float(value)
+    elif kind is str:
+        number = _float_from_text(value)
+    if number is None:
+        raise _mismatch(path, 'number', value)
+    fit.lower(_LAX)
+    return number
+
+
+def _accept_str(value: Any, path: str, fit: _Fit) -> Any:
     if isinstance(value, str):
         return value
     raise _mismatch(path, 'string', value)
 
 
-def _accept_none(value: Any, path: str) -> Any:
+def _accept_none(value: Any, path: str, fit: _Fit) -> Any:
     if value is None:
         return None
     raise _mismatch(path, 'null', value)
 
 
-def _accept_any(value: Any, path: str) -> Any:
+def _accept_any(value: Any, path: str, fit: _Fit) -> Any:
+    fit.lower(_STRICT)  # in a pydantic union, Any is preferred to a lax conversion but not to an exact match
     return value
 
 
-_PRIMITIVES: dict[Any, tuple[Converter, str]] = {
-    bool: (_accept_bool, 'boolean'), int: (_accept_int, 'integer'), float: (_accept_float, 'number'),
-    str: (_accept_str, 'string'), _NONE_TYPE: (_accept_none, 'null'),
-}
+_PRIMITIVE_NAMES: dict[Any, str] = {
+    bool: 'boolean', int: 'integer', float: 'number', str: 'string', _NONE_TYPE: 'null'}
+_STRICT_PRIMITIVES: dict[Any, _Node] = {
+    bool: _strict_bool, int: _strict_int, float: _strict_float, str: _accept_str, _NONE_TYPE: _accept_none}
+_LAX_PRIMITIVES: dict[Any, _Node] = {
+    bool: _lax_bool, int: _lax_int, float: _lax_float, str: _accept_str, _NONE_TYPE: _accept_none}
 
 
 class _ConverterBuilder:
-    """Builds converters; memoizes classes so recursive dataclasses build a finite closure graph."""
+    """Builds converters of one mode; memoizes classes so recursive dataclasses build a finite closure graph."""
 
-    def __init__(self) -> None:
-        self._classes: dict[type, Converter] = {}
+    def __init__(self, mode: ValidationMode) -> None:
+        self._lax = mode is ValidationMode.LAX
+        self._primitives = _LAX_PRIMITIVES if self._lax else _STRICT_PRIMITIVES
+        self._classes: dict[type, _Node] = {}
 
-    def build(self, annotation: Any) -> Converter | None:
+    def build(self, annotation: Any) -> _Node | None:
         annotation = _strip(annotation)
         if _is_unchecked(annotation) or isinstance(annotation, (str, typing.ForwardRef, typing.TypeVar)):
             return None
         if annotation is None:
             annotation = _NONE_TYPE
-        primitive = _PRIMITIVES.get(annotation)
+        primitive = self._primitives.get(annotation)
         if primitive is not None:
-            return primitive[0]
+            return primitive
         members = _union_members(annotation)
         if members is not None:
             return self._union(members)
         origin = typing.get_origin(annotation)
         if origin is Literal:
-            return _literal_converter(typing.get_args(annotation))
+            values = typing.get_args(annotation)
+            return _lax_literal(values) if self._lax else _strict_literal(values)
         if _is_enum_type(annotation):
-            return _enum_converter(annotation)
+            return _lax_enum(annotation) if self._lax else _strict_enum(annotation)
         if _is_dataclass_type(annotation):
             return self._dataclass(annotation)
         if _is_typeddict(annotation):
@@ -419,125 +623,131 @@ class _ConverterBuilder:
         args = typing.get_args(annotation)
         base = origin or annotation
         if base is tuple:
-            return self._tuple(args)
+            return self._tuple(annotation)
         if base in _SET_ORIGINS:
-            return self._sequence(args[0] if args else Any, frozenset if base is frozenset else set)
+            return self._sequence(args[0] if args else Any, _set_type(base))
         if base in _LIST_ORIGINS:
             return self._sequence(args[0] if args else Any, list)
         if base in _DICT_ORIGINS:
             return self._dict(args)
         return None
 
-    def _item(self, annotation: Any) -> Converter:
+    def _item(self, annotation: Any) -> _Node:
         return self.build(annotation) or _accept_any
 
-    def _union(self, members: tuple[Any, ...]) -> Converter:
-        converters = [self._item(member) for member in members]
-        if _accept_any in converters:
-            return _accept_any
-        names = ' or '.join(_expected_name(_strip(member)) for member in members)
-        # Values whose JSON type names a primitive member go straight to it: `str | int` keeps
-        # "1" a string, `int | float` keeps 1 an integer; an integer goes to `float` only when
-        # no member is `int`.
-        exact: dict[type, Converter] = {}
-        for member, converter in zip(members, converters):
-            member = _NONE_TYPE if member is None else _strip(member)
-            if member in _PRIMITIVES:
-                exact.setdefault(member, converter)
-        if int not in exact and float in exact:
-            exact[int] = exact[float]
+    def _union(self, members: tuple[Any, ...]) -> _Node:
+        kinds = [_NONE_TYPE if member is None else _strip(member) for member in members]
+        nodes = [self._item(member) for member in members]
+        names = ' or '.join(_expected_name(kind) for kind in kinds)
+        return _smart_union(kinds, nodes, names) if self._lax else _ordered_union(kinds, nodes, names)
 
-        def convert_union(value: Any, path: str) -> Any:
-            converter = exact.get(type(value))
-            if converter is not None:
-                return converter(value, path)
-            errors: list[ValidationError] = []
-            for converter in converters:
-                try:
-                    return converter(value, path)
-                except ValidationError as e:
-                    errors.append(e)
-            inner = [e for e in errors if not (e.mismatch and e.path == path)]
-            if len(inner) == 1:
-                raise inner[0]
-            raise _mismatch(path, names, value)
-        return convert_union
-
-    def _sequence(self, item_annotation: Any, kind: type) -> Converter:
+    def _sequence(self, item_annotation: Any, kind: type) -> _Node:
         item = self.build(item_annotation)
         expected = 'array'
 
-        def convert_sequence(value: Any, path: str) -> Any:
+        def convert_sequence(value: Any, path: str, fit: _Fit) -> Any:
             if not isinstance(value, list):
                 raise _mismatch(path, expected, value)
             if item is None:
+                if value:
+                    fit.lower(_STRICT)  # items taken as Any
                 items = value
             else:
-                items = [item(element, f'{path}[{index}]') for index, element in enumerate(value)]
+                items = [item(element, f'{path}[{index}]', fit) for index, element in enumerate(value)]
             if kind is list:
                 return items
+            fit.lower(_LAX)
             try:
                 return kind(items)
             except TypeError:
                 raise ValidationError(path, 'array items must be hashable to form a set') from None
         return convert_sequence
 
-    def _tuple(self, args: tuple[Any, ...]) -> Converter:
-        if not args or (len(args) == 2 and args[1] is Ellipsis):
+    def _tuple(self, annotation: Any) -> _Node:
+        fixed = _fixed_items(annotation)
+        if fixed is None:
+            args = typing.get_args(annotation)
             listed = self._sequence(args[0] if args else Any, list)
 
-            def convert_variadic(value: Any, path: str) -> Any:
-                return tuple(listed(value, path))
+            def convert_variadic(value: Any, path: str, fit: _Fit) -> Any:
+                items = tuple(listed(value, path, fit))
+                fit.lower(_LAX)
+                return items
             return convert_variadic
-        if args == ((),):
-            args = ()
-        items = [self._item(arg) for arg in args]
+        items = [self._item(item) for item in fixed]
         count = len(items)
 
-        def convert_fixed(value: Any, path: str) -> Any:
+        def convert_fixed(value: Any, path: str, fit: _Fit) -> Any:
             if not isinstance(value, list):
                 raise _mismatch(path, 'array', value)
             if len(value) != count:
                 raise ValidationError(path, f'expected an array of {count} items, got {len(value)}')
-            return tuple(item(element, f'{path}[{index}]') for index, (item, element) in enumerate(zip(items, value)))
+            fit.lower(_LAX)
+            return tuple(item(element, f'{path}[{index}]', fit)
+                         for index, (item, element) in enumerate(zip(items, value)))
         return convert_fixed
 
-    def _dict(self, args: tuple[Any, ...]) -> Converter:
-        key = build_text_converter(args[0]) if len(args) == 2 and _strip(args[0]) is not str else None
+    def _dict(self, args: tuple[Any, ...]) -> _Node:
+        key_type = _strip(args[0]) if len(args) == 2 else Any
+        key = None if key_type is str or _is_unchecked(key_type) else self._key(key_type)
         value_converter = self.build(args[1]) if len(args) == 2 else None
+        holds_any = _is_unchecked(key_type) or value_converter is None
 
-        def convert_dict(value: Any, path: str) -> Any:
+        def convert_dict(value: Any, path: str, fit: _Fit) -> Any:
             if not isinstance(value, dict):
                 raise _mismatch(path, 'object', value)
+            if holds_any and value:
+                fit.lower(_STRICT)  # keys or values taken as Any
             if key is None and value_converter is None:
                 return value
             converted = {}
             for name, element in value.items():
                 item_path = f'{path}.{name}'
-                converted[key(name, item_path) if key else name] = (
-                    value_converter(element, item_path) if value_converter else element)
+                converted[key(name, item_path, fit) if key else name] = (
+                    value_converter(element, item_path, fit) if value_converter else element)
             return converted
         return convert_dict
 
-    def _dataclass(self, cls: type) -> Converter:
+    def _key(self, annotation: Any) -> _Node | None:
+        if self._lax:
+            return self.build(annotation)  # pydantic validates the key string as any other value
+        text = build_text_converter(annotation, ValidationMode.STRICT)
+        if text is None:
+            return None
+
+        def convert_key(name: str, path: str, fit: _Fit) -> Any:
+            return text(name, path)
+        return convert_key
+
+    def _fields(self, value: Any, path: str, fit: _Fit, cls: type, fields: dict[str, _Node],
+                required: list[str]) -> dict[str, Any]:
+        """The converted fields of an object given for a dataclass or TypedDict."""
+        if not isinstance(value, dict):
+            raise _mismatch(path, f'object ({cls.__name__})', value)
+        converted = {}
+        for name, element in value.items():
+            converter = fields.get(name)
+            if converter is None:
+                if self._lax:
+                    continue  # pydantic ignores unknown fields (its default, extra='ignore')
+                raise ValidationError(f'{path}.{name}', f'unknown field of {cls.__name__}')
+            converted[name] = converter(element, f'{path}.{name}', fit)
+        for name in required:
+            if name not in converted:
+                raise ValidationError(f'{path}.{name}', 'required field is missing')
+        fit.add_fields(len(converted))
+        return converted
+
+    def _dataclass(self, cls: type) -> _Node:
         known = self._classes.get(cls)
         if known is not None:
             return known
-        fields: dict[str, Converter] = {}
+        fields: dict[str, _Node] = {}
         required: list[str] = []
 
-        def convert_dataclass(value: Any, path: str) -> Any:
-            if not isinstance(value, dict):
-                raise _mismatch(path, f'object ({cls.__name__})', value)
-            kwargs = {}
-            for name, element in value.items():
-                converter = fields.get(name)
-                if converter is None:
-                    raise ValidationError(f'{path}.{name}', f'unknown field of {cls.__name__}')
-                kwargs[name] = converter(element, f'{path}.{name}')
-            for name in required:
-                if name not in kwargs:
-                    raise ValidationError(f'{path}.{name}', 'required field is missing')
+        def convert_dataclass(value: Any, path: str, fit: _Fit) -> Any:
+            kwargs = self._fields(value, path, fit, cls, fields, required)
+            fit.lower(_STRICT)
             try:
                 return cls(**kwargs)
             except (TypeError, ValueError) as e:  # __post_init__ checks of the job's own
@@ -551,42 +761,102 @@ class _ConverterBuilder:
                 required.append(field.name)
         return convert_dataclass
 
-    def _typeddict(self, cls: type) -> Converter:
+    def _typeddict(self, cls: type) -> _Node:
         known = self._classes.get(cls)
         if known is not None:
             return known
-        fields: dict[str, Converter] = {}
+        fields: dict[str, _Node] = {}
         required: list[str] = []
 
-        def convert_typeddict(value: Any, path: str) -> Any:
-            if not isinstance(value, dict):
-                raise _mismatch(path, f'object ({cls.__name__})', value)
-            converted = {}
-            for name, element in value.items():
-                converter = fields.get(name)
-                if converter is None:
-                    raise ValidationError(f'{path}.{name}', f'unknown field of {cls.__name__}')
-                converted[name] = converter(element, f'{path}.{name}')
-            for name in required:
-                if name not in converted:
-                    raise ValidationError(f'{path}.{name}', 'required field is missing')
-            return converted
+        def convert_typeddict(value: Any, path: str, fit: _Fit) -> Any:
+            return self._fields(value, path, fit, cls, fields, required)
         self._classes[cls] = convert_typeddict
-        hints = _class_hints(cls)
-        required_keys = getattr(cls, '__required_keys__', frozenset(hints))
-        for name, annotation in hints.items():
+        for name, annotation, is_required in _typeddict_keys(cls):
             fields[name] = self._item(annotation)
-            if name in required_keys:
+            if is_required:
                 required.append(name)
         return convert_typeddict
+
+
+def _union_error(path: str, names: str, value: Any, errors: list[ValidationError]) -> ValidationError:
+    # A problem inside the one member that could fit is reported as it is.
+    inner = [e for e in errors if not (e.mismatch and e.path == path)]
+    return inner[0] if len(inner) == 1 else _mismatch(path, names, value)
+
+
+def _primitive_members(kinds: list[Any], nodes: list[_Node]) -> dict[type, _Node]:
+    exact: dict[type, _Node] = {}
+    for kind, node in zip(kinds, nodes):
+        if kind in _PRIMITIVE_NAMES:
+            exact.setdefault(kind, node)
+    return exact
+
+
+def _ordered_union(kinds: list[Any], nodes: list[_Node], names: str) -> _Node:
+    """Strict unions: a value whose JSON type names a primitive member goes to it, others try members in order."""
+    if _accept_any in nodes:
+        return _accept_any
+    # `str | int` keeps "1" a string, `int | float` keeps 1 an integer; an integer goes to `float`
+    # when no member is `int`.
+    exact = _primitive_members(kinds, nodes)
+    if int not in exact and float in exact:
+        exact[int] = exact[float]
+
+    def convert_union(value: Any, path: str, fit: _Fit) -> Any:
+        converter = exact.get(type(value))
+        if converter is not None:
+            return converter(value, path, fit)
+        errors: list[ValidationError] = []
+        for converter in nodes:
+            try:
+                return converter(value, path, fit)
+            except ValidationError as e:
+                errors.append(e)
+        raise _union_error(path, names, value, errors)
+    return convert_union
+
+
+def _smart_union(kinds: list[Any], nodes: list[_Node], names: str) -> _Node:
+    """Lax unions, as pydantic's smart mode: the first exact match, else the closest fit, the earlier on a tie."""
+    # A value of a primitive member's own type matches it exactly, and only a Literal (or a nested
+    # union) could match exactly before it; without those the member is known at once.
+    exact: dict[type, _Node] = {}
+    if not any(typing.get_origin(kind) is Literal or _union_members(kind) is not None for kind in kinds):
+        exact = _primitive_members(kinds, nodes)
+
+    def convert_union(value: Any, path: str, fit: _Fit) -> Any:
+        converter = exact.get(type(value))
+        if converter is not None:
+            return converter(value, path, fit)
+        best: tuple[Any, _Fit] | None = None
+        errors: list[ValidationError] = []
+        for converter in nodes:
+            member_fit = _Fit()
+            try:
+                result = converter(value, path, member_fit)
+            except ValidationError as e:
+                errors.append(e)
+                continue
+            if member_fit.level == _EXACT and member_fit.fields_set is None:
+                return result
+            if best is None or member_fit.beats(best[1]):
+                best = (result, member_fit)
+        if best is None:
+            raise _union_error(path, names, value, errors)
+        result, best_fit = best
+        fit.lower(best_fit.level)
+        if best_fit.fields_set is not None:
+            fit.add_fields(best_fit.fields_set)
+        return result
+    return convert_union
 
 
 def _expected_name(annotation: Any) -> str:
     if annotation is None or annotation is _NONE_TYPE:
         return 'null'
-    primitive = _PRIMITIVES.get(annotation)
+    primitive = _PRIMITIVE_NAMES.get(annotation)
     if primitive is not None:
-        return primitive[1]
+        return primitive
     origin = typing.get_origin(annotation) or annotation
     if origin is Literal:
         return 'one of ' + ', '.join(_show(value) for value in typing.get_args(annotation))
@@ -624,27 +894,74 @@ def _lookup(table: dict[tuple[type, Any], Any], value: Any) -> Any:
 _NOT_FOUND = object()
 
 
-def _literal_converter(values: tuple[Any, ...]) -> Converter:
+def _choice_error(path: str, expected: str, value: Any) -> ValidationError:
+    return ValidationError(path, f'expected {expected}, got {_show(value)}', mismatch=True)
+
+
+def _strict_literal(values: tuple[Any, ...]) -> _Node:
     table = _choices([(value, value) for value in values])
     expected = 'one of ' + ', '.join(_show(json_default(value)[1]) for value in values)
 
-    def convert_literal(value: Any, path: str) -> Any:
+    def convert_literal(value: Any, path: str, fit: _Fit) -> Any:
         found = _lookup(table, value)
         if found is _NOT_FOUND:
-            raise ValidationError(path, f'expected {expected}, got {_show(value)}', mismatch=True)
+            raise _choice_error(path, expected, value)
         return found
     return convert_literal
 
 
-def _enum_converter(cls: type[enum.Enum]) -> Converter:
+def _lax_literal(values: tuple[Any, ...]) -> _Node:
+    table = _choices([(value, value) for value in values])
+    # Then pydantic compares by value, so 1.0 and true match 1 and "x" matches a str enum member;
+    # booleans, floats and enum members before plain ints and strings, as its lookup goes.
+    by_value = sorted(values, key=lambda value: type(value) in (int, str))
+    expected = 'one of ' + ', '.join(_show(json_default(value)[1]) for value in values)
+
+    def convert_literal(value: Any, path: str, fit: _Fit) -> Any:
+        found = _lookup(table, value)
+        if found is _NOT_FOUND:
+            found = next((literal for literal in by_value if literal == value), _NOT_FOUND)
+            if found is _NOT_FOUND:
+                raise _choice_error(path, expected, value)
+        return found
+    return convert_literal
+
+
+def _strict_enum(cls: type[enum.Enum]) -> _Node:
     table = _choices([(json_default(member.value)[1], member) for member in cls])
     expected = 'one of ' + ', '.join(_show(json_default(member.value)[1]) for member in cls)
 
-    def convert_enum(value: Any, path: str) -> Any:
+    def convert_enum(value: Any, path: str, fit: _Fit) -> Any:
         found = _lookup(table, value)
         if found is _NOT_FOUND:
-            raise ValidationError(path, f'expected {expected}, got {_show(value)}', mismatch=True)
+            raise _choice_error(path, expected, value)
         return found
+    return convert_enum
+
+
+def _lax_enum(cls: type[enum.Enum]) -> _Node:
+    # pydantic converts to the enum's mixed-in type first (an IntEnum takes "1"), looks the value up
+    # among the members, then asks the class itself (Flag combinations, a custom `_missing_`).
+    mixin = next((kind for kind in (int, str, float) if issubclass(cls, kind)), None)
+    to_mixin = _LAX_PRIMITIVES.get(mixin)
+    members = {member.value: member for member in cls}
+    expected = 'one of ' + ', '.join(_show(json_default(member.value)[1]) for member in cls)
+
+    def convert_enum(value: Any, path: str, fit: _Fit) -> Any:
+        fit.lower(_LAX)  # pydantic never counts a value as an exact match for an enum
+        if to_mixin is not None:
+            try:
+                key = to_mixin(value, path, _Fit())
+            except ValidationError:
+                key = None
+            if key in members:
+                return members[key]
+            if mixin is int and key is not None and key not in _INT64:
+                raise _choice_error(path, expected, value)  # pydantic looks int values up as 64-bit integers
+        try:
+            return cls(value)
+        except (ValueError, TypeError):
+            raise _choice_error(path, expected, value) from None
     return convert_enum
 
 
@@ -652,29 +969,41 @@ def _enum_converter(cls: type[enum.Enum]) -> Converter:
 # Text converters
 
 
-def build_text_converter(annotation: Any) -> Converter | None:
+def build_text_converter(annotation: Any, mode: ValidationMode = ValidationMode.LAX) -> Converter | None:
     """A converter turning query-string or path text into a value of `annotation`, or None when unchecked.
 
     Called as `conv(text_or_texts, path)`: a string, or the list of values of a repeated query key.
+    Text is converted in every mode (it has to become the annotated type); by lax rules unless
+    `mode` is strict.
     """
-    return _build_text(_strip(annotation))
+    return _build_text(_strip(annotation), strict=mode is ValidationMode.STRICT)
+
+
+def _text_mismatch(path: str, expected: str, text: str) -> ValidationError:
+    return ValidationError(path, f'expected {expected}, got {_show(text)}', mismatch=True)
 
 
 def _text_str(text: str, path: str) -> Any:
     return text
 
 
-def _text_int(text: str, path: str) -> Any:
+def _text_none(text: str, path: str) -> Any:
+    if text == '' or text == 'null':
+        return None
+    raise _text_mismatch(path, 'null', text)
+
+
+def _strict_text_int(text: str, path: str) -> Any:
     stripped = text.strip()
     if stripped and '_' not in stripped:
         try:
             return int(stripped)
         except ValueError:
             pass
-    raise ValidationError(path, f'expected integer, got {_show(text)}', mismatch=True)
+    raise _text_mismatch(path, 'integer', text)
 
 
-def _text_float(text: str, path: str) -> Any:
+def _strict_text_float(text: str, path: str) -> Any:
     stripped = text.strip()
     if stripped and '_' not in stripped:
         try:
@@ -684,26 +1013,45 @@ def _text_float(text: str, path: str) -> Any:
         else:
             if math.isfinite(number):
                 return number
-    raise ValidationError(path, f'expected number, got {_show(text)}', mismatch=True)
+    raise _text_mismatch(path, 'number', text)
 
 
-def _text_bool(text: str, path: str) -> Any:
+def _strict_text_bool(text: str, path: str) -> Any:
     lowered = text.strip().lower()
     if lowered in _TRUE_TEXTS:
         return True
     if lowered in _FALSE_TEXTS:
         return False
-    raise ValidationError(path, f'expected boolean, got {_show(text)}', mismatch=True)
+    raise _text_mismatch(path, 'boolean', text)
 
 
-def _text_none(text: str, path: str) -> Any:
-    if text == '' or text == 'null':
-        return None
-    raise ValidationError(path, f'expected null, got {_show(text)}', mismatch=True)
+def _lax_text_int(text: str, path: str) -> Any:
+    number = _int_from_text(text)
+    if number is None:
+        raise _text_mismatch(path, 'integer', text)
+    return number
 
 
-_TEXT_PRIMITIVES: dict[Any, Converter] = {
-    str: _text_str, int: _text_int, float: _text_float, bool: _text_bool, _NONE_TYPE: _text_none,
+def _lax_text_float(text: str, path: str) -> Any:
+    number = _float_from_text(text)
+    if number is None:
+        raise _text_mismatch(path, 'number', text)
+    return number
+
+
+def _lax_text_bool(text: str, path: str) -> Any:
+    flag = _bool_from_text(text)
+    if flag is None:
+        raise _text_mismatch(path, 'boolean', text)
+    return flag
+
+
+_STRICT_TEXT_PRIMITIVES: dict[Any, Converter] = {
+    str: _text_str, int: _strict_text_int, float: _strict_text_float, bool: _strict_text_bool,
+    _NONE_TYPE: _text_none,
+}
+_LAX_TEXT_PRIMITIVES: dict[Any, Converter] = {
+    str: _text_str, int: _lax_text_int, float: _lax_text_float, bool: _lax_text_bool, _NONE_TYPE: _text_none,
 }
 
 
@@ -719,10 +1067,10 @@ def _last(texts: Any) -> str:
     return texts[-1] if isinstance(texts, list) else texts
 
 
-def _build_text(annotation: Any) -> Converter | None:
+def _build_text(annotation: Any, strict: bool) -> Converter | None:
     if _is_unchecked(annotation) or isinstance(annotation, (str, typing.ForwardRef, typing.TypeVar)):
         return None
-    scalar = _build_text_scalar(annotation)
+    scalar = _build_text_scalar(annotation, strict)
     if scalar is not None:
         def convert_text(texts: Any, path: str) -> Any:
             return scalar(_last(texts), path)
@@ -730,11 +1078,11 @@ def _build_text(annotation: Any) -> Converter | None:
     origin = typing.get_origin(annotation) or annotation
     args = typing.get_args(annotation)
     if origin in _LIST_ORIGINS or origin in _SET_ORIGINS or origin is tuple:
-        variadic = origin is not tuple or not args or (len(args) == 2 and args[1] is Ellipsis)
-        item_types = [args[0] if args else Any] if variadic else list(args)
-        items = [_build_text_scalar(_strip(item)) or _text_str for item in item_types]
-        kind = list if origin in _LIST_ORIGINS else (frozenset if origin is frozenset else
-                                                     (set if origin in _SET_ORIGINS else tuple))
+        fixed = _fixed_items(annotation) if origin is tuple else None
+        variadic = fixed is None
+        item_types = [args[0] if args else Any] if fixed is None else list(fixed)
+        items = [_build_text_scalar(_strip(item), strict) or _text_str for item in item_types]
+        kind = list if origin in _LIST_ORIGINS else (_set_type(origin) if origin in _SET_ORIGINS else tuple)
 
         def convert_texts(texts: Any, path: str) -> Any:
             values = texts if isinstance(texts, list) else [texts]
@@ -744,7 +1092,7 @@ def _build_text(annotation: Any) -> Converter | None:
             return kind(converter(text, f'{path}[{index}]')
                         for index, (converter, text) in enumerate(zip(converters, values)))
         return convert_texts
-    json_converter = build_converter(annotation)
+    json_converter = build_converter(annotation, ValidationMode.STRICT if strict else ValidationMode.LAX)
     if json_converter is None:
         return None
 
@@ -757,35 +1105,38 @@ def _build_text(annotation: Any) -> Converter | None:
     return convert_json_text
 
 
-def _build_text_scalar(annotation: Any) -> Converter | None:
+def _build_text_scalar(annotation: Any, strict: bool) -> Converter | None:
     """Converter for one text value, or None when `annotation` is not a scalar."""
     if annotation is None:
         annotation = _NONE_TYPE
     if _is_unchecked(annotation):
         return _text_str
-    primitive = _TEXT_PRIMITIVES.get(annotation)
+    primitive = (_STRICT_TEXT_PRIMITIVES if strict else _LAX_TEXT_PRIMITIVES).get(annotation)
     if primitive is not None:
         return primitive
-    origin = typing.get_origin(annotation)
-    if origin is Literal or _is_enum_type(annotation):
-        if origin is Literal:
-            pairs = [(value, value) for value in typing.get_args(annotation)]
-        else:
-            pairs = [(member.value, member) for member in annotation]
-        table = {_text_form(json_default(value)[1]): result for value, result in pairs}
-        expected = 'one of ' + ', '.join(_show(text) for text in table)
+    if typing.get_origin(annotation) is Literal or _is_enum_type(annotation):
+        by_text = _text_choice(annotation)
+        if strict:
+            return by_text
+        node = (_lax_literal(typing.get_args(annotation)) if typing.get_origin(annotation) is Literal
+                else _lax_enum(annotation))
 
         def convert_choice(text: str, path: str) -> Any:
+            # pydantic's reading of the text first (" 2 " for an IntEnum), then the value's text form
+            # (Literal[1] from "1": pydantic refuses it, yet text has no other way to say 1).
             try:
-                return table[text]
-            except KeyError:
-                raise ValidationError(path, f'expected {expected}, got {_show(text)}', mismatch=True) from None
+                return node(text, path, _Fit())
+            except ValidationError:
+                return by_text(text, path)
         return convert_choice
     members = _union_members(annotation)
     if members is not None:
-        converters = [_build_text_scalar(_strip(member)) for member in members]
-        if any(converter is None for converter in converters):
+        scalars = [_build_text_scalar(_strip(member), strict) for member in members]
+        converters = [converter for converter in scalars if converter is not None]
+        if len(converters) != len(scalars):
             return None
+        if not strict and _text_str in converters:
+            return _text_str  # text matches a `str` member exactly, which pydantic's smart union prefers
         names = ' or '.join(_expected_name(_strip(member)) for member in members)
         # Text is tried as a string last; with a `str` member, '' and 'null' stay strings.
         ordered = sorted(converters, key=lambda converter: converter is _text_str)
@@ -798,6 +1149,23 @@ def _build_text_scalar(annotation: Any) -> Converter | None:
                     return converter(text, path)
                 except ValidationError:
                     continue
-            raise ValidationError(path, f'expected {names}, got {_show(text)}', mismatch=True)
+            raise _text_mismatch(path, names, text)
         return convert_union_text
     return None
+
+
+def _text_choice(annotation: Any) -> Converter:
+    """Literal or Enum values by their text form: `1`, `true`, `null`, `red`."""
+    if typing.get_origin(annotation) is Literal:
+        pairs = [(value, value) for value in typing.get_args(annotation)]
+    else:
+        pairs = [(member.value, member) for member in annotation]
+    table = {_text_form(json_default(value)[1]): result for value, result in pairs}
+    expected = 'one of ' + ', '.join(_show(text) for text in table)
+
+    def convert_choice(text: str, path: str) -> Any:
+        try:
+            return table[text]
+        except KeyError:
+            raise _text_mismatch(path, expected, text) from None
+    return convert_choice

@@ -7,9 +7,10 @@ from pathlib import Path
 from unittest import mock
 
 from racetrack_job_wrapper.manifest import (
-    LIMIT_FIELDS, JobSettings, ManifestError, apply_runtime_env, load_yaml, parse_env_file,
+    LIMIT_FIELDS, MANIFEST_FIELDS, JobSettings, ManifestError, apply_runtime_env, load_yaml, parse_env_file,
     read_manifest, validate_build_settings,
 )
+from racetrack_job_wrapper.schema import ValidationMode
 
 MANIFESTS = Path(__file__).parent / 'manifests'
 GUIDE_ENV_BUILD = """\
@@ -139,7 +140,7 @@ class JobSettingsTest(unittest.TestCase):
         self.assertEqual((settings.home_page, settings.max_concurrency, settings.max_concurrency_queue,
                           settings.validate_input, settings.public_endpoints, dict(settings.limits),
                           settings.cors_allow_origins, dict(settings.jobtype_extra)),
-                         ('/docs', None, None, True, (), {}, ('*',), {}))
+                         ('/docs', None, None, ValidationMode.LAX, (), {}, ('*',), {}))
 
     def test_name_and_version_from_manifest_coerced_to_str(self):
         settings = self.settings({'name': 'adder', 'version': 1.5})
@@ -202,14 +203,17 @@ class JobSettingsTest(unittest.TestCase):
         self.assertIn('max_concurrency_queue (5) has no effect', logs.output[0])
 
     def test_validate_input(self):
-        for value, expected in ((False, False), (True, True), ('false', False), ('True', True)):
+        for value, expected in ((True, ValidationMode.LAX), ('True', ValidationMode.LAX), (None, ValidationMode.LAX),
+                                (False, ValidationMode.OFF), ('false', ValidationMode.OFF),
+                                ('strict', ValidationMode.STRICT), (' Strict ', ValidationMode.STRICT)):
             with self.subTest(value=value):
                 self.assertIs(self.settings(self.extra(validate_input=value)).validate_input, expected)
 
     def test_bad_validate_input(self):
-        for value, shown in (('nope', "str 'nope'"), (0, 'int 0'), ([True], 'list [True]')):
+        for value, shown in (('nope', "str 'nope'"), ('lax', "str 'lax'"), (0, 'int 0'), ([True], 'list [True]')):
             with self.subTest(value=value):
-                self.assertManifestError(self.extra(validate_input=value), 'jobtype_extra.validate_input', shown)
+                self.assertManifestError(self.extra(validate_input=value),
+                                         'jobtype_extra.validate_input must be one of true, false, strict', shown)
 
     def test_public_endpoints_normalised(self):
         settings = self.settings({'public_endpoints': ['/api/v1/perform', '/api/v1/webview/', '/',
@@ -285,6 +289,40 @@ class JobSettingsTest(unittest.TestCase):
             self.settings(self.extra(max_concurency=2, colour='red', requirements_path='req.txt'))
         self.assertEqual(len(logs.records), 1)
         self.assertIn('unknown jobtype_extra fields are ignored: colour, max_concurency', logs.output[0])
+
+    def test_a_misspelt_jobtype_extra_key_gets_the_nearest_known_one(self):
+        with self.assertLogs('racetrack_job_wrapper.manifest', 'WARNING') as logs:
+            self.settings(self.extra(requirement_path='req.txt'))
+        self.assertEqual(logs.output, ["WARNING:racetrack_job_wrapper.manifest:unknown jobtype_extra fields are"
+                                       " ignored: requirement_path (did you mean 'requirements_path'?)"])
+
+    def test_unknown_top_level_field_warns_with_the_nearest_known_one(self):
+        with self.assertLogs('racetrack_job_wrapper.manifest', 'WARNING') as logs:
+            self.settings({'name': 'x', 'runtime_evn': {'A': '1'}, 'colour': 'red'})
+        self.assertEqual(len(logs.records), 1)
+        self.assertEqual(logs.records[0].getMessage(),
+                         "unknown manifest fields are ignored: colour, runtime_evn (did you mean 'runtime_env'?)"
+                         f" (known: {', '.join(sorted(MANIFEST_FIELDS))})")
+        with self.assertLogs('racetrack_job_wrapper.manifest', 'WARNING') as logs:
+            self.settings({'jobtype_exta': {}})
+        self.assertEqual(logs.records[0].getMessage(),
+                         "unknown manifest fields are ignored: jobtype_exta (did you mean 'jobtype_extra'?)")
+
+    def test_no_field_of_the_manifest_schema_warns(self):
+        # The top-level properties of the existing implementation's manifest/schema.json.
+        schema = ('build_env', 'docker', 'extends', 'git', 'golang', 'image_type', 'infrastructure_target',
+                  'jobtype', 'jobtype_extra', 'labels', 'lang', 'name', 'owner_email', 'public_endpoints',
+                  'python', 'replicas', 'resources', 'runtime_env', 'secret_build_env_file',
+                  'secret_runtime_env_file', 'system_dependencies', 'version', 'wrapper_properties')
+        self.assertEqual(MANIFEST_FIELDS, frozenset(schema))
+        manifests = {'every field': {name: None for name in schema}}
+        for path in sorted(MANIFESTS.glob('[gs]*.yaml')):  # the guide's and the samples' manifests
+            manifests[path.name] = read_manifest(str(path), environ={})
+        for name, manifest in manifests.items():
+            with self.subTest(manifest=name), mock.patch('racetrack_job_wrapper.manifest.logger') as logger:
+                self.settings(manifest)
+                messages = [call.args[0] % call.args[1:] for call in logger.warning.call_args_list]
+                self.assertFalse([message for message in messages if 'unknown' in message], messages)
 
     def test_known_keys_do_not_warn(self):
         with mock.patch('racetrack_job_wrapper.manifest.logger') as logger:
@@ -372,17 +410,22 @@ class RuntimeEnvTest(TempDirTestCase):
             apply_runtime_env({'runtime_env': {'RTJW_TEST_VAR': 'v'}}, cwd=self.dir)
             self.assertEqual(os.environ['RTJW_TEST_VAR'], 'v')
 
-    def test_missing_secret_file(self):
-        with self.assertRaises(ManifestError) as caught:
-            apply_runtime_env({'secret_runtime_env_file': '.env.runtime'}, {}, cwd=self.dir)
-        self.assertIn("secret_runtime_env_file '.env.runtime' does not exist", str(caught.exception))
-        self.assertNotIn('.dist', str(caught.exception))
+    def test_missing_secret_file_is_a_warning_and_keeps_the_environment(self):
+        environ = {'TOKEN': 'from-the-cluster'}
+        with self.assertLogs('racetrack_job_wrapper.manifest', 'WARNING') as logs:
+            applied = apply_runtime_env({'runtime_env': {'ZOO': 'zoo'}, 'secret_runtime_env_file': '.env.runtime'},
+                                        environ, cwd=self.dir)
+        self.assertEqual(applied, {'ZOO': 'zoo'})
+        self.assertEqual(environ, {'TOKEN': 'from-the-cluster', 'ZOO': 'zoo'})
+        self.assertIn("secret_runtime_env_file '.env.runtime' does not exist", logs.output[0])
+        self.assertIn('using the variables already in the environment', logs.output[0])
+        self.assertNotIn('.dist', logs.output[0])
 
-    def test_missing_secret_file_with_dist_template(self):
+    def test_missing_secret_file_with_dist_template_names_the_template(self):
         self.write('.env.runtime.dist', 'TOKEN=\n')
-        with self.assertRaises(ManifestError) as caught:
+        with self.assertLogs('racetrack_job_wrapper.manifest', 'WARNING') as logs:
             apply_runtime_env({'secret_runtime_env_file': '.env.runtime'}, {}, cwd=self.dir)
-        self.assertIn("copy the template '.env.runtime.dist' to '.env.runtime'", str(caught.exception))
+        self.assertIn("copy the template '.env.runtime.dist' to '.env.runtime'", logs.output[0])
 
     def test_reserved_names(self):
         for name in ('PUB_URL', 'JOB_NAME'):
