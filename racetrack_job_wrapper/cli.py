@@ -1,12 +1,18 @@
-"""Command line: `racetrack_job_wrapper JOB[:CLASS]` or the older `racetrack_job_wrapper run JOB [CLASS]`."""
+"""Command line: `racetrack_job_wrapper JOB[:CLASS]`, the older `run JOB [CLASS]`, and `template IN OUT`."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Callable, Sequence
 
 from racetrack_job_wrapper import __version__
+from racetrack_job_wrapper.logs import configure_logs
+from racetrack_job_wrapper.manifest import MANIFEST_FILENAME, ManifestError
 from racetrack_job_wrapper.standalone import DEFAULT_HOST, DEFAULT_PORT, serve
+from racetrack_job_wrapper.template import TemplateError, render_file
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Serve a Python job class over HTTP: POST /api/v1/perform, API docs at /docs,
@@ -23,6 +29,16 @@ else the JOB_MANIFEST_YAML environment variable, else ./job.yaml; an invalid val
 it stops start-up with exit code 2. JOB_AUTH_TOKENS=token1,token2 makes every request
 except probes and the manifest's public_endpoints need one of the tokens in
 X-Racetrack-Auth or `Authorization: Bearer`.
+
+`template TEMPLATE_FILE OUT_FILE` renders a file (a Dockerfile, say) with the
+manifest's values instead; see `template --help`.
+"""
+TEMPLATE_DESCRIPTION = """\
+Render TEMPLATE_FILE into OUT_FILE with the manifest's values, as image builds do.
+The template sees `manifest` (every manifest field, e.g. {{ manifest.version }}),
+`manifest_jobtype_extra` and `env_vars` (build_env with secret_build_env_file over it).
+Templates are Jinja2's, rendered by Jinja2 (pip install Jinja2, or the `template`
+extra). Errors exit with code 2.
 """
 
 
@@ -63,9 +79,22 @@ def build_parser(legacy: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def build_template_parser() -> argparse.ArgumentParser:
+    """The argument parser of `template TEMPLATE_FILE OUT_FILE`."""
+    parser = argparse.ArgumentParser(prog='racetrack_job_wrapper template', description=TEMPLATE_DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('template_file', metavar='TEMPLATE_FILE', help='the template to render')
+    parser.add_argument('out_file', metavar='OUT_FILE', help='where to write the rendered text')
+    parser.add_argument('--manifest-path', metavar='FILE', default=MANIFEST_FILENAME,
+                        help=f'job manifest to read (default ./{MANIFEST_FILENAME})')
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments and serve the job; returns the process exit code."""
+    """Parse arguments and serve the job (or render a template); returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ['template']:
+        return render_template(args_list[1:])
     legacy = bool(args_list) and args_list[0] == 'run'
     parser = build_parser(legacy)
     args = parser.parse_args(args_list[1:] if legacy else args_list)
@@ -81,6 +110,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     return serve(load, host=args.host, port=args.port, manifest_path=args.manifest_path, workers=args.workers,
                  **limits)
+
+
+def render_template(argv: Sequence[str]) -> int:
+    """`template TEMPLATE_FILE OUT_FILE`: 0 when written, 2 with one line on stderr when not."""
+    parser = build_template_parser()
+    args = parser.parse_args(argv)
+    configure_logs()
+    try:
+        render_file(args.template_file, args.out_file, args.manifest_path)
+    except (TemplateError, ManifestError) as e:
+        print(f'{parser.prog}: error: {e}', file=sys.stderr, flush=True)
+        return 2
+    logger.info('template %s rendered into %s', args.template_file, args.out_file)
+    return 0
 
 
 def _positive(kind: type) -> Callable[[str], int | float]:

@@ -14,6 +14,8 @@ from racetrack_job_wrapper.tracing import CURRENT_TRACE, RequestTrace
 
 logger = logging.getLogger(__name__)
 
+# The logger the existing implementation's job samples log to, at DEBUG there; kept so unless LOG_LEVEL is set.
+JOB_LOGGER = 'racetrack'
 LEVELS = {'debug': logging.DEBUG, 'info': logging.INFO, 'warn': logging.WARNING,
           'warning': logging.WARNING, 'error': logging.ERROR, 'critical': logging.CRITICAL}
 # Record attributes the request filter adds, in the order text lines show them.
@@ -242,12 +244,17 @@ def configure_logs(log_level: str | None = None, settings: ObservabilitySettings
     the job put there itself, which it keeps. When the root logger already has other handlers
     (the program embedding the server set up logging first), those are kept with their
     formatters and only get the request filter.
+
+    Without a level (LOG_LEVEL unset) the root logger is at INFO and `JOB_LOGGER`
+    ('racetrack' and its children) at DEBUG, so a job's debug lines there show while
+    libraries' debug lines stay hidden; a level given applies to every logger.
     """
     settings = settings if settings is not None else ObservabilitySettings.from_environ()
-    level_name = (log_level or settings.log_level or 'info').strip().lower()
-    level = LEVELS.get(level_name)
+    level_name = (log_level or settings.log_level).strip().lower()
+    level = LEVELS.get(level_name or 'info')
     root = logging.getLogger()
     root.setLevel(level if level is not None else logging.INFO)
+    logging.getLogger(JOB_LOGGER).setLevel(logging.NOTSET if level_name else logging.DEBUG)
     ours = [handler for handler in root.handlers if isinstance(handler, JobLogHandler)]
     if ours:
         for handler in ours:

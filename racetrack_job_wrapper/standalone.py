@@ -13,9 +13,10 @@ from typing import Any, Callable
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from racetrack_job_wrapper.access import AccessObserver
-from racetrack_job_wrapper.app import build_job_app, build_loading_app
+from racetrack_job_wrapper.app import API_PREFIX, build_job_app, build_loading_app
 from racetrack_job_wrapper.debug import debug_threads_route, install_dump_signal
 from racetrack_job_wrapper.health import HealthState
+from racetrack_job_wrapper.installation import warn_if_conflicting_install
 from racetrack_job_wrapper.loader import describe_failure
 from racetrack_job_wrapper.logs import configure_logs
 from racetrack_job_wrapper.manifest import (
@@ -23,6 +24,7 @@ from racetrack_job_wrapper.manifest import (
     validate_build_settings)
 from racetrack_job_wrapper.metrics import JobMetrics, metrics_route, register_job_metrics
 from racetrack_job_wrapper.observability import ObservabilitySettings
+from racetrack_job_wrapper.profiler import create_profiler, profiler_routes
 from racetrack_job_wrapper.server import JobServer, ServerLimits
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ def serve(load: Callable[[], object], *, host: str = DEFAULT_HOST, port: int = D
     anything listens: a configuration error should stop the process, with its reason in the log.
     """
     configure_logs()
+    warn_if_conflicting_install()
     try:
         settings = prepare_settings(manifest_path)
     except ManifestError as e:
@@ -159,6 +162,7 @@ class JobRunner:
         self.health = HealthState()
         self.metrics = JobMetrics(registry, settings.name, settings.version)
         self.observer = AccessObserver(self.metrics, self.observability)
+        self.profiler = create_profiler(self.observability)  # None unless MEMRAY_PROFILER=true
         if self.scrape_registry is not registry:
             # An Info metric keeps its labels in memory, not in the files the workers share.
             self.scrape_registry.register(self.metrics.info)
@@ -186,6 +190,8 @@ class JobRunner:
             extra_routes = [metrics_route(self.scrape_registry)]
             if self.observability.debug_threads:
                 extra_routes.append(debug_threads_route(self.observer.active))
+            if self.profiler is not None:
+                extra_routes.extend(profiler_routes(self.profiler, API_PREFIX))
             app, self._components = build_job_app(entrypoint, self.settings, self.health, self.metrics,
                                                   extra_routes, cwd=self.cwd)
             register_job_metrics(self.scrape_registry, entrypoint)
@@ -210,6 +216,8 @@ class JobRunner:
         """Serve until drained; returns 0 when every accepted request was answered."""
         if install_signals:
             self.install_signal_handlers()
+        if self.profiler is not None:
+            self.profiler.start()  # before the job loads, so its import and start-up are in the capture
         self.start_loading()
         try:
             self.server.serve_forever(poll_interval=0.2)
@@ -219,6 +227,8 @@ class JobRunner:
             self.server.server_close()
             if self._components is not None:
                 self._components.close()
+            if self.profiler is not None:
+                self.profiler.stop()
             self.observer.access_log.flush()
         return 0 if self._clean_exit else 1
 

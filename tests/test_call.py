@@ -124,7 +124,7 @@ class ChainCallTest(ServerTestCase):
             response = client.post('/api/v1/perform', {'mode': 'bad'})
         self.assertEqual(response.status, 500)
         self.assertEqual(response.json(), {
-            'error': 'RuntimeError: call to job "callee" version "latest" by job "caller" failed with '
+            'error': 'call to job "callee" version "latest" by job "caller" failed with '
                      '400 Bad Request: mode bad is refused (ValueError)',
             'type': 'RuntimeError'})
 
@@ -133,8 +133,8 @@ class ChainCallTest(ServerTestCase):
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             response = client.post('/api/v1/perform', {'mode': 'bug'})
         self.assertEqual(response.json()['error'],
-                         'RuntimeError: call to job "callee" version "latest" by job "caller" failed with '
-                         '500 Internal Server Error: RuntimeError: callee bug (RuntimeError)')
+                         'call to job "callee" version "latest" by job "caller" failed with '
+                         '500 Internal Server Error: callee bug (RuntimeError)')
 
     def test_the_timeout_is_honoured(self):
         client = self.serve(CallerJob)
@@ -144,7 +144,7 @@ class ChainCallTest(ServerTestCase):
         elapsed = time.monotonic() - started
         self.assertLess(elapsed, 1.5)
         self.assertEqual(response.json()['error'],
-                         'RuntimeError: call to job "callee" version "latest" by job "caller" timed out after '
+                         'call to job "callee" version "latest" by job "caller" timed out after '
                          f'0.3s (http://127.0.0.1:{self.callee.port}/pub/job/callee/latest/api/v1/perform)')
 
     def test_async_call_from_an_async_job(self):

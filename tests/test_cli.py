@@ -1,6 +1,7 @@
 """The command line in child processes: job references, importable directories, --help, SIGTERM."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -161,6 +162,68 @@ class CliTest(unittest.TestCase):
         self.assertEqual(job.process.wait(30), 0, job.read_output())
         self.assertEqual(result['response'].status, 200)
         self.assertEqual(result['response'].json(), 'finished')
+
+
+# What both console scripts, racetrack_job_runner and racetrack_job_wrapper, run.
+CONSOLE_SCRIPT = 'import sys; from racetrack_job_wrapper.cli import main; sys.exit(main())'
+
+
+class TemplateCommandTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: subprocess.run(['rm', '-rf', str(self.tmp)]))
+        write(self.tmp, 'job.yaml', '''
+            name: adder
+            version: 1.2.0
+            build_env:
+              PIP_INDEX: https://pypi.example/simple
+        ''')
+        write(self.tmp, 'Dockerfile.template',
+              'FROM python\n{% for k, v in env_vars.items() %}ENV {{ k }}="{{ v }}"\n{% endfor %}'
+              'LABEL version="{{ manifest.version }}"\n')
+
+    def template(self, *args: str, script: bool = False) -> subprocess.CompletedProcess:
+        command = ['-c', CONSOLE_SCRIPT] if script else ['-m', 'racetrack_job_wrapper']
+        return subprocess.run([sys.executable, *command, 'template', *args], capture_output=True, text=True,
+                              cwd=self.tmp, timeout=30, env={**os.environ, 'PYTHONPATH': str(REPO_DIR)})
+
+    def test_renders_with_the_manifest(self):
+        for script in (False, True):
+            with self.subTest(script=script):
+                result = self.template('Dockerfile.template', 'Dockerfile', script=script)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertEqual((self.tmp / 'Dockerfile').read_text(),
+                                 'FROM python\nENV PIP_INDEX="https://pypi.example/simple"\nLABEL version="1.2.0"')
+                self.assertIn('template Dockerfile.template rendered into Dockerfile', result.stderr)
+
+    def test_errors_exit_2_with_one_line(self):
+        write(self.tmp, 'bad.template', 'x\n{{ manifest.git.remote.host }}\n')
+        write(self.tmp, 'broken.yaml', 'name: [\n')
+        cases = (
+            (('absent.template', 'out'),
+             f"racetrack_job_wrapper template: error: template file 'absent.template' does not exist"
+             f" (looked at {self.tmp}/absent.template)"),
+            (('bad.template', 'out'),
+             "racetrack_job_wrapper template: error: bad.template: 'None' has no attribute 'remote'"),
+            (('Dockerfile.template', 'out', '--manifest-path', 'absent.yaml'),
+             f"racetrack_job_wrapper template: error: manifest file 'absent.yaml' does not exist"
+             f" (looked at {self.tmp}/absent.yaml)"),
+            (('Dockerfile.template', 'out', '--manifest-path', 'broken.yaml'),
+             "racetrack_job_wrapper template: error: cannot read manifest file 'broken.yaml':"),
+        )
+        for args, message in cases:
+            with self.subTest(args=args):
+                result = self.template(*args)
+                self.assertEqual(result.returncode, 2)
+                self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+                self.assertTrue(result.stderr.startswith(message), result.stderr)
+                self.assertFalse((self.tmp / 'out').exists())
+
+    def test_help(self):
+        result = self.template('--help')
+        self.assertEqual(result.returncode, 0)
+        for fragment in ('TEMPLATE_FILE OUT_FILE', '--manifest-path', 'env_vars', 'Jinja2'):
+            self.assertIn(fragment, result.stdout)
 
 
 if __name__ == '__main__':

@@ -60,7 +60,7 @@ class JobFaultTest(ServerTestCase):
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             failed = client.post('/api/v1/perform', {'mode': 'raise'})
         self.assertEqual((failed.status, failed.json()),
-                         (500, {'error': 'RuntimeError: the job broke', 'type': 'RuntimeError'}))
+                         (500, {'error': 'the job broke', 'type': 'RuntimeError'}))
         self.assertEqual(client.post('/api/v1/perform', {'mode': 'ok'}).json(), 'ok')
         job.gate.set()
         self.assertEqual(hung.read_response().json(), 'hold')

@@ -6,17 +6,23 @@ import contextvars
 import io
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import unittest
+from pathlib import Path
 from unittest import mock
 
 from racetrack_job_wrapper.logs import (
-    JobLogHandler, RequestContextFilter, StructuredFormatter, TextFormatter, build_handler, configure_logs)
+    JOB_LOGGER, JobLogHandler, RequestContextFilter, StructuredFormatter, TextFormatter, build_handler,
+    configure_logs)
 from racetrack_job_wrapper.observability import ObservabilitySettings
 from racetrack_job_wrapper.tracing import CURRENT_TRACE, RequestTrace
-from tests.support import ProcessJob, ServerTestCase, raw_exchange
+from tests.support import REPO_DIR, JobClient, ProcessJob, ServerTestCase, free_port, raw_exchange
 
 job_logger = logging.getLogger('tests.job')
 ACCESS = 'racetrack_job_wrapper.access'
@@ -147,12 +153,13 @@ class FormatterTest(unittest.TestCase):
 class ConfigureLogsTest(unittest.TestCase):
     def setUp(self):
         root = logging.getLogger()
-        saved = (root.handlers[:], root.level)
+        saved = (root.handlers[:], root.level, logging.getLogger(JOB_LOGGER).level)
         root.handlers[:] = []
 
         def restore():
             root.handlers[:] = saved[0]
             root.setLevel(saved[1])
+            logging.getLogger(JOB_LOGGER).setLevel(saved[2])
 
         self.addCleanup(restore)
         self.root = root
@@ -173,6 +180,18 @@ class ConfigureLogsTest(unittest.TestCase):
             with mock.patch.dict('os.environ', {'LOG_LEVEL': value}):
                 configure_logs(stream=io.StringIO())
             self.assertEqual(self.root.level, level, value)
+
+    def test_job_logger_at_debug_unless_a_level_is_given(self):
+        job = logging.getLogger(JOB_LOGGER)
+        with mock.patch.dict('os.environ', {'LOG_LEVEL': ''}):
+            configure_logs(stream=io.StringIO())
+        self.assertEqual((self.root.level, job.level), (logging.INFO, logging.DEBUG))
+        self.assertTrue(logging.getLogger(JOB_LOGGER + '.child').isEnabledFor(logging.DEBUG))
+        self.assertFalse(logging.getLogger('racetrack_job_wrapper.server').isEnabledFor(logging.DEBUG))
+        for value, level in (('info', logging.INFO), ('debug', logging.DEBUG), ('error', logging.ERROR)):
+            with mock.patch.dict('os.environ', {'LOG_LEVEL': value}):
+                configure_logs(stream=io.StringIO())
+            self.assertEqual((job.level, job.getEffectiveLevel()), (logging.NOTSET, level), value)
 
     def test_unknown_level_is_info_with_a_warning(self):
         stream = io.StringIO()
@@ -354,6 +373,94 @@ class ProcessLogsTest(unittest.TestCase):
                             for line in output), output)
         # Lines before the job was created are the server's JSON lines.
         self.assertEqual(json.loads(output[0])["logger"], "racetrack_job_wrapper.standalone")
+
+
+DEBUG_LOGGING_JOB = '''
+import logging
+
+
+class Job:
+    def perform(self) -> int:
+        logging.getLogger('racetrack').debug('racetrack debug')
+        logging.getLogger('racetrack.job').debug('racetrack child debug')
+        logging.getLogger('racetrack').info('racetrack info')
+        logging.getLogger('job').debug('own debug')
+        logging.getLogger('job').info('own info')
+        logging.getLogger('urllib3').debug('library debug')
+        logging.debug('root debug')
+        return 1
+'''
+SERVE_JOB_CLASS = '''
+import sys
+from job import Job
+from racetrack_job_wrapper.standalone import serve_job_class
+
+serve_job_class(Job, host='127.0.0.1', port=int(sys.argv[1]))
+'''
+# What the existing implementation prints for DEBUG_LOGGING_JOB, from its CLI and from serve_job_class:
+# the 'racetrack' logger and its children at DEBUG, everything else from INFO up.
+SHOWN_BY_DEFAULT = ['racetrack debug', 'racetrack child debug', 'racetrack info', 'own info']
+ALL_LINES = ['racetrack debug', 'racetrack child debug', 'racetrack info', 'own debug', 'own info',
+             'library debug', 'root debug']
+
+
+class JobDebugLogsTest(unittest.TestCase):
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dir = Path(tmp.name)
+        (self.dir / 'job.py').write_text(DEBUG_LOGGING_JOB)
+        (self.dir / 'serve.py').write_text(SERVE_JOB_CLASS)
+
+    def perform(self, env: dict[str, str]) -> list[str]:
+        job = ProcessJob(['job.py:Job'], cwd=self.dir, env=env)
+        try:
+            job.wait_ready()
+            self.assertEqual(job.client().post('/api/v1/perform').status, 200)
+        finally:
+            job.stop()
+        return job.read_output().splitlines()
+
+    def job_lines(self, output: list[str]) -> list[str]:
+        """The messages of DEBUG_LOGGING_JOB's lines, in order."""
+        messages = (line.partition(': ')[2].partition(' tracing_id=')[0] for line in output)
+        return [message for message in messages if message in ALL_LINES]
+
+    def test_racetrack_logger_debug_lines_show_by_default(self):
+        output = self.perform({'LOG_LEVEL': ''})
+        self.assertEqual(self.job_lines(output), SHOWN_BY_DEFAULT)
+        self.assertFalse([line for line in output if ' DEBUG racetrack_job_wrapper.' in line], output)
+        self.assertTrue(any(' INFO  racetrack_job_wrapper.access: POST /api/v1/perform 200 ' in line
+                            for line in output), output)
+
+    def test_log_level_info_hides_them_and_debug_shows_everything(self):
+        self.assertEqual(self.job_lines(self.perform({'LOG_LEVEL': 'info'})), ['racetrack info', 'own info'])
+        output = self.perform({'LOG_LEVEL': 'debug'})
+        self.assertEqual(self.job_lines(output), ALL_LINES)
+        self.assertTrue(any(' DEBUG racetrack_job_wrapper.' in line for line in output), output)
+
+    def test_serve_job_class_shows_the_same_lines(self):
+        port = free_port()
+        env = {**os.environ, 'LOG_LEVEL': '', 'PYTHONPATH': str(REPO_DIR)}
+        process = subprocess.Popen([sys.executable, 'serve.py', str(port)], cwd=self.dir, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            client = JobClient(port)
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if client.get('/ready').status == 200:
+                        break
+                except OSError:
+                    client.close()
+                self.assertLess(time.monotonic(), deadline, 'the job did not become ready')
+                time.sleep(0.05)
+            self.assertEqual(client.post('/api/v1/perform').status, 200)
+            client.close()
+        finally:
+            process.terminate()
+            output, _ = process.communicate(timeout=30)
+        self.assertEqual(self.job_lines(output.splitlines()), SHOWN_BY_DEFAULT)
 
 
 class CountingStream(io.StringIO):
