@@ -293,9 +293,8 @@ def _describe_v2(config: Any, examples: dict[str, Any]) -> EndpointSpec:
     if unknown:
         logger.warning('auxiliary endpoint %s: ignoring unsupported other_options %s', path, ', '.join(unknown))
     doc_options = {key: value for key, value in options.items() if key in DOC_OPTIONS}
-    default_source = 'query' if method in ('GET', 'DELETE') else 'body'
     return describe_endpoint(path, method, config.handler, example=examples.get(path),
-                             options=doc_options, default_source=default_source)
+                             options=doc_options, fastapi_rules=True)
 
 
 def _input_examples(entrypoint: Any) -> dict[str, Any]:

@@ -5,10 +5,12 @@ the OpenAPI generator, and `/api/v1/parameters`.
 """
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import logging
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -66,7 +68,10 @@ class EndpointSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     accepts_any_kwargs: bool = False
     is_async: bool = False
-    # The one parameter that takes the whole JSON body (a lone `Body()` parameter, as in FastAPI), if any.
+    # Bound as FastAPI binds (auxiliary_endpoints_v2): unmarked scalars from the query string,
+    # unknown body fields ignored, a lone body parameter taking the whole body.
+    fastapi_rules: bool = False
+    # The one parameter that takes the whole JSON body (under FastAPI's rules), if any.
     whole_body: str | None = None
     # What an empty body stands for: the docs example of perform and auxiliary_endpoints(), as in
     # the existing implementation; None means `{}`.
@@ -85,10 +90,15 @@ class EndpointSpec:
 def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
                       example: Mapping[str, Any] | None = None,
                       options: Mapping[str, Any] | None = None,
-                      default_source: str = 'body', example_fills_empty_body: bool = False) -> EndpointSpec:
+                      fastapi_rules: bool = False, example_fills_empty_body: bool = False) -> EndpointSpec:
     """Describe `handler` served at `path`; raises JobDefinitionError for signatures that cannot be served.
 
-    With `example_fills_empty_body`, a request with an empty body is called with `example`.
+    Without `fastapi_rules` (perform, auxiliary_endpoints) every argument not in the path
+    or marked comes from the JSON body object. With them (auxiliary_endpoints_v2), as FastAPI
+    binds: GET and DELETE read the query string; other methods read scalars (int, str,
+    Optional[float] ...) from the query string and the rest from the body, a lone body
+    parameter taking the whole body unless it is `Body(embed=True)`. With
+    `example_fills_empty_body`, a request with an empty body is called with `example`.
     """
     label = getattr(handler, '__qualname__', repr(handler))
     if not callable(handler):
@@ -120,8 +130,10 @@ def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
             source = 'path'
         elif marker is not None:
             source = _MARKER_SOURCES[type(marker).__name__]
+        elif fastapi_rules and (method.upper() in ('GET', 'DELETE') or _is_scalar(annotation)):
+            source = 'query'
         else:
-            source = default_source
+            source = 'body'
         if source == 'body':
             body_markers[parameter.name] = marker
         default = parameter.default
@@ -144,9 +156,9 @@ def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
     if example is not None:
         example = validate_example(path, example)
     whole_body = None
-    if len(body_markers) == 1 and not accepts_any_kwargs:
+    if fastapi_rules and len(body_markers) == 1 and not accepts_any_kwargs:
         name, marker = next(iter(body_markers.items()))
-        if marker is not None and type(marker).__name__ == 'Body' and not getattr(marker, 'embed', False):
+        if not getattr(marker, 'embed', False):
             whole_body = name
     return EndpointSpec(
         path=path,
@@ -162,6 +174,7 @@ def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
         options=dict(options or {}),
         accepts_any_kwargs=accepts_any_kwargs,
         is_async=inspect.iscoroutinefunction(handler),
+        fastapi_rules=fastapi_rules,
         whole_body=whole_body,
         empty_body=example if example_fills_empty_body else None,
     )
@@ -247,6 +260,19 @@ def _type_hints(handler: Callable[..., Any]) -> dict[str, Any]:
         logger.warning('cannot resolve annotations of %s (%s); using them as written',
                        getattr(handler, '__qualname__', handler), e)
         return {}
+
+
+def _is_scalar(annotation: Any) -> bool:
+    """True for what FastAPI reads from the query string when unmarked: a number, string, bool, enum,
+    Literal, or an Optional/Union of those; also an unannotated or `Any` parameter."""
+    if annotation is MISSING or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return True
+    if origin is typing.Union or isinstance(annotation, types.UnionType):
+        return all(member is type(None) or _is_scalar(member) for member in typing.get_args(annotation))
+    return isinstance(annotation, type) and issubclass(annotation, (int, float, str, bool, bytes, enum.Enum))
 
 
 def _split_annotated(annotation: Any) -> tuple[Any, Any]:

@@ -239,7 +239,8 @@ class Invoker:
             if not empty:
                 kwargs[self.spec.whole_body] = _convert(self._bindings[self.spec.whole_body],
                                                         request.json(self._max_json_depth))
-        elif self._body_params or (self.spec.accepts_any_kwargs and request.method != 'GET'):
+        elif self._body_params or (request.method not in ('GET', 'HEAD') and
+                                   (self.spec.accepts_any_kwargs or not self.spec.fastapi_rules)):
             if empty and self.spec.empty_body is not None:
                 payload = dict(self.spec.empty_body)
             else:
@@ -250,10 +251,11 @@ class Invoker:
             for name, value in payload.items():
                 binding = self._bindings.get(name)
                 if binding is None or binding.param.source != 'body':
-                    if not self.spec.accepts_any_kwargs:
+                    if self.spec.accepts_any_kwargs:
+                        kwargs[name] = value
+                    elif not self.spec.fastapi_rules:  # FastAPI ignores the fields it does not know
                         raise HTTPError(400, f'unexpected parameter {name!r}; {self.spec.path} accepts: {self._accepted}',
                                         error_type='InvalidPayload')
-                    kwargs[name] = value
                     continue
                 kwargs[name] = _convert(binding, value)
         elif not empty and request.method not in ('GET', 'HEAD'):

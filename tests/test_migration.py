@@ -328,14 +328,46 @@ class WholeBodyTest(ServerTestCase):
     def test_fastapi_markers(self):
         self.check(self.serve(self.make_job(fastapi.Body, fastapi.Query, fastapi.Path)))
 
+    def test_unmarked_scalars_of_a_post_come_from_the_query_and_unknown_fields_are_ignored(self):
+        from racetrack_job_wrapper.endpoint_config import Body
+
+        class Job:
+            def perform(self):
+                return 'done'
+
+            def auxiliary_endpoints_v2(self):
+                return [EndpointConfig('/explain', HTTPMethod.POST, self.explain),
+                        EndpointConfig('/scale', HTTPMethod.POST, self.scale)]
+
+            def explain(self, x: Annotated[float, Body()], y: Annotated[float, Body()]) -> dict:
+                return {'x_importance': x / (x + y), 'y_importance': y / (x + y)}
+
+            def scale(self, factor: float, values: List[float]) -> list:
+                return [factor * value for value in values]
+
+        client = self.serve(Job)
+        response = client.post('/api/v1/explain', {'x': 3, 'y': 3, 'unknown_param_xyz': 1})
+        self.assertEqual((response.status, response.json()), (200, {'x_importance': 0.5, 'y_importance': 0.5}))
+        self.assertEqual(client.post('/api/v1/scale?factor=2', [1, 2]).json(), [2, 4])
+        # perform keeps refusing what it does not take, as the existing implementation's perform(**payload) does.
+        response = client.post('/api/v1/perform', {'x': 1})
+        self.assertEqual((response.status, response.json()['type']), (400, 'InvalidPayload'))
+        self.assertEqual(client.request('POST', '/api/v1/perform', json_body=[1]).status, 400)
+
     def test_embed_keeps_the_object_form(self):
         from racetrack_job_wrapper.endpoint_config import Body
 
         class Job:
-            def perform(self, factor: Annotated[float, Body(embed=True)]) -> float:
+            def perform(self):
+                return 0
+
+            def auxiliary_endpoints_v2(self):
+                return [EndpointConfig('/double', HTTPMethod.POST, self.double)]
+
+            def double(self, factor: Annotated[float, Body(embed=True)]) -> float:
                 return factor * 2
 
-        self.assertEqual(self.serve(Job).post('/api/v1/perform', {'factor': 2}).json(), 4)
+        self.assertEqual(self.serve(Job).post('/api/v1/double', {'factor': 2}).json(), 4)
 
 
 if __name__ == '__main__':

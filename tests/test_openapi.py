@@ -51,7 +51,7 @@ def adder_document():
         describe_endpoint('/perform', 'POST', job.perform, example={'numbers': [40, 2]}),
         describe_endpoint('/explain', 'POST', job.explain, example={'x': 1, 'y': 2},
                           options={'summary': 'Why', 'tags': ['extra'], 'deprecated': True, 'operation_id': 'why'}),
-        describe_endpoint('/scale/{path}', 'GET', job.scale, default_source='query'),
+        describe_endpoint('/scale/{path}', 'GET', job.scale, fastapi_rules=True),
     ]
     return build_openapi(specs, title='Job - adder', version='1.2.3', base_path='/pub/job/adder/1.2.3')
 
