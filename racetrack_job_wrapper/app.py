@@ -136,7 +136,7 @@ def probe_routes(health: HealthState, settings: JobSettings) -> list[Route]:
         return json_response(body, status)
 
     def health_check(_: Request) -> Response:
-        status, body = health_body(health, settings.name, settings.version)
+        status, body = health_body(health, settings.name, settings.version if settings.version_given else None)
         return json_response(body, status)
 
     return [

@@ -44,7 +44,7 @@ def ready_body(health: HealthState) -> tuple[int, dict[str, Any]]:
     return (200 if health.ready else 500), {'ready': health.ready}
 
 
-def health_body(health: HealthState, job_name: str, job_version: str,
+def health_body(health: HealthState, job_name: str, job_version: str | None,
                 environ: Mapping[str, str] = os.environ) -> tuple[int, dict[str, Any]]:
     """Status and body of `/health`."""
     status = 'pass' if health.live and health.ready else 'fail'

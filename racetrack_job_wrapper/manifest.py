@@ -125,6 +125,8 @@ class JobSettings:
 
     name: str = 'job'
     version: str = 'latest'
+    # False when neither JOB_VERSION nor the manifest names a version: /health then shows null for it.
+    version_given: bool = False
     home_page: str = DEFAULT_HOME_PAGE
     max_concurrency: int | None = None
     max_concurrency_queue: int | None = None
@@ -155,6 +157,7 @@ class JobSettings:
         return cls(
             name=_identity(manifest, environ, 'name', 'JOB_NAME', 'job'),
             version=_identity(manifest, environ, 'version', 'JOB_VERSION', 'latest'),
+            version_given=bool(environ.get('JOB_VERSION') or manifest.get('version') not in (None, '')),
             home_page=_home_page(extra.get('home_page')),
             max_concurrency=max_concurrency,
             max_concurrency_queue=max_concurrency_queue,

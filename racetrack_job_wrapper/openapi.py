@@ -249,6 +249,11 @@ def _status_operations() -> list[tuple[str, str, dict[str, Any]]]:
             'responses': {'200': {'description': 'The parameters of perform',
                                   'content': {'application/json': {'schema': parameters_schema}}}},
         }),
+        ('/', 'get', {
+            'tags': [STATUS_TAG], 'summary': 'Home: redirects to the home page (the API docs by default)',
+            'operationId': 'get_home',
+            'responses': {'307': {'description': 'The home page, under the job\'s public prefix'}},
+        }),
         ('/live', 'get', probe('get_live', 'Liveness probe', live_schema, 'The job failed to start')),
         ('/ready', 'get', probe('get_ready', 'Readiness probe', ready_schema, 'The job is not ready yet')),
         ('/health', 'get', probe('get_health', 'Health of the job and its versions', health_schema,

@@ -96,6 +96,15 @@ class EntrypointBaseTest(ServerTestCase):
         self.assertEqual(client.post('/api/v1/perform', {'numbers': [1]}).json(), 1)
 
 
+class HealthTest(ServerTestCase):
+    def test_job_version_is_null_when_nothing_names_it(self):
+        self.assertIsNone(self.serve(PlainAdder).get('/health').json()['job_version'])
+        health = self.serve(PlainAdder, manifest={'version': '0.1.0'}).get('/health').json()
+        self.assertEqual(health['job_version'], '0.1.0')
+        health = self.serve(PlainAdder, environ={'JOB_VERSION': '0.2.0'}).get('/health').json()
+        self.assertEqual(health['job_version'], '0.2.0')
+
+
 class ParametersTest(ServerTestCase):
     def test_type_names_and_order_as_the_existing_implementation_gives_them(self):
         class Job:

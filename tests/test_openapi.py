@@ -78,7 +78,7 @@ class OpenAPITest(unittest.TestCase):
 
     def test_paths(self):
         self.assertEqual(sorted((path, sorted(methods)) for path, methods in adder_document()['paths'].items()), [
-            ('/api/v1/explain', ['post']), ('/api/v1/parameters', ['get']), ('/api/v1/perform', ['post']),
+            ('/', ['get']), ('/api/v1/explain', ['post']), ('/api/v1/parameters', ['get']), ('/api/v1/perform', ['post']),
             ('/api/v1/scale/{path}', ['get']), ('/health', ['get']), ('/live', ['get']),
             ('/metrics', ['get']), ('/ready', ['get'])])
 
@@ -143,8 +143,8 @@ class OpenAPITest(unittest.TestCase):
                  describe_endpoint('/a', 'POST', same, options={'operation_id': 'post_perform'})]
         document = build_openapi(specs, title='t', version='1')
         ids = [operation['operationId'] for methods in document['paths'].values() for operation in methods.values()]
-        self.assertEqual(ids, ['post_perform', 'post_perform_2', 'get_parameters', 'get_live', 'get_ready',
-                               'get_health', 'get_metrics'])
+        self.assertEqual(ids, ['post_perform', 'post_perform_2', 'get_parameters', 'get_home', 'get_live',
+                               'get_ready', 'get_health', 'get_metrics'])
         validate(document)
 
 
