@@ -82,6 +82,11 @@ class EndpointSpec:
         """The `endpoint` label in metrics: the path as the job declared it."""
         return self.path
 
+    @property
+    def has_return_annotation(self) -> bool:
+        """True when the handler declares what it returns."""
+        return self.returns is not MISSING
+
     def param(self, name: str) -> ParamSpec | None:
         """The parameter called `name`, if any."""
         return next((param for param in self.params if param.name == name), None)

@@ -16,7 +16,7 @@ from racetrack_job_wrapper.messages import JSON_TYPE, HTTPError, Request, Respon
 from racetrack_job_wrapper.metrics import EndpointMetrics, JobMetrics
 from racetrack_job_wrapper.schema import (
     Converter, ValidationError, ValidationMode, build_converter, build_text_converter)
-from racetrack_job_wrapper.serialize import SerializationError, to_json_serializable
+from racetrack_job_wrapper.serialize import SerializationError, floats_where_annotated, to_json_serializable
 
 if TYPE_CHECKING:
     import asyncio
@@ -227,6 +227,8 @@ class Invoker:
 
     def _encode(self, result: Any) -> bytes:
         try:
+            if self.spec.fastapi_rules and self.spec.has_return_annotation:
+                result = floats_where_annotated(result, self.spec.returns)
             return encode_json(to_json_serializable(result))
         except (SerializationError, ValueError, TypeError) as e:
             raise HTTPError(500, f'the result of {self.spec.path} cannot be returned as JSON: {e}',

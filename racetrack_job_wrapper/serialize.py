@@ -1,11 +1,14 @@
 """Turning job results into JSON-serializable values."""
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import datetime
 import enum
 import math
 import sys
+import types
+import typing
 from pathlib import PurePath
 from typing import Any
 
@@ -96,3 +99,28 @@ def _takes_mode(method: Any) -> bool:
         return 'mode' in inspect.signature(method).parameters
     except (TypeError, ValueError):
         return False
+
+
+def floats_where_annotated(value: Any, annotation: Any) -> Any:
+    """`value` with the ints its return annotation declares as floats made floats, as FastAPI's response model does.
+
+    Looks through `Optional`, lists, tuples, sets and dict values; a union that admits `int`
+    too, and anything else, is left as it is.
+    """
+    if annotation is float:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union or isinstance(annotation, types.UnionType):
+        if float in args and int not in args:
+            return floats_where_annotated(value, float)
+        return value
+    if isinstance(value, dict) and origin in (dict, collections.abc.Mapping) and len(args) == 2:
+        return {key: floats_where_annotated(item, args[1]) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)) and origin in (list, set, frozenset, collections.abc.Sequence):
+        return type(value)(floats_where_annotated(item, args[0]) for item in value) if args else value
+    if isinstance(value, tuple) and origin is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(floats_where_annotated(item, args[0]) for item in value)
+        return tuple(floats_where_annotated(item, arg) for item, arg in zip(value, args)) + value[len(args):]
+    return value
+

@@ -346,7 +346,11 @@ class WholeBodyTest(ServerTestCase):
 
             def auxiliary_endpoints_v2(self):
                 return [EndpointConfig('/explain', HTTPMethod.POST, self.explain),
-                        EndpointConfig('/scale', HTTPMethod.POST, self.scale)]
+                        EndpointConfig('/scale', HTTPMethod.POST, self.scale),
+                        EndpointConfig('/random', HTTPMethod.GET, self.random)]
+
+            def random(self) -> float:
+                return 4  # FastAPI's response model answers 4.0
 
             def explain(self, x: Annotated[float, Body()], y: Annotated[float, Body()]) -> dict:
                 return {'x_importance': x / (x + y), 'y_importance': y / (x + y)}
@@ -357,7 +361,8 @@ class WholeBodyTest(ServerTestCase):
         client = self.serve(Job)
         response = client.post('/api/v1/explain', {'x': 3, 'y': 3, 'unknown_param_xyz': 1})
         self.assertEqual((response.status, response.json()), (200, {'x_importance': 0.5, 'y_importance': 0.5}))
-        self.assertEqual(client.post('/api/v1/scale?factor=2', [1, 2]).json(), [2, 4])
+        self.assertEqual(client.post('/api/v1/scale?factor=2', [1, 2]).body, b'[2.0,4.0]')
+        self.assertEqual(client.get('/api/v1/random').body, b'4.0')
         # perform keeps refusing what it does not take, as the existing implementation's perform(**payload) does.
         response = client.post('/api/v1/perform', {'x': 1})
         self.assertEqual((response.status, response.json()['type']), (400, 'InvalidPayload'))
