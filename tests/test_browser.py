@@ -141,7 +141,7 @@ class BrowserTest(ServerTestCase):
              '--virtual-time-budget=10000', f'http://127.0.0.1:{job.port}/pub/job/adder/1.2.3/docs'],
             capture_output=True, text=True, timeout=90)
         dom = result.stdout
-        self.assertIn('<title>Job - adder</title>', dom, result.stderr[-2000:])
+        self.assertIn('<title>Job - adder - Swagger UI</title>', dom, result.stderr[-2000:])
         self.assertIn('data-path="/api/v1/perform"', dom)
         self.assertIn('id="operations-job-post_perform"', dom)
         self.assertIn('Add two numbers.', dom)

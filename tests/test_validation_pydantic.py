@@ -29,21 +29,7 @@ except ImportError:
     from typing import NotRequired, TypedDict
 
 from racetrack_job_wrapper.schema import ValidationError, build_converter, build_text_converter
-
-
-class Color(enum.Enum):
-    RED = 'red'
-    GREEN = 'green'
-
-
-class Level(enum.IntEnum):
-    LOW = 1
-    HIGH = 2
-
-
-class Weight(float, enum.Enum):
-    LIGHT = 1.5
-    HEAVY = 2.0
+from tests.test_schema import Color, Level, Weight
 
 
 class Letter(str, enum.Enum):
