@@ -59,14 +59,13 @@ class AccessObserver:
         if request is None:
             if status >= 400:
                 metrics.count_rejected(status)  # the server refused to read it: limits or malformed HTTP
-        elif status < 400:
-            if method in ('GET', 'HEAD'):
-                route = request.state.get('route')
-                if route is not None and route.path in QUIET_PATHS:
-                    self._forget(request)
-                    return
-        elif status in (401, 403) and 'route' not in request.state:
-            metrics.count_rejected(status)  # access control answers before routing; no route means it refused
+        elif request.rejected is not None:
+            metrics.count_rejected(request.rejected)  # refused by the app before any job code: a token, the queue
+        elif status < 400 and method in ('GET', 'HEAD'):
+            route = request.route
+            if route is not None and route.path in QUIET_PATHS:
+                self._forget(request)
+                return
         if logger.isEnabledFor(logging.INFO):
             self.access_log.write((method, target, status, seconds * 1000, sent))
         if request is not None:

@@ -10,13 +10,15 @@ from urllib.parse import quote
 from racetrack_job_wrapper.auth import AccessPolicy
 from racetrack_job_wrapper.docs import docs_routes
 from racetrack_job_wrapper.endpoint_config import EndpointConfig
-from racetrack_job_wrapper.endpoints import (
-    EndpointSpec, JobDefinitionError, describe_endpoint, describe_parameters)
+from racetrack_job_wrapper.asyncloop import AsyncRunner
+from racetrack_job_wrapper.endpoints import EndpointSpec, describe_endpoint, describe_parameters
 from racetrack_job_wrapper.health import HealthState, health_body, live_body, ready_body
-from racetrack_job_wrapper.invoke import AsyncRunner, ClientDisconnected, ConcurrencyLimiter, Invoker, RequestContext
+from racetrack_job_wrapper.invoke import Invoker, RequestContext
+from racetrack_job_wrapper.limiter import ConcurrencyLimiter
 from racetrack_job_wrapper.manifest import JobSettings
 from racetrack_job_wrapper.messages import (
-    HTTPError, Request, Response, error_response, http_error_response, json_response)
+    ClientDisconnected, HTTPError, JobDefinitionError, Request, Response, error_response, http_error_response,
+    json_response)
 from racetrack_job_wrapper.metrics import JobMetrics
 from racetrack_job_wrapper.openapi import build_openapi
 from racetrack_job_wrapper.routing import Route, Router, allowed_methods, normalize_path, split_base_path
@@ -55,6 +57,7 @@ class App:
             else:
                 response = self._route(request)
         except HTTPError as e:
+            request.rejected = e.rejected
             response = http_error_response(e)
         except ClientDisconnected:
             raise  # nobody to answer: the server closes the connection
@@ -81,7 +84,7 @@ class App:
             if self._fallback is not None:
                 return self._fallback(request)
             raise
-        request.state['route'] = route
+        request.route = route
         return handler(request)
 
     def _options(self, request: Request) -> Response:

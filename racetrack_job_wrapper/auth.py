@@ -51,7 +51,8 @@ class AccessPolicy:
         if token is None:
             raise HTTPError(401, f'authentication required: send one of the tokens of {AUTH_TOKENS_ENV_VAR} in'
                                  f' the {AUTH_HEADER} header or as "Authorization: Bearer <token>"',
-                            headers={'WWW-Authenticate': self._challenge}, error_type='Unauthorized')
+                            headers={'WWW-Authenticate': self._challenge}, error_type='Unauthorized',
+                            rejected='unauthorized')
         given = _digest(token.encode())
         matched = False
         for digest in self._digests:  # no early exit: every token is compared on every request
@@ -59,7 +60,7 @@ class AccessPolicy:
         if not matched:
             raise HTTPError(401, 'the authentication token is not valid for this job',
                             headers={'WWW-Authenticate': f'{self._challenge}, error="invalid_token"'},
-                            error_type='Unauthorized')
+                            error_type='Unauthorized', rejected='unauthorized')
 
 
 def _presented_token(request: Request) -> str | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from racetrack_job_wrapper.docstrings import parse_docstring
+from racetrack_job_wrapper.messages import JobDefinitionError
 from racetrack_job_wrapper.serialize import SerializationError, to_json_serializable
 
 logger = logging.getLogger(__name__)
@@ -23,10 +24,6 @@ logger = logging.getLogger(__name__)
 MISSING: Any = inspect.Parameter.empty
 # FastAPI's markers and ours are told apart by class name, so FastAPI is never imported.
 _MARKER_SOURCES = {'Body': 'body', 'Query': 'query', 'Path': 'path'}
-
-
-class JobDefinitionError(ValueError):
-    """A job method or setting that cannot be served; the message names the method or field."""
 
 
 @dataclass(frozen=True)

@@ -3,30 +3,21 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import math
-import threading
 import time
 import typing
-from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import Any
 
+from racetrack_job_wrapper.asyncloop import AsyncRunner
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
+from racetrack_job_wrapper.limiter import ConcurrencyLimiter
 from racetrack_job_wrapper.messages import JSON_TYPE, HTTPError, Request, Response, encode_json
 from racetrack_job_wrapper.metrics import EndpointMetrics, JobMetrics
 from racetrack_job_wrapper.schema import (
     Converter, ValidationError, ValidationMode, build_converter, build_text_converter)
 from racetrack_job_wrapper.serialize import SerializationError, floats_where_annotated, to_json_serializable
 
-if TYPE_CHECKING:
-    import asyncio
-    import concurrent.futures
-
 logger = logging.getLogger(__name__)
-
-
-class ClientDisconnected(Exception):
-    """The client went away while its call was waiting; nobody is left to answer."""
 
 
 class RequestContext:
@@ -43,119 +34,6 @@ class RequestContext:
                 setattr(entrypoint, attribute, variable)
             except AttributeError:  # __slots__ or a read-only property: the job opted out
                 logger.debug('cannot set %s on the job instance', attribute)
-
-
-class ConcurrencyLimiter:
-    """At most `max_concurrency` job calls at once; waiting calls are served first-come first-served.
-
-    Admission (check and enqueue) is one step under a lock, so a burst cannot overshoot
-    `max_queue`. Thread-safe.
-    """
-
-    def __init__(self, max_concurrency: int, max_queue: int | None = None, metrics: JobMetrics | None = None):
-        self.max_concurrency = max_concurrency
-        self.max_queue = max_queue
-        self._metrics = metrics
-        self._rejected = metrics.requests_rejected.labels(reason='queue_full') if metrics is not None else None
-        self._lock = threading.Lock()
-        self._running = 0
-        self._waiters: deque[threading.Event] = deque()
-        self._mean_seconds = 0.0  # moving average of call duration, for Retry-After
-
-    def acquire(self, is_disconnected: Callable[[], bool] | None = None) -> float:
-        """Wait for a slot; returns seconds waited. Raises HTTPError(429) when the queue is full,
-        ClientDisconnected when the client left while waiting."""
-        with self._lock:
-            if self._running < self.max_concurrency and not self._waiters:
-                self._running += 1
-                self._update_gauges()
-                return 0.0
-            if self.max_queue is not None and len(self._waiters) >= self.max_queue:
-                retry_after = self._retry_after()
-                if self._rejected is not None:
-                    self._rejected.inc()
-                raise HTTPError(
-                    429, f'too many requests: the job runs {self.max_concurrency} call(s) at a time '
-                         f'(max_concurrency) and {len(self._waiters)} are waiting, the queue limit '
-                         f'(max_concurrency_queue) is {self.max_queue}',
-                    headers={'Retry-After': str(retry_after)}, error_type='TooManyRequests')
-            event = threading.Event()
-            self._waiters.append(event)
-            self._update_gauges()
-        started = time.monotonic()
-        while not event.wait(0.2):
-            if is_disconnected is not None and is_disconnected():
-                with self._lock:
-                    if not event.is_set():
-                        self._waiters.remove(event)
-                        self._update_gauges()
-                        raise ClientDisconnected()
-                # The slot was handed over just now: pass it on.
-                self.release(0.0)
-                raise ClientDisconnected()
-        return time.monotonic() - started
-
-    def release(self, seconds: float) -> None:
-        """Free a slot (or hand it to the first waiter)."""
-        with self._lock:
-            if seconds:
-                self._mean_seconds = seconds if not self._mean_seconds else 0.8 * self._mean_seconds + 0.2 * seconds
-            if self._waiters:
-                self._waiters.popleft().set()
-            else:
-                self._running -= 1
-            self._update_gauges()
-
-    def _retry_after(self) -> int:
-        rounds = (len(self._waiters) + 1) / self.max_concurrency
-        return max(1, math.ceil(rounds * self._mean_seconds))
-
-    def _update_gauges(self) -> None:
-        if self._metrics is not None:
-            self._metrics.calls_queued.set(len(self._waiters))
-
-
-class AsyncRunner:
-    """One event loop thread for `async def` job methods; each call runs in the caller's context."""
-
-    def __init__(self) -> None:
-        import asyncio  # only jobs with async methods pay for the import
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name='job-event-loop', daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
-        """Run a coroutine on the loop and wait for its result."""
-        return self.submit(coroutine).result()
-
-    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
-        """Start a coroutine on the loop in a copy of the caller's context; returns its future at once."""
-        context = contextvars.copy_context()
-        import concurrent.futures  # with asyncio, only for jobs with async methods
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def start() -> None:
-            task = self._loop.create_task(coroutine, context=context)
-            task.add_done_callback(lambda done: _settle(done, future))
-
-        self._loop.call_soon_threadsafe(start)
-        return future
-
-    def close(self) -> None:
-        """Stop the loop thread."""
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-
-def _settle(task: asyncio.Task[Any], future: concurrent.futures.Future[Any]) -> None:
-    if task.cancelled():
-        future.cancel()  # result() raises CancelledError
-    elif task.exception() is not None:
-        future.set_exception(task.exception())  # type: ignore[arg-type]
-    else:
-        future.set_result(task.result())
 
 
 @dataclass(frozen=True)
@@ -192,7 +70,7 @@ class Invoker:
         kwargs = self._arguments(request)
         waited = 0.0
         if self._limiter is not None:
-            waited = self._limiter.acquire(request.state.get('is_disconnected'))
+            waited = self._limiter.acquire(request.is_disconnected)
             self._queue_wait.observe(waited)
         started = time.perf_counter()
         failed = True

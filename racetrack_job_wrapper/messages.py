@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 import re
 from http import HTTPStatus
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
+
+if TYPE_CHECKING:
+    from racetrack_job_wrapper.routing import Route
 
 JSON_TYPE = 'application/json'
 MAX_NUMBER_DIGITS = 1000  # digits in one JSON number; int() of thousands of digits costs quadratic time
@@ -17,13 +20,23 @@ class HTTPError(Exception):
     """An error with an HTTP status; the error boundary turns it into a JSON response."""
 
     def __init__(self, status: int, detail: str, headers: Mapping[str, str] | None = None,
-                 error_type: str | None = None, close: bool = False):
+                 error_type: str | None = None, close: bool = False, rejected: str | None = None):
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = dict(headers or {})
         self.error_type = error_type or HTTPStatus(status).phrase.replace(' ', '')
         self.close = close
+        # The reason word when the request is refused before any job code runs (`requests_rejected_total`).
+        self.rejected = rejected
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its request waited; there is nobody to answer."""
+
+
+class JobDefinitionError(ValueError):
+    """A job method or setting that cannot be served; the message names the method or field."""
 
 
 class Headers:
@@ -74,14 +87,21 @@ class Headers:
 
 
 class Request:
-    """One parsed HTTP request; the body is read before the request object exists."""
+    """One parsed HTTP request; the body is read before the request object exists.
+
+    Besides what the client sent, it carries the transport's facts (`http_version`, the
+    `server` address, `is_disconnected`), set by the server, and what the app decided: the
+    `route` that matched and, for a request refused before job code, the `rejected` reason.
+    """
 
     __slots__ = ('method', 'path', 'raw_path', 'query', 'headers', 'body', 'path_params',
-                 'client', 'base_path', '_json', '_query_params', 'state')
+                 'client', 'base_path', 'http_version', 'server', 'is_disconnected', 'route', 'rejected',
+                 '_json', '_query_params')
 
     def __init__(self, method: str, path: str, query: str = '', headers: Headers | None = None,
                  body: bytes = b'', client: tuple[str, int] = ('', 0), raw_path: str | None = None,
-                 base_path: str = ''):
+                 base_path: str = '', http_version: str = 'HTTP/1.1', server: tuple[str, int] = ('localhost', 80),
+                 is_disconnected: Callable[[], bool] | None = None):
         self.method = method
         self.path = path
         self.raw_path = raw_path if raw_path is not None else path
@@ -90,8 +110,12 @@ class Request:
         self.body = body
         self.client = client
         self.base_path = base_path
+        self.http_version = http_version
+        self.server = server            # the address the server is bound to: (host, port)
+        self.is_disconnected = is_disconnected
         self.path_params: dict[str, str] = {}
-        self.state: dict[str, Any] = {}
+        self.route: Route | None = None
+        self.rejected: str | None = None
         self._json: Any = _UNSET
         self._query_params: dict[str, list[str]] | None = None
 

@@ -20,8 +20,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable, Iterator, Protocol
 
-from racetrack_job_wrapper.invoke import ClientDisconnected
-from racetrack_job_wrapper.messages import Headers, HTTPError, Request, Response, encode_json, http_error_response
+from racetrack_job_wrapper.messages import ClientDisconnected, Headers, HTTPError, Request, Response, encode_json, http_error_response
 
 logger = logging.getLogger(__name__)
 
@@ -417,11 +416,9 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise HTTPError(400, 'HTTP/1.1 request without a Host header', error_type='BadRequest', close=True)
         body = self._read_body(headers)
         path, _, query = target.partition('?')
-        request = Request(method, path, query, headers, body, self.client_address, raw_path=path)
-        request.state['is_disconnected'] = self._is_disconnected
-        # Bridges to WSGI/ASGI apps report these as SERVER_PORT / SERVER_PROTOCOL.
-        request.state['server_address'] = self.server.server_address
-        request.state['http_version'] = version
+        request = Request(method, path, query, headers, body, self.client_address, raw_path=path,
+                          http_version=version, server=self.server.server_address[:2],
+                          is_disconnected=self._is_disconnected)
         return request, keep_alive
 
     def _read_headers(self, deadline: float) -> Headers:

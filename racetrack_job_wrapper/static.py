@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from racetrack_job_wrapper.endpoints import JobDefinitionError
-from racetrack_job_wrapper.messages import HTTPError, Request, Response
+from racetrack_job_wrapper.messages import HTTPError, JobDefinitionError, Request, Response
 from racetrack_job_wrapper.routing import Route
 
 logger = logging.getLogger(__name__)

@@ -24,9 +24,8 @@ import logging
 import queue
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from racetrack_job_wrapper.endpoints import JobDefinitionError
-from racetrack_job_wrapper.invoke import AsyncRunner
-from racetrack_job_wrapper.messages import Request, Response, error_response
+from racetrack_job_wrapper.asyncloop import AsyncRunner
+from racetrack_job_wrapper.messages import JobDefinitionError, Request, Response, error_response
 from racetrack_job_wrapper.routing import Route
 from racetrack_job_wrapper.static import MimeGuesser, StaticDirectory
 
@@ -129,7 +128,7 @@ def _client_host(request: Request) -> str:
 
 def _server(request: Request) -> tuple[str, int]:
     """(name, port): the Host the client asked for, else the address the server is bound to."""
-    bound = request.state.get('server_address') or ('localhost', 80)
+    bound = request.server
     port = int(bound[1])
     host = request.headers.get('Host')
     if host:
@@ -180,7 +179,7 @@ def build_environ(request: Request, path_info: str) -> dict[str, Any]:
         'CONTENT_LENGTH': str(len(request.body)),
         'SERVER_NAME': server_name,
         'SERVER_PORT': str(server_port),
-        'SERVER_PROTOCOL': request.state.get('http_version', 'HTTP/1.1'),
+        'SERVER_PROTOCOL': request.http_version,
         'REMOTE_ADDR': _client_host(request),
         'wsgi.version': (1, 0),
         'wsgi.url_scheme': 'http',
@@ -366,7 +365,7 @@ def build_scope(request: Request, mount: str) -> dict[str, Any]:
     the mount point under whatever prefix the request used, as Starlette's `Mount` sets them.
     """
     server_name, server_port = _server(request)
-    version = request.state.get('http_version', 'HTTP/1.1').removeprefix('HTTP/')
+    version = request.http_version.removeprefix('HTTP/')
     headers = [(name.lower().encode('latin-1'), value.encode('latin-1'))
                for name, value in request.headers.items()
                if name.lower() != 'transfer-encoding']  # the body arrives de-chunked

@@ -7,7 +7,8 @@ import time
 import unittest
 from typing import Callable
 
-from racetrack_job_wrapper.invoke import ClientDisconnected, ConcurrencyLimiter
+from racetrack_job_wrapper.limiter import ConcurrencyLimiter
+from racetrack_job_wrapper.messages import ClientDisconnected
 from racetrack_job_wrapper.messages import HTTPError
 from tests.support import ClientResponse, JobClient, RunningJob, ServerTestCase
 

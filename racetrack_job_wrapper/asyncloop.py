@@ -1,0 +1,53 @@
+"""The event loop thread that runs `async def` job methods and ASGI webview apps."""
+from __future__ import annotations
+
+import contextvars
+import threading
+from typing import TYPE_CHECKING, Any, Coroutine
+
+if TYPE_CHECKING:
+    import asyncio
+    import concurrent.futures
+
+
+class AsyncRunner:
+    """One event loop thread for `async def` job methods; each call runs in the caller's context."""
+
+    def __init__(self) -> None:
+        import asyncio  # only jobs with async methods pay for the import
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name='job-event-loop', daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine on the loop and wait for its result."""
+        return self.submit(coroutine).result()
+
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Start a coroutine on the loop in a copy of the caller's context; returns its future at once."""
+        context = contextvars.copy_context()
+        import concurrent.futures  # with asyncio, only for jobs with async methods
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def start() -> None:
+            task = self._loop.create_task(coroutine, context=context)
+            task.add_done_callback(lambda done: _settle(done, future))
+
+        self._loop.call_soon_threadsafe(start)
+        return future
+
+    def close(self) -> None:
+        """Stop the loop thread."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+def _settle(task: asyncio.Task[Any], future: concurrent.futures.Future[Any]) -> None:
+    if task.cancelled():
+        future.cancel()  # result() raises CancelledError
+    elif task.exception() is not None:
+        future.set_exception(task.exception())  # type: ignore[arg-type]
+    else:
+        future.set_result(task.result())

@@ -1,0 +1,79 @@
+"""The concurrency cap of job calls: `max_concurrency` at once, `max_concurrency_queue` waiting."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+from racetrack_job_wrapper.messages import ClientDisconnected, HTTPError
+from racetrack_job_wrapper.metrics import JobMetrics
+
+
+class ConcurrencyLimiter:
+    """At most `max_concurrency` job calls at once; waiting calls are served first-come first-served.
+
+    Admission (check and enqueue) is one step under a lock, so a burst cannot overshoot
+    `max_queue`. Thread-safe.
+    """
+
+    def __init__(self, max_concurrency: int, max_queue: int | None = None, metrics: JobMetrics | None = None):
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._running = 0
+        self._waiters: deque[threading.Event] = deque()
+        self._mean_seconds = 0.0  # moving average of call duration, for Retry-After
+
+    def acquire(self, is_disconnected: Callable[[], bool] | None = None) -> float:
+        """Wait for a slot; returns seconds waited. Raises HTTPError(429) when the queue is full,
+        ClientDisconnected when the client left while waiting."""
+        with self._lock:
+            if self._running < self.max_concurrency and not self._waiters:
+                self._running += 1
+                self._update_gauges()
+                return 0.0
+            if self.max_queue is not None and len(self._waiters) >= self.max_queue:
+                retry_after = self._retry_after()
+                raise HTTPError(
+                    429, f'too many requests: the job runs {self.max_concurrency} call(s) at a time '
+                         f'(max_concurrency) and {len(self._waiters)} are waiting, the queue limit '
+                         f'(max_concurrency_queue) is {self.max_queue}',
+                    headers={'Retry-After': str(retry_after)}, error_type='TooManyRequests',
+                    rejected='queue_full')
+            event = threading.Event()
+            self._waiters.append(event)
+            self._update_gauges()
+        started = time.monotonic()
+        while not event.wait(0.2):
+            if is_disconnected is not None and is_disconnected():
+                with self._lock:
+                    if not event.is_set():
+                        self._waiters.remove(event)
+                        self._update_gauges()
+                        raise ClientDisconnected()
+                # The slot was handed over just now: pass it on.
+                self.release(0.0)
+                raise ClientDisconnected()
+        return time.monotonic() - started
+
+    def release(self, seconds: float) -> None:
+        """Free a slot (or hand it to the first waiter)."""
+        with self._lock:
+            if seconds:
+                self._mean_seconds = seconds if not self._mean_seconds else 0.8 * self._mean_seconds + 0.2 * seconds
+            if self._waiters:
+                self._waiters.popleft().set()
+            else:
+                self._running -= 1
+            self._update_gauges()
+
+    def _retry_after(self) -> int:
+        rounds = (len(self._waiters) + 1) / self.max_concurrency
+        return max(1, math.ceil(rounds * self._mean_seconds))
+
+    def _update_gauges(self) -> None:
+        if self._metrics is not None:
+            self._metrics.calls_queued.set(len(self._waiters))
