@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from racetrack_job_wrapper.docstrings import parse_docstring
 from racetrack_job_wrapper.messages import JobDefinitionError
-from racetrack_job_wrapper.serialize import SerializationError, to_json_serializable
+from racetrack_job_wrapper.serialize import SerializationError, json_default, to_json_serializable
 
 logger = logging.getLogger(__name__)
 
@@ -222,22 +222,20 @@ def describe_parameters(spec: EndpointSpec) -> list[dict[str, Any]]:
         if kind is inspect.Parameter.VAR_POSITIONAL:
             variadic.append({'name': parameter.name, 'type': f'List[{type_}]'})
         elif kind is inspect.Parameter.KEYWORD_ONLY:
-            default = None if parameter.default is MISSING else _json_default(parameter.default)
+            default = None if parameter.default is MISSING else _listed_default(parameter.default)
             keyword_only.append({'name': parameter.name, 'default_value': default, 'type': type_})
         elif parameter.default is MISSING:
             required.append({'name': parameter.name, 'type': type_})
         else:
-            optional.append({'name': parameter.name, 'default_value': _json_default(parameter.default),
+            optional.append({'name': parameter.name, 'default_value': _listed_default(parameter.default),
                              'type': type_})
     return required + variadic + optional + keyword_only
 
 
-def _json_default(value: Any) -> Any:
-    """A default as JSON can show it; its repr when it has no JSON form."""
-    try:
-        return to_json_serializable(value)
-    except SerializationError:
-        return repr(value)
+def _listed_default(value: Any) -> Any:
+    """A default as `/api/v1/parameters` lists it: its JSON form, else its repr."""
+    has_json_form, default = json_default(value)
+    return default if has_json_form else repr(value)
 
 
 def parameter_type_name(annotation: Any) -> str | None:

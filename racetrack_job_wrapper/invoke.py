@@ -9,12 +9,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from racetrack_job_wrapper.asyncloop import AsyncRunner
+from racetrack_job_wrapper.convert import (
+    Converter,
+    ValidationError,
+    ValidationMode,
+    build_converter,
+    build_text_converter,
+)
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
 from racetrack_job_wrapper.limiter import ConcurrencyLimiter
 from racetrack_job_wrapper.messages import JSON_TYPE, HTTPError, Request, Response, encode_json
 from racetrack_job_wrapper.metrics import EndpointMetrics, JobMetrics
-from racetrack_job_wrapper.schema import (
-    Converter, ValidationError, ValidationMode, build_converter, build_text_converter)
 from racetrack_job_wrapper.serialize import SerializationError, floats_where_annotated, to_json_serializable
 
 logger = logging.getLogger(__name__)

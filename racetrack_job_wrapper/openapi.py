@@ -5,7 +5,8 @@ import re
 from typing import Any, Iterable
 
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
-from racetrack_job_wrapper.schema import SchemaBuilder, json_default
+from racetrack_job_wrapper.schema import SchemaBuilder
+from racetrack_job_wrapper.serialize import json_default
 
 OPENAPI_VERSION = '3.1.0'
 API_PREFIX = '/api/v1'

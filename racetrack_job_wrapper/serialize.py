@@ -5,6 +5,7 @@ import collections.abc
 import dataclasses
 import datetime
 import enum
+import json
 import math
 import sys
 import types
@@ -81,6 +82,18 @@ def to_json_serializable(value: Any, _path: str = 'result') -> Any:
         return to_json_serializable(model_dump(mode='json') if _takes_mode(model_dump) else model_dump(), _path)
     raise SerializationError(f'{_path} of type {type(value).__module__}.{type(value).__qualname__} '
                              'is not JSON-serializable')
+
+
+def json_default(value: Any) -> tuple[bool, Any]:
+    """(True, JSON form) of a default or example value when it has one, else (False, None).
+
+    The one reading of a default for the OpenAPI document, JSON Schema and `/api/v1/parameters`.
+    """
+    try:
+        # Through JSON text and back, so enum members and other str or int subclasses become plain values.
+        return True, json.loads(json.dumps(to_json_serializable(value, 'default')))
+    except (TypeError, ValueError, RecursionError):  # no JSON form, or a `__to_json__` that refuses
+        return False, None
 
 
 def _key(key: Any, path: str) -> str:

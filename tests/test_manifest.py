@@ -6,11 +6,11 @@ import unittest
 from pathlib import Path
 from unittest import mock
 
+from racetrack_job_wrapper.convert import ValidationMode
 from racetrack_job_wrapper.manifest import (
     LIMIT_FIELDS, MANIFEST_FIELDS, JobSettings, ManifestError, apply_runtime_env, load_yaml, parse_env_file,
     read_manifest, validate_build_settings,
 )
-from racetrack_job_wrapper.schema import ValidationMode
 
 MANIFESTS = Path(__file__).parent / 'manifests'
 GUIDE_ENV_BUILD = """\

@@ -1,3 +1,4 @@
+import datetime
 import enum
 import json
 import unittest
@@ -7,7 +8,7 @@ from typing import Annotated, Optional
 from openapi_spec_validator import validate
 
 from racetrack_job_wrapper.endpoint_config import Query
-from racetrack_job_wrapper.endpoints import describe_endpoint
+from racetrack_job_wrapper.endpoints import describe_endpoint, describe_parameters
 from racetrack_job_wrapper.openapi import build_openapi
 
 
@@ -146,6 +147,19 @@ class OpenAPITest(unittest.TestCase):
         self.assertEqual(ids, ['post_perform', 'post_perform_2', 'get_parameters', 'get_home', 'get_live',
                                'get_ready', 'get_health', 'get_metrics'])
         validate(document)
+
+    def test_a_default_has_one_json_form_in_the_document_and_the_parameters_listing(self):
+        def report(day: datetime.date = datetime.date(2024, 1, 2), note: object = object()) -> str:
+            return str(day)
+        spec = describe_endpoint('/perform', 'POST', report)
+        document = build_openapi([spec], title='t', version='1')
+        properties = document['paths']['/api/v1/perform']['post']['requestBody']['content']['application/json'][
+            'schema']['properties']
+        self.assertEqual(properties['day'], {'default': '2024-01-02'})
+        self.assertEqual(properties['note'], {})  # no JSON form: no default in the document
+        listed = {entry['name']: entry['default_value'] for entry in describe_parameters(spec)}
+        self.assertEqual(listed['day'], '2024-01-02')
+        self.assertRegex(listed['note'], r'^<object object at 0x[0-9a-f]+>$')  # ...and its repr in the listing
 
 
 if __name__ == '__main__':

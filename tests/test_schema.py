@@ -4,10 +4,11 @@ import unittest
 from dataclasses import dataclass, field
 from typing import AbstractSet, Annotated, Any, Dict, List, Literal, NotRequired, Optional, Tuple, TypedDict, Union
 
+from racetrack_job_wrapper.convert import ValidationError, ValidationMode, build_converter, build_text_converter
 from racetrack_job_wrapper.endpoint_config import EndpointConfig
 from racetrack_job_wrapper.endpoints import MISSING
-from racetrack_job_wrapper.schema import (
-    SchemaBuilder, ValidationError, ValidationMode, build_converter, build_text_converter, json_default, json_schema)
+from racetrack_job_wrapper.schema import SchemaBuilder, json_schema
+from racetrack_job_wrapper.serialize import json_default
 from tests.support import ServerTestCase
 
 

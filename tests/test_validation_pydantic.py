@@ -28,7 +28,7 @@ try:
 except ImportError:
     from typing import NotRequired, TypedDict
 
-from racetrack_job_wrapper.schema import ValidationError, build_converter, build_text_converter
+from racetrack_job_wrapper.convert import ValidationError, build_converter, build_text_converter
 from tests.test_schema import Color, Level, Weight
 
 
