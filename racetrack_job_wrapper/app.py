@@ -21,13 +21,12 @@ from racetrack_job_wrapper.messages import (
     json_response)
 from racetrack_job_wrapper.metrics import JobMetrics
 from racetrack_job_wrapper.openapi import build_openapi
-from racetrack_job_wrapper.routing import Route, Router, allowed_methods, normalize_path, split_base_path
+from racetrack_job_wrapper.routing import API_PREFIX, PROBE_PATHS, Route, Router, allow_header, normalize_path, split_base_path
 from racetrack_job_wrapper.static import MimeGuesser, static_endpoints
 from racetrack_job_wrapper.webview import create_webview_app, is_asgi, webview_base_url, webview_routes
 
 logger = logging.getLogger(__name__)
 
-API_PREFIX = '/api/v1'
 # Options of EndpointConfig.other_options that reach the API docs; others are ignored with a warning.
 DOC_OPTIONS = frozenset({'tags', 'summary', 'description', 'deprecated', 'operation_id'})
 
@@ -77,7 +76,7 @@ class App:
         except HTTPError as e:
             if e.status != 404:
                 raise
-            if request.path.endswith('/') and request.path != '/' and self.router.find(request.path.rstrip('/')):
+            if request.path.endswith('/') and request.path != '/' and self.router.allowed(request.path.rstrip('/')):
                 # A trailing slash too many answers 307 to the route, as FastAPI's `redirect_slashes`
                 # does; 307 keeps the method and body.
                 return _redirect(request.base_path + request.path.rstrip('/'), request.query)
@@ -89,8 +88,8 @@ class App:
 
     def _options(self, request: Request) -> Response:
         """CORS preflight, or the plain `Allow` answer for OPTIONS."""
-        found = self.router.find(request.path)
-        allow = allowed_methods(found[0]) if found else 'OPTIONS'
+        methods = self.router.allowed(request.path)
+        allow = allow_header(methods)
         origin = request.headers.get('Origin')
         if origin and request.headers.get('Access-Control-Request-Method') and self._origin_allowed(origin):
             headers = {
@@ -101,7 +100,7 @@ class App:
                 'Vary': 'Origin',
             }
             return Response(b'', 200, 'text/plain; charset=utf-8', headers)
-        if found is None and self._fallback is None:
+        if not methods and self._fallback is None:
             raise HTTPError(404, f'no endpoint at {request.path}', error_type='NotFound')
         return Response(b'', 204, headers={'Allow': allow})
 
@@ -142,11 +141,8 @@ def probe_routes(health: HealthState, settings: JobSettings) -> list[Route]:
         status, body = health_body(health, settings.name, settings.version if settings.version_given else None)
         return json_response(body, status)
 
-    return [
-        Route('/live', {'GET': live}, 'live'),
-        Route('/ready', {'GET': ready}, 'ready'),
-        Route('/health', {'GET': health_check}, 'health'),
-    ]
+    handlers = dict(zip(PROBE_PATHS, (live, ready, health_check)))
+    return [Route(path, {'GET': handler}, f'the built-in {path}') for path, handler in handlers.items()]
 
 
 def home_route(settings: JobSettings) -> Route:
@@ -156,7 +152,7 @@ def home_route(settings: JobSettings) -> Route:
     def home(_: Request) -> Response:
         return Response(b'', 307, headers={'Location': location})
 
-    return Route('/', {'GET': home}, 'home')
+    return Route('/', {'GET': home}, 'the built-in /')
 
 
 def build_loading_app(health: HealthState, settings: JobSettings) -> App:
@@ -224,30 +220,16 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
     else:
         parameters = _no_perform
         by_path[API_PREFIX + '/perform'] = {'POST': _no_perform}
-    routes.append(Route(API_PREFIX + '/parameters', {'GET': parameters}, 'parameters'))
-    builtin = {route.path for route in routes}
-    for path, handlers in by_path.items():
-        if path in builtin:
-            raise JobDefinitionError(f'auxiliary endpoint {path[len(API_PREFIX):]} collides with the built-in {path}')
-        routes.append(Route(path, handlers, path))
+    routes.append(Route(API_PREFIX + '/parameters', {'GET': parameters}, f'the built-in {API_PREFIX}/parameters'))
+    routes.extend(Route(path, handlers, f'endpoint {path[len(API_PREFIX):]}') for path, handlers in by_path.items())
     title = f'Job - {settings.name}'
     document = build_openapi(specs, title=title, version=settings.version,
                              base_path=f'/pub/job/{settings.name}/{settings.version}', has_perform=has_perform,
                              static_files=[file for endpoint in static for file in endpoint.files],
                              has_webview=webview is not None)
     routes.extend(docs_routes(document, title))
-    taken = {route.path.removesuffix('/*'): f'endpoint {route.path.removesuffix("/*")}' for route in routes}
-    for route in (endpoint.route for endpoint in static):
-        path = route.path.removesuffix('/*')
-        if path in taken:
-            raise JobDefinitionError(f'static endpoint {path[len(API_PREFIX):]} collides with the {taken[path]}')
-        taken[path] = f'static endpoint {path[len(API_PREFIX):]}'
     routes.extend(endpoint.route for endpoint in static)
     if webview is not None:
-        mount = API_PREFIX + '/webview'
-        clash = next((path for path in taken if path == mount or path.startswith(mount + '/')), None)
-        if clash is not None:
-            raise JobDefinitionError(f'{taken[clash]} collides with the webview mounted at {mount}/')
         routes.extend(webview_routes(webview, webview_url, API_PREFIX, static_dir=cwd / 'static',
                                      async_runner=async_runner, guesser=guesser))
     routes.extend(extra_routes)
@@ -317,15 +299,17 @@ def _input_examples(entrypoint: Any) -> dict[str, Any]:
 
 
 def _call_optional(entrypoint: Any, method_name: str, expected: type, check: bool = True) -> Any:
-    """Call an optional job method; a method that raises is logged and treated as absent."""
+    """Call an optional job method; JobDefinitionError naming it when it raises.
+
+    A job that cannot build the endpoints it declares must not report ready without them.
+    """
     method = getattr(entrypoint, method_name, None)
     if method is None:
         return expected()
     try:
         value = method()
-    except Exception:
-        logger.exception('%s() of the job raised; continuing without it', method_name)
-        return expected()
+    except Exception as e:
+        raise JobDefinitionError(f'{method_name}() raised {type(e).__name__}: {e}') from e
     if value is None:
         return expected()
     if check and not isinstance(value, expected):

@@ -6,10 +6,10 @@ import hmac
 
 from racetrack_job_wrapper.manifest import AUTH_TOKENS_ENV_VAR, JobSettings
 from racetrack_job_wrapper.messages import HTTPError, Request
+from racetrack_job_wrapper.observability import AUTH_HEADER
+from racetrack_job_wrapper.routing import PROBE_PATHS
 
-AUTH_HEADER = 'X-Racetrack-Auth'
 # Probes must answer without credentials: the kubelet and load balancers carry none.
-ALWAYS_PUBLIC = ('/live', '/ready', '/health')
 
 
 class AccessPolicy:
@@ -21,7 +21,7 @@ class AccessPolicy:
     def __init__(self, tokens: tuple[str, ...] = (), public_endpoints: tuple[str, ...] = (), realm: str = 'job'):
         # Digests have one length, so comparing them takes the same time whatever the token's length.
         self._digests = tuple(_digest(token.encode()) for token in tokens)
-        self._exact = frozenset(ALWAYS_PUBLIC) | frozenset(public_endpoints)
+        self._exact = frozenset(PROBE_PATHS) | frozenset(public_endpoints)
         self._prefixes = tuple(path.rstrip('/') + '/' for path in public_endpoints)
         self._challenge = f'Bearer realm="{realm}"'
 

@@ -9,10 +9,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from racetrack_job_wrapper.observability import ObservabilitySettings
+from racetrack_job_wrapper.observability import AUTH_HEADER, ObservabilitySettings
 from racetrack_job_wrapper.tracing import current_trace
 
-AUTH_HEADER = 'X-Racetrack-Auth'
 PREDECESSOR_HEADER = 'X-Recordkeeper-Predecessor-Id'
 # Methods whose payload travels as query parameters, the way this server reads their arguments.
 QUERY_METHODS = frozenset({'GET', 'HEAD', 'DELETE'})

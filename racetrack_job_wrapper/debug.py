@@ -59,4 +59,4 @@ def debug_threads_route(active: ActiveRequests) -> Route:
         return Response(format_thread_dump(active).encode(), 200, 'text/plain; charset=utf-8',
                         {'Cache-Control': 'no-store'})
 
-    return Route('/debug/threads', {'GET': threads}, 'debug-threads')
+    return Route('/debug/threads', {'GET': threads}, 'the built-in /debug/threads')

@@ -19,6 +19,7 @@ from typing import Any, Iterator, Mapping
 
 from racetrack_job_wrapper.messages import HTTPError, Request, Response, encode_json
 from racetrack_job_wrapper.routing import Route
+from racetrack_job_wrapper.static import etag_matches
 
 ASSETS_PACKAGE = 'racetrack_job_wrapper.static_swagger'
 # Served files of the vendored swagger-ui-dist package, with their content types.
@@ -115,7 +116,8 @@ class StaticAsset:
     def respond(self, request: Request) -> Response:
         """200 with the body, or 304 when the client's `If-None-Match` names the current ETag."""
         headers = {'ETag': self.etag, 'Cache-Control': self.cache_control}
-        if _etag_matches(request.headers.get('If-None-Match'), self.etag):
+        if_none_match = request.headers.get('If-None-Match')
+        if if_none_match is not None and etag_matches(if_none_match, self.etag):
             return Response(b'', 304, headers=headers)
         if self.data is not None:
             return Response(self.data, 200, self.content_type, headers)
@@ -125,15 +127,6 @@ class StaticAsset:
 
 def _etag(digest: Any) -> str:
     return f'"{digest.hexdigest()[:32]}"'
-
-
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    if header.strip() == '*':
-        return True
-    # Weak comparison (RFC 9110 section 13.1.2): W/"x" matches "x".
-    return any(candidate.strip().removeprefix('W/') == etag for candidate in header.split(','))
 
 
 def _read_chunks(path: Path) -> Iterator[bytes]:
@@ -185,8 +178,8 @@ def docs_routes(document: Mapping[str, Any], title: str, *, assets_dir: Path | N
         return asset.respond(request)
 
     return [
-        Route('/openapi.json', {'GET': serve_openapi}, 'openapi'),
-        Route('/docs', {'GET': serve_page}, 'docs'),
-        Route('/docs/*', {'GET': serve_asset}, 'docs-assets'),
+        Route('/openapi.json', {'GET': serve_openapi}, 'the API docs'),
+        Route('/docs', {'GET': serve_page}, 'the API docs'),
+        Route('/docs/*', {'GET': serve_asset}, 'the API docs'),
     ]
 

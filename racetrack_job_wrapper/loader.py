@@ -85,16 +85,20 @@ def describe_failure(error: BaseException) -> str:
     `cause=` names the first exception of the `raise ... from` chain, in the existing
     implementation's words, so alerts written against its `/live` keep matching.
     """
+    chain = [error]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)  # type: ignore[arg-type]
+    root = chain[-1]
     location = ''
-    if isinstance(error, SyntaxError) and error.filename:
-        location = f'{error.filename}:{error.lineno}'
+    if isinstance(root, SyntaxError) and root.filename:
+        location = f'{root.filename}:{root.lineno}'
     else:
-        frame = _last_job_frame(error.__traceback__)
+        # The deepest exception was raised where the job went wrong; the ones wrapping it, in this library.
+        frames = [_last_job_frame(link.__traceback__) for link in reversed(chain)]
+        frame = next((found for found in frames if found is not None and _is_job_frame(found)),
+                     next((found for found in frames if found is not None), None))
         if frame is not None:
             location = f'{frame.filename}:{frame.lineno}'
-    root = error
-    while root.__cause__ is not None:
-        root = root.__cause__
     message = f'{type(error).__name__}: {error}, cause={type(root).__name__}'
     return f'{message} (at {location})' if location else message
 
@@ -102,6 +106,10 @@ def describe_failure(error: BaseException) -> str:
 def _last_job_frame(tb: TracebackType | None) -> traceback.FrameSummary | None:
     frames = traceback.extract_tb(tb)
     for frame in reversed(frames):
-        if not frame.filename.startswith(_PACKAGE_DIR) and not frame.filename.startswith('<frozen'):
+        if _is_job_frame(frame):
             return frame
     return frames[-1] if frames else None
+
+
+def _is_job_frame(frame: traceback.FrameSummary) -> bool:
+    return not frame.filename.startswith(_PACKAGE_DIR) and not frame.filename.startswith('<frozen')

@@ -7,6 +7,7 @@ from typing import Mapping
 
 DEFAULT_TRACING_HEADER = 'X-Request-Tracing-Id'
 DEFAULT_CALLER_HEADER = 'X-Caller-Name'
+AUTH_HEADER = 'X-Racetrack-Auth'  # the Racetrack token: checked by the gateway (or JOB_AUTH_TOKENS), sent on chain calls
 _TRUE = frozenset({'true', 't', 'yes', 'y', '1'})
 
 

@@ -150,11 +150,11 @@ def profiler_routes(profiler: MemoryProfiler, api_prefix: str) -> list[Route]:
 
     base = api_prefix + PROFILER_PATH
     return [
-        Route(base + '/start', {'POST': guarded(start)}, 'memray-start'),
-        Route(base + '/stop', {'POST': guarded(stop)}, 'memray-stop'),
-        Route(base + '/report', {'GET': guarded(report)}, 'memray-report'),
-        Route(base + '/flamegraph', {'GET': guarded(flamegraph)}, 'memray-flamegraph'),
-        Route(base + '/stats', {'GET': guarded(stats)}, 'memray-stats'),
+        Route(base + '/start', {'POST': guarded(start)}, 'the memory profiler'),
+        Route(base + '/stop', {'POST': guarded(stop)}, 'the memory profiler'),
+        Route(base + '/report', {'GET': guarded(report)}, 'the memory profiler'),
+        Route(base + '/flamegraph', {'GET': guarded(flamegraph)}, 'the memory profiler'),
+        Route(base + '/stats', {'GET': guarded(stats)}, 'the memory profiler'),
     ]
 
 

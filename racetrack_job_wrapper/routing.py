@@ -3,24 +3,32 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 from urllib.parse import unquote
 
-from racetrack_job_wrapper.messages import HTTPError, Request, Response
+from racetrack_job_wrapper.messages import HTTPError, JobDefinitionError, Request, Response
 
 Handler = Callable[[Request], Response]
 
 BASE_PATH_KINDS = ('job', 'fatman')
+API_PREFIX = '/api/v1'                       # where the job's own endpoints live
+PROBE_PATHS = ('/live', '/ready', '/health')  # answered in every phase, never behind a token
+METRICS_PATH = '/metrics'
 _PARAM = re.compile(r'\{([A-Za-z_][A-Za-z0-9_]*)\}')
 
 
 @dataclass(frozen=True)
 class Route:
-    """One endpoint: a path (exact, `{param}` template, or prefix ending with `/*`) and its handlers by method."""
+    """One endpoint: a path (exact, `{param}` template, or prefix ending with `/*`) and its handlers by method.
+
+    `owner` names what declared it (`the built-in /docs`, `static endpoint /xrai`): routes of
+    one owner may overlap by design; routes of two owners that could answer the same request
+    are a start-up error naming both.
+    """
 
     path: str
     handlers: dict[str, Handler]
-    name: str = ''
+    owner: str = ''
 
     @property
     def is_prefix(self) -> bool:
@@ -44,61 +52,112 @@ class Router:
     """Matches (method, path) to a handler; raises HTTPError 404, or 405 with `Allow`."""
 
     routes: list[Route]
-    _exact: dict[str, Route] = field(init=False, default_factory=dict)
+    _exact: dict[str, list[Route]] = field(init=False, default_factory=dict)
     _templates: list[_Template] = field(init=False, default_factory=list)
     _prefixes: list[Route] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
+        """Index the routes; JobDefinitionError when two owners' routes could answer the same request."""
+        _check_conflicts(self.routes)
         for route in self.routes:
             if route.is_prefix:
                 self._prefixes.append(route)
             elif route.is_template:
                 self._templates.append(_Template(_compile_template(route.path), route))
             else:
-                if route.path in self._exact:
-                    raise ValueError(f'route {route.path!r} is defined twice')
-                self._exact[route.path] = route
+                self._exact.setdefault(route.path, []).append(route)
         # Longest prefix first, so /api/v1/webview/static/* wins over /api/v1/webview/*.
         self._prefixes.sort(key=lambda route: len(route.path), reverse=True)
 
-    def find(self, path: str) -> tuple[Route, dict[str, str]] | None:
-        """The route serving `path` (any method) and its path parameters, or None."""
-        route = self._exact.get(path)
-        if route is not None:
-            return route, {}
+    def candidates(self, path: str) -> Iterator[tuple[Route, dict[str, str]]]:
+        """Every route whose path matches, in precedence order: exact, templates, prefixes (longest first)."""
+        for route in self._exact.get(path, ()):
+            yield route, {}
         for template in self._templates:
             found = template.regex.fullmatch(path)
             if found:
-                return template.route, found.groupdict()
+                yield template.route, found.groupdict()
         for route in self._prefixes:
             prefix = route.path[:-2]
             if path == prefix or path.startswith(prefix + '/'):
-                return route, {'subpath': path[len(prefix) + 1:]}
-        return None
+                yield route, {'subpath': path[len(prefix) + 1:]}
+
+    def allowed(self, path: str) -> set[str]:
+        """The methods some route serves at `path` (empty when none matches)."""
+        methods: set[str] = set()
+        for route, _ in self.candidates(path):
+            methods |= _methods(route)
+        return methods
 
     def match(self, method: str, path: str) -> tuple[Route, Handler, dict[str, str]]:
-        """The route, handler and path parameters for a request; HTTPError 404/405 otherwise."""
-        found = self.find(path)
-        if found is None:
+        """The first route serving `path` with `method` (a full match), its handler and path parameters.
+
+        A route whose path matches but not its method (a partial match) never hides a later full
+        match: `POST /items/{name}` leaves `GET /items/a.txt` to a static `/items` directory.
+        HTTPError 404 when no path matches, 405 with `Allow` when only partial matches exist.
+        """
+        allowed: set[str] = set()
+        for route, params in self.candidates(path):
+            handler = route.handlers.get(method)
+            if handler is None and method == 'HEAD':
+                handler = route.handlers.get('GET')
+            if handler is not None:
+                return route, handler, params
+            allowed |= _methods(route)
+        if not allowed:
             raise HTTPError(404, f'no endpoint at {path}', error_type='NotFound')
-        route, params = found
-        handler = route.handlers.get(method)
-        if handler is None and method == 'HEAD':
-            handler = route.handlers.get('GET')
-        if handler is None:
-            allow = allowed_methods(route)
-            raise HTTPError(405, f'method {method} is not allowed at {path}; allowed: {allow}',
-                            headers={'Allow': allow}, error_type='MethodNotAllowed')
-        return route, handler, params
+        allow = allow_header(allowed)
+        raise HTTPError(405, f'method {method} is not allowed at {path}; allowed: {allow}',
+                        headers={'Allow': allow}, error_type='MethodNotAllowed')
 
 
-def allowed_methods(route: Route) -> str:
-    """The `Allow` header value for a route."""
+def _check_conflicts(routes: list[Route]) -> None:
+    """Refuse two owners' routes that share a method and some path, but for nested prefixes.
+
+    A longer prefix inside a shorter one (`/api/v1/webview/static/*` in `/api/v1/webview/*`)
+    wins by design; everything else would leave one of the two unreachable for that path.
+    """
+    shapes = [(route, _segments(route.path), _methods(route)) for route in routes]
+    for index, (route, shape, methods) in enumerate(shapes):
+        for other, other_shape, other_methods in shapes[:index]:
+            if route.owner == other.owner and route.owner:
+                continue
+            if route.is_prefix and other.is_prefix:
+                continue
+            shared = methods & other_methods
+            if shared and _overlap(shape, route.is_prefix, other_shape, other.is_prefix):
+                # Named from the narrower of the two: the one the other would hide (or be hidden by).
+                narrow, wide = (other, route) if route.is_prefix else (route, other)
+                method = 'GET' if 'GET' in shared else sorted(shared)[0]
+                raise JobDefinitionError(f'{narrow.owner or narrow.path} collides with {wide.owner or wide.path}: '
+                                         f'both would answer {method} {narrow.path}')
+
+
+def _segments(path: str) -> list[str | None]:
+    """The path's segments, None for one holding a `{param}` (it matches any segment)."""
+    return [None if _PARAM.search(segment) else segment
+            for segment in path.removesuffix('/*').strip('/').split('/') if segment]
+
+
+def _overlap(a: list[str | None], a_prefix: bool, b: list[str | None], b_prefix: bool) -> bool:
+    """Whether some path matches both patterns (at most one of them a prefix)."""
+    if a_prefix:
+        a, b, b_prefix = b, a, a_prefix
+    if b_prefix:  # `a` exact or template, `b` a prefix: `a` must start with `b`
+        return len(a) >= len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def _methods(route: Route) -> set[str]:
     methods = set(route.handlers)
     if 'GET' in methods:
         methods.add('HEAD')
-    methods.add('OPTIONS')
-    return ', '.join(sorted(methods))
+    return methods
+
+
+def allow_header(methods: set[str]) -> str:
+    """The `Allow` header value for a set of methods (OPTIONS is always allowed)."""
+    return ', '.join(sorted(methods | {'OPTIONS'}))
 
 
 def _compile_template(path: str) -> re.Pattern[str]:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from racetrack_job_wrapper.access import AccessObserver
-from racetrack_job_wrapper.app import API_PREFIX, build_job_app, build_loading_app
+from racetrack_job_wrapper.app import build_job_app, build_loading_app
 from racetrack_job_wrapper.debug import debug_threads_route, install_dump_signal
 from racetrack_job_wrapper.health import HealthState
 from racetrack_job_wrapper.installation import warn_if_conflicting_install
@@ -25,6 +25,7 @@ from racetrack_job_wrapper.manifest import (
 from racetrack_job_wrapper.metrics import JobMetrics, metrics_route, register_job_metrics
 from racetrack_job_wrapper.observability import ObservabilitySettings
 from racetrack_job_wrapper.profiler import create_profiler, profiler_routes
+from racetrack_job_wrapper.routing import API_PREFIX
 from racetrack_job_wrapper.server import JobServer, ServerLimits
 
 logger = logging.getLogger(__name__)

@@ -98,7 +98,7 @@ def static_endpoints(entries: Mapping[str, Any], cwd: Path, api_prefix: str, *,
                 logger.warning('static endpoint %s: the mime type %r is ignored for a directory; '
                                'each file gets its own', path, mime_type)
             directory = StaticDirectory(target, guesser)
-            route = Route(f'{api_prefix}{path}/*', {'GET': directory.respond}, f'static:{path}')
+            route = Route(f'{api_prefix}{path}/*', {'GET': directory.respond}, f'static endpoint {path}')
             files = tuple((f'{path}/{name}', guesser.guess(name, warn=False))
                           for name in directory.listing(MAX_LISTED_FILES))
             endpoints.append(StaticEndpoint(route, files))
@@ -106,7 +106,7 @@ def static_endpoints(entries: Mapping[str, Any], cwd: Path, api_prefix: str, *,
         elif target.is_file():
             # A type the job names is sent exactly as named; only guessed types get a charset.
             file = StaticFile(target, mime_type or guesser.guess(target.name))
-            route = Route(f'{api_prefix}{path}', {'GET': file.respond}, f'static:{path}')
+            route = Route(f'{api_prefix}{path}', {'GET': file.respond}, f'static endpoint {path}')
             endpoints.append(StaticEndpoint(route, ((path, file.content_type),)))
             logger.info('static endpoint %s serves file %s (%s)', path, target, file.content_type)
         else:
@@ -220,15 +220,20 @@ def file_response(request: Request, descriptor: int, content_type: str) -> Respo
             os.close(descriptor)
 
 
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Whether an If-None-Match value names `etag`: `*`, or weakly equal (RFC 9110 section 13.1.2)."""
+    if if_none_match.strip() == '*':
+        return True
+    return any(tag.strip().removeprefix('W/') == etag for tag in if_none_match.split(','))
+
+
 def not_modified(request: Request, etag: str, mtime: int) -> bool:
     """RFC 9110 section 13.2.2: If-None-Match decides when present, else If-Modified-Since."""
     if request.method not in ('GET', 'HEAD'):
         return False
     if_none_match = request.headers.get('If-None-Match')
     if if_none_match is not None:
-        if if_none_match.strip() == '*':
-            return True
-        return any(tag.strip().removeprefix('W/') == etag for tag in if_none_match.split(','))
+        return etag_matches(if_none_match, etag)
     if_modified_since = request.headers.get('If-Modified-Since')
     if if_modified_since is None:
         return False

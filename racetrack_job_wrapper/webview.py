@@ -106,13 +106,14 @@ def webview_routes(app: Any, base_url: str, api_prefix: str, *, static_dir: Any 
         # 307 keeps the method and body of a POST.
         return Response(b'', 307, headers={'Location': location})
 
+    owner = f'the webview mounted at {mount}/'
     routes = [
-        Route(mount, {method: to_slash for method in METHODS}, 'webview-redirect'),
-        Route(mount + '/*', {method: bridge for method in METHODS}, 'webview'),
+        Route(mount, {method: to_slash for method in METHODS}, owner),
+        Route(mount + '/*', {method: bridge for method in METHODS}, owner),
     ]
     if static_dir is not None and static_dir.is_dir():
         directory = StaticDirectory(static_dir, guesser or MimeGuesser())
-        routes.append(Route(mount + '/static/*', {'GET': directory.respond}, 'webview-static'))
+        routes.append(Route(mount + '/static/*', {'GET': directory.respond}, owner))
         logger.info('webview static directory %s served at %s/static/', static_dir, mount)
     return routes
 

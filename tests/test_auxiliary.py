@@ -216,8 +216,8 @@ class CollisionJob:
     def perform(self):
         return 1
 
-    def auxiliary_endpoints(self):
-        return {'parameters': self.perform}
+    def auxiliary_endpoints_v2(self):
+        return [EndpointConfig('/parameters', 'GET', self.perform)]
 
 
 class TwiceJob:
@@ -236,8 +236,8 @@ class StartUpErrorTest(ServerTestCase):
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             running = self.start(CollisionJob)
         self.assertEqual(load_error(running),
-                         'JobDefinitionError: auxiliary endpoint /parameters collides with the built-in '
-                         '/api/v1/parameters')
+                         'JobDefinitionError: endpoint /parameters collides with the built-in /api/v1/parameters: '
+                         'both would answer GET /api/v1/parameters')
         self.assertEqual(running.client().get('/live').status, 500)
 
     def test_same_endpoint_twice_names_it(self):

@@ -247,6 +247,23 @@ class RedirectTest(ServerTestCase):
                 self.assertEqual(self.client.get(path).status, 404)
 
 
+class OptionalMethodFailureTest(ServerTestCase):
+    def test_an_optional_method_that_raises_fails_the_load_naming_it(self):
+        for method in ('auxiliary_endpoints', 'auxiliary_endpoints_v2', 'static_endpoints', 'docs_input_examples'):
+            with self.subTest(method=method):
+                def broken(self):
+                    raise KeyError('config')
+
+                job = type('Job', (), {'perform': lambda self: 1, method: broken})
+                with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
+                    client = self.serve(job)
+                live = client.get('/live')
+                self.assertEqual(live.status, 500)
+                self.assertRegex(live.json()['error'], rf"^JobDefinitionError: {method}\(\) raised KeyError: 'config', "
+                                                       r'cause=KeyError \(at .*test_migration.py:\d+\)$')
+                self.assertEqual(client.get('/ready').status, 500)
+
+
 class DocsExampleTest(ServerTestCase):
     def load_error(self, example: Any) -> str:
         class Job:

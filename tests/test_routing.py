@@ -1,7 +1,7 @@
 """Router matching, base-path stripping and path normalisation, without sockets."""
 import unittest
 
-from racetrack_job_wrapper.messages import HTTPError, Response
+from racetrack_job_wrapper.messages import HTTPError, JobDefinitionError, Response
 from racetrack_job_wrapper.routing import Route, Router, normalize_path, split_base_path
 
 
@@ -51,9 +51,42 @@ class RouterTest(unittest.TestCase):
     def test_head_falls_back_to_get(self):
         self.assertIs(self.router.match('HEAD', '/api/v1/multiply/2')[1], handler)
 
-    def test_duplicate_exact_route_is_refused(self):
-        with self.assertRaises(ValueError):
-            Router([Route('/x', {'GET': handler}), Route('/x', {'POST': handler})])
+    def test_a_partial_match_never_hides_a_later_full_one(self):
+        router = Router([Route('/api/v1/items/{name}', {'POST': handler}, 'endpoint /items/{name}'),
+                         Route('/api/v1/items/*', {'GET': handler}, 'static endpoint /items')])
+        route, _, params = router.match('GET', '/api/v1/items/a.txt')
+        self.assertEqual((route.owner, params), ('static endpoint /items', {'subpath': 'a.txt'}))
+        self.assertEqual(router.match('POST', '/api/v1/items/a.txt')[0].owner, 'endpoint /items/{name}')
+        with self.assertRaises(HTTPError) as caught:
+            router.match('DELETE', '/api/v1/items/a.txt')
+        self.assertEqual((caught.exception.status, caught.exception.headers['Allow']),
+                         (405, 'GET, HEAD, OPTIONS, POST'))
+
+    def test_one_path_may_have_routes_of_several_owners_for_different_methods(self):
+        router = Router([Route('/x', {'GET': handler}, 'a'), Route('/x', {'POST': handler}, 'b')])
+        self.assertEqual(router.match('POST', '/x')[0].owner, 'b')
+        self.assertEqual(router.allowed('/x'), {'GET', 'HEAD', 'POST'})
+
+    def test_routes_of_two_owners_answering_the_same_request_are_refused(self):
+        cases = [
+            ([('/x', 'GET', 'a'), ('/x', 'GET', 'b')], 'b collides with a: both would answer GET /x'),
+            ([('/assets/*', 'GET', 'static'), ('/assets/{name}', 'GET', 'v2')],
+             'v2 collides with static: both would answer GET /assets/{name}'),
+            ([('/a/{x}', 'POST', 'one'), ('/a/b', 'POST', 'two')], 'two collides with one: both would answer POST /a/b'),
+            ([('/w/*', 'GET', 'webview'), ('/w/readme', 'HEAD', 'static')],
+             'static collides with webview: both would answer HEAD /w/readme'),
+        ]
+        for specs, message in cases:
+            with self.subTest(specs=specs):
+                with self.assertRaises(JobDefinitionError) as caught:
+                    Router([Route(path, {method: handler}, owner) for path, method, owner in specs])
+                self.assertEqual(str(caught.exception), message)
+
+    def test_overlaps_by_design_are_allowed(self):
+        Router([Route('/w', {'GET': handler}, 'webview'), Route('/w/*', {'GET': handler}, 'webview'),
+                Route('/w/static/*', {'GET': handler}, 'webview static'),  # a nested prefix wins where it matches
+                Route('/a/{x}', {'GET': handler}, 'one'), Route('/a/b/c', {'GET': handler}, 'two'),
+                Route('/a/b', {'POST': handler}, 'three')])
 
 
 class PathTest(unittest.TestCase):

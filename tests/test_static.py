@@ -119,7 +119,8 @@ class StartUpTest(ServerTestCase):
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             running = self.start(CollidingJob(), cwd=STATIC_EXAMPLE)
         self.assertEqual(load_error(running),
-                         'JobDefinitionError: static endpoint /parameters collides with the endpoint /api/v1/parameters')
+                         'JobDefinitionError: static endpoint /parameters collides with the built-in /api/v1/parameters: '
+                         'both would answer GET /api/v1/parameters')
 
 
 class DirectoryJob:

@@ -467,7 +467,7 @@ class WebviewCollisionTest(ServerTestCase):
             running = self.start(CollidingWebviewJob(), MANIFEST, cwd=EXAMPLES_DIR / 'static')
         self.assertEqual(running.runner.health.error.rsplit(', cause=', 1)[0],
                          'JobDefinitionError: static endpoint /webview/readme collides with the webview '
-                         'mounted at /api/v1/webview/')
+                         'mounted at /api/v1/webview/: both would answer GET /api/v1/webview/readme')
 
 
 class ASGIDetectionTest(ServerTestCase):
