@@ -49,19 +49,21 @@ class AccessObserver:
         self._metrics.count_rejected(reason)
 
     def request_finished(self, request: Request | None, method: str, target: str, status: int,
-                         sent: int, seconds: float) -> None:
-        """Count and log an answered request, then forget its trace."""
+                         sent: int, seconds: float, rejected: str | None = None) -> None:
+        """Count and log an answered request, then forget its trace.
+
+        `rejected` is the reason the server refused a request it could not read (limits, malformed HTTP).
+        """
         metrics = self._metrics
         metrics.commons_requests_done.inc()
         metrics.commons_request_duration.observe(seconds)
         if status >= 500:
             metrics.commons_internal_server_errors.inc()
-        if request is None:
-            if status >= 400:
-                metrics.count_rejected(status)  # the server refused to read it: limits or malformed HTTP
-        elif request.rejected is not None:
-            metrics.count_rejected(request.rejected)  # refused by the app before any job code: a token, the queue
-        elif status < 400 and method in ('GET', 'HEAD'):
+        if request is not None and request.rejected is not None:
+            rejected = request.rejected  # refused by the app before any job code: a token, the queue
+        if rejected is not None:
+            metrics.count_rejected(rejected)
+        elif request is not None and status < 400 and method in ('GET', 'HEAD'):
             route = request.route
             if route is not None and route.path in QUIET_PATHS:
                 self._forget(request)

@@ -19,20 +19,22 @@ logger = logging.getLogger(__name__)
 # The existing implementation's buckets, 1 ms .. 1000 s, so dashboards keep their meaning.
 DURATION_BUCKETS = (.001, .0025, .005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5,
                     10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, float('inf'))
-# `reason` of requests_rejected_total, by the status a refusal is answered with. Their children are
-# made at start-up, so they show as 0 before the first refusal and cost no look-up when counted.
-REJECTION_REASONS = {
-    400: 'bad_request',          # malformed HTTP: request line, headers, framing
-    401: 'unauthorized',         # JOB_AUTH_TOKENS: no token or a wrong one
-    408: 'timeout',              # request line, headers or body not received in time
-    413: 'body_too_large',       # max_body_bytes
-    414: 'uri_too_long',         # max_request_line_bytes
-    429: 'queue_full',           # max_concurrency_queue
-    431: 'headers_too_large',    # max_header_bytes, max_header_fields
-    501: 'not_implemented',      # a Transfer-Encoding other than chunked
-    505: 'http_version',         # neither HTTP/1.0 nor HTTP/1.1
-}
-CONNECTION_REASONS = ('connection_limit', 'shutting_down')  # 503 before any request is read
+# Every `reason` of requests_rejected_total, as the refusals name it (`HTTPError.rejected`, or the
+# server for a refused connection). Their children are made at start-up, so they show as 0 before
+# the first refusal and cost no look-up when counted.
+REJECTION_REASONS = (
+    'bad_request',          # malformed HTTP: request line, headers, framing
+    'unauthorized',         # JOB_AUTH_TOKENS: no token or a wrong one
+    'timeout',              # request line, headers or body not received in time
+    'body_too_large',       # max_body_bytes
+    'uri_too_long',         # max_request_line_bytes
+    'queue_full',           # max_concurrency_queue
+    'headers_too_large',    # max_header_bytes, max_header_fields
+    'not_implemented',      # a Transfer-Encoding other than chunked
+    'http_version',         # neither HTTP/1.0 nor HTTP/1.1
+    'connection_limit',     # 503 before any request is read: max_connections
+    'shutting_down',        # 503 before any request is read
+)
 _METRIC_NAME = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*')
 _LABEL_NAME = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*')
 
@@ -84,15 +86,14 @@ class JobMetrics:
             'commons_internal_server_errors', 'HTTP requests answered with a 5xx status', registry=registry)
         self.info = Info('racetrack_job', 'The job served and the version of the server library', registry=registry)
         self.info.info({'job_name': job_name, 'job_version': job_version, 'wrapper_version': __version__})
-        self._rejected: dict[int | str, Any] = {
-            key: self.requests_rejected.labels(reason=reason)
-            for key, reason in [*REJECTION_REASONS.items(), *zip(CONNECTION_REASONS, CONNECTION_REASONS)]}
+        self._rejected: dict[str, Any] = {reason: self.requests_rejected.labels(reason=reason)
+                                          for reason in REJECTION_REASONS}
 
-    def count_rejected(self, status_or_reason: int | str) -> None:
-        """Count a request refused before job code, by the status it was answered with or a reason word."""
-        child = self._rejected.get(status_or_reason)
-        if child is None:  # a status no refusal uses today: counted under its number
-            child = self.requests_rejected.labels(reason=str(status_or_reason))
+    def count_rejected(self, reason: str) -> None:
+        """Count a request (or connection) refused before job code, by its reason word."""
+        child = self._rejected.get(reason)
+        if child is None:  # a reason not listed above: its child is made now
+            child = self.requests_rejected.labels(reason=reason)
         child.inc()
 
     def endpoint(self, label: str) -> 'EndpointMetrics':

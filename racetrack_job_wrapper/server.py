@@ -1,36 +1,41 @@
-"""The HTTP server: a ThreadingHTTPServer subclass with bounded parsing, keep-alive and graceful drain.
+"""The HTTP server: a ThreadingHTTPServer subclass with bounded reads, keep-alive and graceful drain.
 
-Only this module touches sockets. The handler reads the whole request (line, headers, body)
-under limits before any route sees it, so every response path leaves the connection clean
-for the next keep-alive request; a request it cannot read whole is answered and closed.
+Only this module touches sockets. The handler reads the whole request (line, headers, body,
+framed by `http11`) under limits before any route sees it, so every response path leaves the
+connection clean for the next keep-alive request; a request it cannot read whole is answered
+and closed.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
-import re
 import select
 import socket
 import struct
 import threading
 import time
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
-from racetrack_job_wrapper.messages import ClientDisconnected, Headers, HTTPError, Request, Response, encode_json, http_error_response
+from racetrack_job_wrapper import http11
+from racetrack_job_wrapper.messages import (
+    ClientDisconnected,
+    HTTPError,
+    Request,
+    Response,
+    encode_json,
+    http_error_response,
+)
 
 logger = logging.getLogger(__name__)
 
-_TOKEN = re.compile(rb'[!#$%&\'*+\-.^_`|~0-9A-Za-z]+')
 _BODYLESS_STATUSES = frozenset({204, 304})
-_MIN_BODY_RATE = 64 * 1024  # bytes/s a slow client must sustain once its body has started
-_HEX = re.compile(rb'[0-9A-Fa-f]+')
-# Control characters other than HTAB are not allowed in a field value (RFC 9110 section 5.5).
-_FIELD_CONTROL = re.compile(rb'[\x00-\x08\x0a-\x1f\x7f]')
-_MAX_CHUNK_LINE = 1024      # a chunk size line with its extensions
 _LINGER_SECONDS = 1.0       # after an error that closes, unread input is discarded this long ...
 _LINGER_BYTES = 1 << 20     # ... or up to this much, so the client can read the answer before the close
 # On a drain, a keep-alive connection that was busy this recently is likely to carry another
@@ -63,17 +68,14 @@ class RequestObserver(Protocol):
     def connection_refused(self, reason: str) -> None: ...
 
     def request_finished(self, request: Request | None, method: str, target: str, status: int,
-                         sent: int, seconds: float) -> None: ...
+                         sent: int, seconds: float, rejected: str | None = None) -> None:
+        """Called once a request is over; `rejected` is the reason when it was refused before a `Request` existed."""
 
 
 class AppLike(Protocol):
     """Anything with `handle(Request) -> Response`."""
 
     def handle(self, request: Request) -> Response: ...
-
-
-class _Close(Exception):
-    """Stop reading this connection (after an answer, or with none when nothing can be said)."""
 
 
 class JobServer(ThreadingHTTPServer):
@@ -147,7 +149,7 @@ class JobServer(ThreadingHTTPServer):
         """Log an unexpected error of one connection; the server keeps serving."""
         logger.exception('connection from %s failed', client_address[0] if client_address else '?')
 
-    def track(self, handler: 'RequestHandler', active: bool) -> None:
+    def track(self, handler: RequestHandler, active: bool) -> None:
         """Register or forget a connection handler."""
         with self._handlers_lock:
             if active:
@@ -197,7 +199,7 @@ class JobServer(ThreadingHTTPServer):
         this loop would let clients that reconnect at once keep the queue from ever emptying.
         """
         self.socket.setblocking(False)
-        taken = []
+        taken: list[tuple[socket.socket, Any]] = []
         while len(taken) < self.request_queue_size:
             try:
                 request, client_address = self.socket.accept()
@@ -235,7 +237,7 @@ def _refuse(sock: socket.socket, status: int, reason: str) -> None:
 
 
 class _DeadlineReader(io.RawIOBase):
-    """The connection's raw reads, each bounded by the time left until `deadline` (kernel SO_RCVTIMEO).
+    """The connection's raw reads, each bounded by the time left until its `_Input`'s deadline (kernel SO_RCVTIMEO).
 
     The socket stays in blocking mode, so a read is one `recv`: a Python socket timeout would
     add a `poll` before every `recv` and an `ioctl` per `settimeout`, each a GIL hand-off that
@@ -245,17 +247,20 @@ class _DeadlineReader(io.RawIOBase):
     be overrun by at most that much.
     """
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, owner: weakref.ref[_Input]):
         super().__init__()
         self._sock = sock
-        self.deadline = math.inf
+        # Weak, as the owner holds this reader: no reference cycle for the garbage collector to find.
+        self._owner = owner
         self._armed = 0.0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        timeout = math.ceil((self.deadline - time.monotonic()) * 10) / 10
+        owner = self._owner()
+        deadline = owner.deadline if owner is not None else 0.0  # no owner: nobody is reading
+        timeout = math.ceil((deadline - time.monotonic()) * 10) / 10
         if timeout <= 0:
             raise TimeoutError('read deadline passed')
         if timeout != self._armed:
@@ -265,6 +270,18 @@ class _DeadlineReader(io.RawIOBase):
             return self._sock.recv_into(buffer)
         except BlockingIOError:  # what an expired SO_RCVTIMEO raises on a blocking socket
             raise TimeoutError('read timed out') from None
+
+
+class _Input(io.BufferedReader):
+    """The connection's buffered input, an `http11.Reader`: `deadline` bounds each read that reaches the socket.
+
+    A plain attribute the raw reader looks up, not a property passing it on: it is set several
+    times per request, and reaches the socket about once.
+    """
+
+    def __init__(self, sock: socket.socket):
+        self.deadline = math.inf
+        super().__init__(_DeadlineReader(sock, weakref.ref(self)))
 
 
 def _timeval(seconds: float) -> bytes:
@@ -287,29 +304,27 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._unread_input = False
         self._current = ''
         self._started = 0.0
+        host, port = self.server.server_address[:2]
+        self._server_address = (str(host), port)  # a TCP server's: the host is text
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Blocking mode with kernel timeouts instead of Python's socket timeout (see _DeadlineReader);
         # a client that stops reading our response is dropped after the idle timeout.
         self.connection.settimeout(None)
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.server.limits.idle_timeout))
         self.rfile.close()
-        self._reader = _DeadlineReader(self.connection)
-        self.rfile = io.BufferedReader(self._reader)
+        self._input = _Input(self.connection)
+        self.rfile = self._input
         self.server.track(self, True)
 
     def finish(self) -> None:
         self.server.track(self, False)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def interrupt(self) -> None:
         """Wake an idle connection blocked waiting for its next request, so it closes."""
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass
 
     def describe(self) -> str:
         """What this connection is doing, for logs about cut requests."""
@@ -321,7 +336,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 pass
             if self._unread_input:
                 self._linger()
-        except (_Close, ConnectionError, TimeoutError, socket.timeout):
+        except (http11.IncompleteRequest, ConnectionError, TimeoutError):
             pass
         except OSError as e:
             logger.debug('connection from %s ended: %s', self.client_address[0], e)
@@ -331,8 +346,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _serve_one(self) -> bool:
         """Read, answer and log one request; False when the connection must close."""
         limits = self.server.limits
-        self._reader.deadline = time.monotonic() + limits.idle_timeout
-        if not self.rfile.peek(1):
+        reader = self._input
+        reader.deadline = time.monotonic() + limits.idle_timeout
+        if not reader.peek(1):
             return False  # closed while idle (by the client, or by a drain)
         self.busy = True
         self._started = time.monotonic()
@@ -340,25 +356,26 @@ class RequestHandler(BaseHTTPRequestHandler):
         if observer is not None:
             observer.request_started()
         request: Request | None = None
-        method, target, status, sent = '-', '-', 0, 0
+        method, target, status, sent, rejected = '-', '-', 0, 0, None
         try:
             try:
                 # One deadline for the whole head from its first byte, each read bounded by what
                 # is left of it, so a byte now and then cannot keep a thread forever.
-                self._reader.deadline = self._started + limits.head_timeout
-                line = self.rfile.readline(limits.max_request_line_bytes + 1)
-                if line == b'\r\n':  # RFC 9112 section 2.2: ignore an empty line before a request
-                    line = self.rfile.readline(limits.max_request_line_bytes + 1)
-                method, target, version = self._parse_request_line(line)
+                head_deadline = self._started + limits.head_timeout
+                method, target, version = http11.read_request_line(reader, limits, head_deadline)
                 self._current = f'{method} {target}'
-                request, keep_alive = self._read_request(method, target, version)
-            except TimeoutError:
-                status, sent = self._send_error(HTTPError(
-                    408, 'the request was not received in time', error_type='RequestTimeout', close=True))
-                return False
+                head = http11.read_head(reader, version, limits, head_deadline)
+                if head.expect_continue:
+                    self.connection.sendall(http11.CONTINUE)
+                body = http11.read_body(reader, head, limits, limits.head_timeout)
             except HTTPError as e:
-                status, sent = self._send_error(e)
+                status, sent = self._send_error(e, method)
+                rejected = e.rejected
                 return False
+            path, _, query = target.partition('?')
+            request = Request(method, path, query, head.headers, body, self.client_address, raw_path=path,
+                              http_version=version, server=self._server_address,
+                              is_disconnected=self._is_disconnected)
             extra_headers = observer.request_received(request) if observer is not None else ()
             try:
                 response = self.server.app.handle(request)
@@ -366,7 +383,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 status = 499  # the client left while its call waited; nobody to answer
                 return False
             response.headers.extend(extra_headers)
-            keep_alive = keep_alive and not response.close and not self.server.draining
+            keep_alive = head.keep_alive and not response.close and not self.server.draining
             status = response.status
             sent = self._send(response, method, version, keep_alive)
             return keep_alive
@@ -375,178 +392,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.last_active = time.monotonic()
             if observer is not None:
                 observer.request_finished(request, method, target, status, sent,
-                                          time.monotonic() - self._started)
-
-    def _parse_request_line(self, line: bytes) -> tuple[str, str, str]:
-        limits = self.server.limits
-        if len(line) > limits.max_request_line_bytes:
-            raise HTTPError(414, f'request line is longer than {limits.max_request_line_bytes} bytes',
-                            error_type='URITooLong', close=True)
-        if not line.endswith(b'\n'):
-            raise _Close()  # the connection ended mid-line: nobody to answer
-        if not line.endswith(b'\r\n'):
-            raise HTTPError(400, 'request line must end with CRLF', error_type='BadRequest', close=True)
-        parts = line[:-2].split(b' ')
-        if len(parts) != 3:
-            raise HTTPError(400, 'malformed request line: expected "METHOD target HTTP/1.x"',
-                            error_type='BadRequest', close=True)
-        method, target, version = parts
-        if not _TOKEN.fullmatch(method):
-            raise HTTPError(400, 'malformed request method', error_type='BadRequest', close=True)
-        if version not in (b'HTTP/1.1', b'HTTP/1.0'):
-            status = 505 if re.fullmatch(rb'HTTP/\d\.\d', version) else 400
-            raise HTTPError(status, 'only HTTP/1.0 and HTTP/1.1 are supported', close=True)
-        if not target.startswith(b'/') or any(byte <= 0x20 or byte >= 0x7f for byte in target):
-            raise HTTPError(400, 'request target must be an absolute path of visible ASCII characters',
-                            error_type='BadRequest', close=True)
-        return method.decode('ascii'), target.decode('ascii'), version.decode('ascii')
-
-    def _read_request(self, method: str, target: str, version: str) -> tuple[Request, bool]:
-        deadline = self._started + self.server.limits.head_timeout
-        headers = self._read_headers(deadline)
-        connection = (headers.get('Connection') or '').lower()
-        if version == 'HTTP/1.1':
-            keep_alive = 'close' not in connection
-        else:
-            keep_alive = 'keep-alive' in connection
-        hosts = headers.get_all('Host')
-        if len(hosts) > 1:
-            raise HTTPError(400, 'more than one Host header', error_type='BadRequest', close=True)
-        if version == 'HTTP/1.1' and not hosts:
-            raise HTTPError(400, 'HTTP/1.1 request without a Host header', error_type='BadRequest', close=True)
-        body = self._read_body(headers)
-        path, _, query = target.partition('?')
-        request = Request(method, path, query, headers, body, self.client_address, raw_path=path,
-                          http_version=version, server=self.server.server_address[:2],
-                          is_disconnected=self._is_disconnected)
-        return request, keep_alive
-
-    def _read_headers(self, deadline: float) -> Headers:
-        fields: list[tuple[str, str]] = []
-        limits = self.server.limits
-        for name, value in self._read_fields(deadline, limits.max_header_bytes):
-            if len(fields) >= limits.max_header_fields:
-                raise HTTPError(431, f'more than {limits.max_header_fields} header fields',
-                                error_type='RequestHeaderFieldsTooLarge', close=True)
-            fields.append((name, value))
-        return Headers(fields)
-
-    def _read_fields(self, deadline: float, budget: int) -> Iterator[tuple[str, str]]:
-        """Header (or trailer) fields up to the empty line, `budget` bytes in all, strictly checked."""
-        while True:
-            self._settimeout(deadline)
-            line = self.rfile.readline(budget + 1)
-            budget -= len(line)
-            if budget < 0:
-                raise HTTPError(431, f'request headers exceed {self.server.limits.max_header_bytes} bytes',
-                                error_type='RequestHeaderFieldsTooLarge', close=True)
-            if not line.endswith(b'\n'):
-                raise _Close()  # the connection ended mid-line
-            if not line.endswith(b'\r\n'):
-                raise HTTPError(400, 'header lines must end with CRLF', error_type='BadRequest', close=True)
-            if line == b'\r\n':
-                return
-            if line[0] in b' \t':
-                raise HTTPError(400, 'obsolete header line folding is not accepted', error_type='BadRequest',
-                                close=True)
-            name, colon, value = line[:-2].partition(b':')
-            if not colon or not _TOKEN.fullmatch(name):
-                raise HTTPError(400, 'malformed header line: expected "Name: value"', error_type='BadRequest',
-                                close=True)
-            if _FIELD_CONTROL.search(value):
-                raise HTTPError(400, f'header {name.decode()} contains a control character',
-                                error_type='BadRequest', close=True)
-            yield name.decode('ascii'), value.strip(b' \t').decode('latin-1')
-
-    def _read_body(self, headers: Headers) -> bytes:
-        limits = self.server.limits
-        lengths = headers.get_all('Content-Length')
-        encoding = headers.get('Transfer-Encoding')
-        if encoding is not None and lengths:
-            raise HTTPError(400, 'Content-Length and Transfer-Encoding together are not accepted',
-                            error_type='BadRequest', close=True)
-        if encoding is not None:
-            if encoding.strip().lower() != 'chunked':
-                raise HTTPError(501, f'Transfer-Encoding {encoding!r} is not supported; only chunked is',
-                                close=True)
-            self._continue(headers)
-            return self._read_chunked(time.monotonic() + limits.head_timeout)
-        if not lengths:
-            return b''
-        values = {value.strip() for field in lengths for value in field.split(',')}
-        if len(values) != 1:
-            raise HTTPError(400, 'conflicting Content-Length values', error_type='BadRequest', close=True)
-        text = values.pop()
-        if not text.isdigit() or not text.isascii():
-            raise HTTPError(400, f'invalid Content-Length {text[:40]!r}: expected a non-negative integer',
-                            error_type='BadRequest', close=True)
-        # A length with more digits than any limit needs is too large whatever it says; checked
-        # before int(), which refuses strings of thousands of digits.
-        length = int(text) if len(text) <= 18 else limits.max_body_bytes + 1
-        if length > limits.max_body_bytes:
-            size = f'{length} bytes' if len(text) <= 18 else f'{len(text)} digits'
-            raise HTTPError(413, f'request body of {size} exceeds the limit of {limits.max_body_bytes} bytes',
-                            error_type='ContentTooLarge', close=True)
-        if length == 0:
-            return b''
-        self._continue(headers)
-        return self._read_exact(length, time.monotonic() + limits.head_timeout + length / _MIN_BODY_RATE)
-
-    def _read_exact(self, length: int, deadline: float) -> bytes:
-        chunks = []
-        remaining = length
-        while remaining:
-            self._settimeout(deadline)
-            chunk = self.rfile.read1(min(remaining, 1 << 16))
-            if not chunk:
-                raise _Close()  # the client went away mid-body: nobody to answer
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return chunks[0] if len(chunks) == 1 else b''.join(chunks)
-
-    def _read_chunked(self, deadline: float) -> bytes:
-        limits = self.server.limits
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            self._settimeout(deadline)
-            line = self.rfile.readline(_MAX_CHUNK_LINE + 1)
-            if not line.endswith(b'\n') and len(line) <= _MAX_CHUNK_LINE:
-                raise _Close()  # the connection ended mid-line
-            if not line.endswith(b'\r\n'):
-                raise HTTPError(400, 'malformed chunk size line', error_type='BadRequest', close=True)
-            size_text, semicolon, _ = line[:-2].partition(b';')
-            if semicolon:
-                size_text = size_text.rstrip(b' \t')
-            # Strict hex only: int(..., 16) would also take '0x10', '1_0' and surrounding spaces,
-            # which another parser in front of this one may read differently.
-            if not _HEX.fullmatch(size_text):
-                raise HTTPError(400, f'malformed chunk size {size_text[:20].decode("latin-1")!r}',
-                                error_type='BadRequest', close=True)
-            size = int(size_text, 16) if len(size_text) <= 16 else limits.max_body_bytes + 1
-            if size == 0:
-                break
-            total += size
-            if total > limits.max_body_bytes:
-                raise HTTPError(413, f'chunked request body exceeds the limit of {limits.max_body_bytes} bytes',
-                                error_type='ContentTooLarge', close=True)
-            deadline += size / _MIN_BODY_RATE
-            chunks.append(self._read_exact(size, deadline))
-            if self._read_exact(2, deadline) != b'\r\n':
-                raise HTTPError(400, 'chunk data not followed by CRLF', error_type='BadRequest', close=True)
-        for _ in self._read_fields(deadline, limits.max_header_bytes):
-            pass  # trailer fields are checked like headers, then ignored
-        return b''.join(chunks)
-
-    def _continue(self, headers: Headers) -> None:
-        if (headers.get('Expect') or '').lower() == '100-continue':
-            self.connection.sendall(b'HTTP/1.1 100 Continue\r\n\r\n')
-
-    def _settimeout(self, deadline: float) -> None:
-        """Bound the coming reads by `deadline`; 408 if it has passed already."""
-        if deadline <= time.monotonic():
-            raise HTTPError(408, 'the request was not received in time', error_type='RequestTimeout', close=True)
-        self._reader.deadline = deadline
+                                          time.monotonic() - self._started, rejected)
 
     def _is_disconnected(self) -> bool:
         """True when the client has closed its end (checked while a request waits in a queue)."""
@@ -554,17 +400,21 @@ class RequestHandler(BaseHTTPRequestHandler):
             readable, _, _ = select.select([self.connection], [], [], 0)
             if not readable:
                 return False
-            return self.connection.recv(1, socket.MSG_PEEK) == b''
+            peeked: bytes = self.connection.recv(1, socket.MSG_PEEK)
+            return not peeked
         except (OSError, ValueError):
             return True
 
     # -- writing ------------------------------------------------------------------------------
 
-    def _send_error(self, error: HTTPError) -> tuple[int, int]:
-        """Answer a request that could not be read whole, then close without a reset."""
+    def _send_error(self, error: HTTPError, method: str) -> tuple[int, int]:
+        """Answer a request that could not be read whole, then close without a reset.
+
+        `method` is '-' when the request line could not be read; a HEAD is answered without a body.
+        """
         response = http_error_response(error)
         try:
-            sent = self._send(response, 'GET', 'HTTP/1.1', keep_alive=False)
+            sent = self._send(response, method, 'HTTP/1.1', keep_alive=False)
         except OSError:
             return error.status, 0
         self._unread_input = True  # lingered over once the request is logged and counted
@@ -576,12 +426,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         Closing with unread input makes the kernel reset the connection, and a client still
         sending its body may then lose the answer before reading it. Bounded in time and bytes.
         """
-        self._reader.deadline = time.monotonic() + _LINGER_SECONDS
+        self._input.deadline = time.monotonic() + _LINGER_SECONDS
         discarded = 0
         try:
             self.connection.shutdown(socket.SHUT_WR)
             while discarded < _LINGER_BYTES:
-                data = self.rfile.read1(65536)
+                data = self._input.read1(65536)
                 if not data:
                     return
                 discarded += len(data)

@@ -101,7 +101,7 @@ class JobFaultTest(ServerTestCase):
         self.assertEqual(waiter.read_response().json(), 'after')
         self.assertEqual(job.calls, ['hold', 'after'])
 
-    def test_failing_docs_example_affects_only_the_docs(self):
+    def test_a_failing_docs_example_fails_the_load_and_says_so(self):
         class BadExample:
             def docs_input_example(self):
                 raise KeyError('example.json')
@@ -109,11 +109,12 @@ class JobFaultTest(ServerTestCase):
             def perform(self, x: int = 1):
                 return x
 
-        with self.assertLogs('racetrack_job_wrapper', 'ERROR') as logs:
+        # As in the existing implementation: the job does not report ready with a broken declaration.
+        with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             client = self.serve(BadExample)
-        self.assertIn("docs_input_example() of the job raised", logs.output[0])
-        self.assertEqual(client.post('/api/v1/perform', {'x': 2}).json(), 2)
-        self.assertEqual(client.get('/openapi.json').status, 200)
+        self.assertIn("docs_input_example() raised KeyError: 'example.json'", client.get('/live').json()['error'])
+        self.assertEqual(client.get('/ready').status, 500)
+        self.assertEqual(client.post('/api/v1/perform', {'x': 2}).status, 503)
 
 
 def _queued(client) -> float:

@@ -265,6 +265,23 @@ class RequestLineTest(LimitsTestCase):
         self.assertAnswered(b'GET /%ff%fe HTTP/1.1\r\nHost: t\r\n\r\n', 400,
                             'request path is not valid UTF-8', close=False)
 
+    def test_a_head_refused_while_reading_gets_no_body(self):
+        self.start_echo()
+        cases = {400: b'HEAD /ready HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n',
+                 431: b'HEAD /ready HTTP/1.1\r\nHost: t\r\nX-Big: ' + b'a' * 70_000 + b'\r\n\r\n',
+                 413: PERFORM.replace(b'POST', b'HEAD') + b'Content-Length: 10737418240\r\n\r\n'}
+        for status, request in cases.items():
+            with self.subTest(status=status):
+                head, _, body = raw_exchange(self.running.port, request).partition(b'\r\n\r\n')
+                self.assertTrue(head.startswith(b'HTTP/1.1 %d ' % status), head)
+                self.assertIn(b'\r\nConnection: close', head)
+                self.assertEqual(body, b'')  # everything after the head, up to the close
+                # The headers a GET would get (RFC 9110 section 9.3.2), Content-Length included.
+                get_head, _, get_body = raw_exchange(self.running.port, b'GET' + request[4:]).partition(b'\r\n\r\n')
+                self.assertEqual(head, get_head)
+                self.assertIn(b'\r\nContent-Length: %d\r\n' % len(get_body), head + b'\r\n')
+        self.assertStillServes()
+
     def test_http10_request_is_answered_and_closed(self):
         self.start_echo()
         reply = raw_exchange(self.running.port, b'GET /ready HTTP/1.0\r\n\r\n')
