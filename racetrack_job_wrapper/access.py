@@ -8,7 +8,7 @@ from collections import deque
 from racetrack_job_wrapper.logs import Ticker, add_request_fields
 from racetrack_job_wrapper.messages import Request
 from racetrack_job_wrapper.metrics import JobMetrics
-from racetrack_job_wrapper.observability import ObservabilitySettings
+from racetrack_job_wrapper.settings import ObservabilitySettings
 from racetrack_job_wrapper.tracing import CURRENT_TRACE, ActiveRequests, TraceReader
 
 logger = logging.getLogger('racetrack_job_wrapper.access')

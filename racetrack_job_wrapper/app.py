@@ -15,7 +15,7 @@ from racetrack_job_wrapper.endpoints import EndpointSpec, describe_endpoint, des
 from racetrack_job_wrapper.health import HealthState, health_body, live_body, ready_body
 from racetrack_job_wrapper.invoke import Invoker, RequestContext
 from racetrack_job_wrapper.limiter import ConcurrencyLimiter
-from racetrack_job_wrapper.manifest import JobSettings
+from racetrack_job_wrapper.settings import JobSettings
 from racetrack_job_wrapper.messages import (
     ClientDisconnected, HTTPError, JobDefinitionError, Request, Response, error_response, http_error_response,
     json_response)
@@ -130,7 +130,7 @@ def _redirect(path: str, query: str) -> Response:
 def probe_routes(health: HealthState, settings: JobSettings) -> list[Route]:
     """`/live`, `/ready`, `/health`: answered in every phase of the server's life."""
     def live(_: Request) -> Response:
-        status, body = live_body(health)
+        status, body = live_body(health, settings)
         return json_response(body, status)
 
     def ready(_: Request) -> Response:
@@ -138,7 +138,7 @@ def probe_routes(health: HealthState, settings: JobSettings) -> list[Route]:
         return json_response(body, status)
 
     def health_check(_: Request) -> Response:
-        status, body = health_body(health, settings.name, settings.version if settings.version_given else None)
+        status, body = health_body(health, settings)
         return json_response(body, status)
 
     handlers = dict(zip(PROBE_PATHS, (live, ready, health_check)))
@@ -201,12 +201,11 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
         limiter = ConcurrencyLimiter(settings.max_concurrency, settings.max_concurrency_queue, metrics)
     needs_loop = any(spec.is_async for spec in specs) or (webview is not None and is_asgi(webview))
     async_runner = AsyncRunner() if needs_loop else None
-    max_json_depth = int(settings.limits.get('max_json_depth', 100))
     routes = probe_routes(health, settings) + [home_route(settings)]
     by_path: dict[str, dict[str, Any]] = {}
     for spec in specs:
         invoker = Invoker(spec, metrics=metrics, context=context, limiter=limiter, async_runner=async_runner,
-                          validate=settings.validate_input, max_json_depth=max_json_depth)
+                          validate=settings.validate_input, max_json_depth=settings.limits.max_json_depth)
         handlers = by_path.setdefault(API_PREFIX + spec.path, {})
         if spec.method in handlers:
             raise JobDefinitionError(f'endpoint {spec.method} {spec.path} is defined twice')

@@ -4,9 +4,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from racetrack_job_wrapper.manifest import AUTH_TOKENS_ENV_VAR, JobSettings
+from racetrack_job_wrapper.settings import AUTH_TOKENS_ENV_VAR, JobSettings
 from racetrack_job_wrapper.messages import HTTPError, Request
-from racetrack_job_wrapper.observability import AUTH_HEADER
+from racetrack_job_wrapper.settings import AUTH_HEADER
 from racetrack_job_wrapper.routing import PROBE_PATHS
 
 # Probes must answer without credentials: the kubelet and load balancers carry none.

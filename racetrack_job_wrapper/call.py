@@ -9,7 +9,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from racetrack_job_wrapper.observability import AUTH_HEADER, ObservabilitySettings
+from racetrack_job_wrapper.settings import AUTH_HEADER, ObservabilitySettings
 from racetrack_job_wrapper.tracing import current_trace
 
 PREDECESSOR_HEADER = 'X-Recordkeeper-Predecessor-Id'

@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from racetrack_job_wrapper import __version__
 from racetrack_job_wrapper.logs import configure_logs
 from racetrack_job_wrapper.manifest import MANIFEST_FILENAME, ManifestError
+from racetrack_job_wrapper.settings import Limits, positive_number
 from racetrack_job_wrapper.standalone import DEFAULT_HOST, DEFAULT_PORT, serve
 from racetrack_job_wrapper.template import TemplateError, render_file
 
@@ -42,20 +43,6 @@ extra). Errors exit with code 2.
 """
 
 
-# (option, type, help): every server limit, also settable by keyword argument and jobtype_extra.
-LIMIT_OPTIONS = (
-    ('max_body_bytes', int, 'largest request body accepted (67108864, 64 MiB)'),
-    ('max_request_line_bytes', int, 'longest request line; longer is 414 (8192)'),
-    ('max_header_bytes', int, 'request headers in all; more is 431 (65536)'),
-    ('max_header_fields', int, 'request header fields; more is 431 (100)'),
-    ('head_timeout', float, 'seconds to receive the request line and headers (30)'),
-    ('idle_timeout', float, 'seconds an idle keep-alive connection is kept (60)'),
-    ('max_connections', int, 'concurrent connections; more get 503 (1000)'),
-    ('max_json_depth', int, 'nesting of a JSON request body; deeper is 400 (100)'),
-    ('grace_period', float, 'seconds requests in flight get on shutdown (30)'),
-)
-
-
 def build_parser(legacy: bool = False) -> argparse.ArgumentParser:
     """The argument parser; `legacy` is the `run JOB [CLASS]` form."""
     parser = argparse.ArgumentParser(
@@ -70,9 +57,9 @@ def build_parser(legacy: bool = False) -> argparse.ArgumentParser:
     parser.add_argument('--workers', metavar='N', type=_positive_int, default=1,
                         help='worker processes serving the port, each loading the job (default 1)')
     limits = parser.add_argument_group('limits (defaults in parentheses; jobtype_extra can set them too)')
-    for name, kind, text in LIMIT_OPTIONS:
-        limits.add_argument('--' + name.replace('_', '-'), type=_positive(kind), metavar=kind.__name__.upper(),
-                            help=text)
+    for name, kind, default, text in Limits.describe():
+        limits.add_argument('--' + name.replace('_', '-'), type=_positive(name, kind), metavar=kind.__name__.upper(),
+                            help=f'{text} ({default})')
     limits.add_argument('--cors-allow-origin', dest='cors_allow_origins', action='append', metavar='ORIGIN',
                         help="origin allowed by CORS, repeatable ('*', all, unless jobtype_extra says otherwise)")
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
@@ -100,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list[1:] if legacy else args_list)
     reference = args.job
     class_name = getattr(args, 'class_name', None)
-    limits = {name: getattr(args, name) for name, _, _ in LIMIT_OPTIONS}
-    limits['cors_allow_origins'] = args.cors_allow_origins
+    options = {name: getattr(args, name) for name, _, _, _ in Limits.describe()}
+    options['cors_allow_origins'] = args.cors_allow_origins
 
     def load() -> type:
         # Imported lazily so that the manifest's runtime_env is in os.environ before the job's module runs.
@@ -109,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return load_job_class(reference, class_name)
 
     return serve(load, host=args.host, port=args.port, manifest_path=args.manifest_path, workers=args.workers,
-                 **limits)
+                 **options)  # type: ignore[arg-type]
 
 
 def render_template(argv: Sequence[str]) -> int:
@@ -126,16 +113,12 @@ def render_template(argv: Sequence[str]) -> int:
     return 0
 
 
-def _positive(kind: type) -> Callable[[str], int | float]:
+def _positive(name: str, kind: type) -> Callable[[str], int | float]:
     def parse(text: str) -> int | float:
         try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if not 0 < value < float('inf'):
-            noun = 'integer' if kind is int else 'number'
-            raise argparse.ArgumentTypeError(f'expected a positive {noun}, got {text!r}')
-        return value
+            return positive_number(name, kind, text, text=True)  # type: ignore[no-any-return]
+        except ManifestError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f'{name} ')) from None
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 

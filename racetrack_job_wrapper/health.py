@@ -1,10 +1,12 @@
 """`HealthState`: whether the job is live and ready, and why not; the probe endpoints' bodies."""
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+
+from racetrack_job_wrapper.settings import JobSettings
+
 
 @dataclass
 class HealthState:
@@ -31,9 +33,9 @@ class HealthState:
             self.ready = False
 
 
-def live_body(health: HealthState, environ: Mapping[str, str] = os.environ) -> tuple[int, dict[str, Any]]:
+def live_body(health: HealthState, settings: JobSettings) -> tuple[int, dict[str, Any]]:
     """Status and body of `/live`."""
-    body: dict[str, Any] = {'live': health.live, 'deployment_timestamp': environ.get('JOB_DEPLOYMENT_TIMESTAMP')}
+    body: dict[str, Any] = {'live': health.live, 'deployment_timestamp': settings.deployment.deployment_timestamp}
     if health.error:
         body['error'] = health.error
     return (200 if health.live else 500), body
@@ -44,22 +46,22 @@ def ready_body(health: HealthState) -> tuple[int, dict[str, Any]]:
     return (200 if health.ready else 500), {'ready': health.ready}
 
 
-def health_body(health: HealthState, job_name: str, job_version: str | None,
-                environ: Mapping[str, str] = os.environ) -> tuple[int, dict[str, Any]]:
-    """Status and body of `/health`."""
+def health_body(health: HealthState, settings: JobSettings) -> tuple[int, dict[str, Any]]:
+    """Status and body of `/health`; `job_version` is null when nothing names the version."""
     status = 'pass' if health.live and health.ready else 'fail'
+    deployment = settings.deployment
     body: dict[str, Any] = {
         'service': 'job',
-        'job_name': job_name,
+        'job_name': settings.name,
         'status': status,
         'live': health.live,
         'ready': health.ready,
         'error': health.error,
-        'job_version': job_version,
-        'git_version': environ.get('GIT_VERSION'),
-        'deployed_by_racetrack_version': environ.get('DEPLOYED_BY_RACETRACK_VERSION'),
-        'deployment_timestamp': environ.get('JOB_DEPLOYMENT_TIMESTAMP'),
-        'job_type_version': environ.get('JOB_TYPE_VERSION'),
+        'job_version': settings.version if settings.version_given else None,
+        'git_version': deployment.git_version,
+        'deployed_by_racetrack_version': deployment.deployed_by_racetrack_version,
+        'deployment_timestamp': deployment.deployment_timestamp,
+        'job_type_version': deployment.job_type_version,
     }
     return (200 if status == 'pass' else 500), body
 

@@ -41,7 +41,7 @@ class Reader(Protocol):
 
 
 class Limits(Protocol):
-    """The bounds framing enforces (`server.ServerLimits` carries them)."""
+    """The bounds framing enforces (`settings.Limits` carries them)."""
 
     @property
     def max_request_line_bytes(self) -> int: ...

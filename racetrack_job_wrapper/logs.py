@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any, Callable, TextIO
 
-from racetrack_job_wrapper.observability import ObservabilitySettings
+from racetrack_job_wrapper.settings import ObservabilitySettings
 from racetrack_job_wrapper.tracing import CURRENT_TRACE, RequestTrace
 
 logger = logging.getLogger(__name__)

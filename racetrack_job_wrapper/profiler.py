@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from racetrack_job_wrapper.messages import HTTPError, Request, Response, json_response
-from racetrack_job_wrapper.observability import ObservabilitySettings
+from racetrack_job_wrapper.settings import ObservabilitySettings
 from racetrack_job_wrapper.routing import Handler, Route
 
 logger = logging.getLogger(__name__)

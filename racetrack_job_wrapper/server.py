@@ -18,7 +18,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -32,6 +31,7 @@ from racetrack_job_wrapper.messages import (
     encode_json,
     http_error_response,
 )
+from racetrack_job_wrapper.settings import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +41,6 @@ _LINGER_BYTES = 1 << 20     # ... or up to this much, so the client can read the
 # On a drain, a keep-alive connection that was busy this recently is likely to carry another
 # request any moment; closing it now would race that request, so it gets this long to send it.
 _DRAIN_IDLE_WINDOW = 0.5
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """Bounds on what one client can make the server hold; every field is configurable."""
-
-    max_body_bytes: int = 64 * 1024 * 1024
-    max_request_line_bytes: int = 8 * 1024
-    max_header_bytes: int = 64 * 1024
-    max_header_fields: int = 100
-    head_timeout: float = 30.0     # seconds for the whole request line and headers
-    idle_timeout: float = 60.0     # seconds an idle keep-alive connection is kept
-    max_connections: int = 1000
-    grace_period: float = 30.0     # seconds in-flight requests get on shutdown
 
 
 class RequestObserver(Protocol):
@@ -85,11 +71,11 @@ class JobServer(ThreadingHTTPServer):
     request_queue_size = 1024   # the stock 5 overflows under a burst of connections
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: AppLike, limits: ServerLimits = ServerLimits(),
+    def __init__(self, address: tuple[str, int], app: AppLike, limits: Limits | None = None,
                  observer: RequestObserver | None = None, bind_and_activate: bool = True,
                  listener: socket.socket | None = None):
         self.app = app
-        self.limits = limits
+        self.limits = limits if limits is not None else Limits()
         self.observer = observer
         self.draining = False
         # Every bytes response's first send passes this lock: see RequestHandler._send_body.

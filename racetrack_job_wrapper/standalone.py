@@ -5,10 +5,9 @@ import logging
 import signal
 import socket
 import threading
-import types
-from dataclasses import fields, replace
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Unpack
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -19,37 +18,31 @@ from racetrack_job_wrapper.health import HealthState
 from racetrack_job_wrapper.installation import warn_if_conflicting_install
 from racetrack_job_wrapper.loader import describe_failure
 from racetrack_job_wrapper.logs import configure_logs
-from racetrack_job_wrapper.manifest import (
-    LIMIT_FIELDS, JobSettings, ManifestError, apply_runtime_env, parse_cors_origins, read_manifest,
-    validate_build_settings)
+from racetrack_job_wrapper.manifest import ManifestError, apply_runtime_env, read_manifest, validate_build_settings
 from racetrack_job_wrapper.metrics import JobMetrics, metrics_route, register_job_metrics
-from racetrack_job_wrapper.observability import ObservabilitySettings
 from racetrack_job_wrapper.profiler import create_profiler, profiler_routes
 from racetrack_job_wrapper.routing import API_PREFIX
-from racetrack_job_wrapper.server import JobServer, ServerLimits
+from racetrack_job_wrapper.server import JobServer
+from racetrack_job_wrapper.settings import JobSettings, ObservabilitySettings, ServerOptions, apply_options
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = '0.0.0.0'
 DEFAULT_PORT = 7000
-# Options the app reads from the settings rather than the server from its limits.
-APP_OPTIONS = frozenset({'max_json_depth', 'cors_allow_origins'})
-
-
 def serve_job_class(entrypoint_class: type, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                    manifest_path: str | None = None, workers: int = 1, **limits: Any) -> int:
+                    manifest_path: str | None = None, workers: int = 1, **options: Unpack[ServerOptions]) -> int:
     """Serve probes at once, instantiate the job in the background, then serve it; blocks until stopped."""
-    return serve(entrypoint_class, host=host, port=port, manifest_path=manifest_path, workers=workers, **limits)
+    return serve(entrypoint_class, host=host, port=port, manifest_path=manifest_path, workers=workers, **options)
 
 
 def serve_job_instance(entrypoint: object, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                       manifest_path: str | None = None, workers: int = 1, **limits: Any) -> int:
+                       manifest_path: str | None = None, workers: int = 1, **options: Unpack[ServerOptions]) -> int:
     """Serve an already created job instance (each worker process gets a copy); blocks until stopped."""
-    return serve(lambda: entrypoint, host=host, port=port, manifest_path=manifest_path, workers=workers, **limits)
+    return serve(lambda: entrypoint, host=host, port=port, manifest_path=manifest_path, workers=workers, **options)
 
 
 def serve(load: Callable[[], object], *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          manifest_path: str | None = None, workers: int = 1, **limits: Any) -> int:
+          manifest_path: str | None = None, workers: int = 1, **options: Unpack[ServerOptions]) -> int:
     """Run a server whose job is produced by `load()` (called in the background); returns an exit code.
 
     SIGTERM and SIGINT drain the server: /ready turns 500, accepting stops, requests in
@@ -68,18 +61,17 @@ def serve(load: Callable[[], object], *, host: str = DEFAULT_HOST, port: int = D
     # Read again now that the manifest's runtime_env is applied: it may set LOG_* and the header names.
     observability = ObservabilitySettings.from_environ()
     configure_logs(settings=observability)
-    settings, server_settings = apply_options(settings, limits)
+    settings = apply_options(settings, options)
     if workers != 1:
         from racetrack_job_wrapper.workers import serve_workers
 
         def make_worker(listener: socket.socket, scrape_registry: CollectorRegistry) -> JobRunner:
-            runner = JobRunner(load, settings, server_settings, observability=observability,
-                               scrape_registry=scrape_registry)
+            runner = JobRunner(load, settings, observability=observability, scrape_registry=scrape_registry)
             runner.bind(host, port, listener=listener)
             return runner
 
-        return serve_workers(make_worker, host, port, workers, server_settings.grace_period)
-    runner = JobRunner(load, settings, server_settings, observability=observability)
+        return serve_workers(make_worker, host, port, workers, settings.limits.grace_period)
+    runner = JobRunner(load, settings, observability=observability)
     runner.bind(host, port)
     logger.info('serving at http://%s:%d', host, runner.server.server_address[1])
     return runner.run_forever(install_signals=True)
@@ -96,52 +88,6 @@ def prepare_settings(manifest_path: str | None = None) -> JobSettings:
     return JobSettings.from_manifest(manifest)
 
 
-def apply_options(settings: JobSettings, options: dict[str, Any]) -> tuple[JobSettings, ServerLimits]:
-    """Settings and limits from defaults, then the manifest's jobtype_extra, then keyword options.
-
-    An option given as None is not given. Raises TypeError for an unknown option and
-    ValueError naming the option for a bad value.
-    """
-    given = {key: value for key, value in options.items() if value is not None}
-    _check_known(given)
-    limits = dict(settings.limits)
-    if 'max_json_depth' in given:
-        limits['max_json_depth'] = _positive('max_json_depth', given['max_json_depth'])
-    cors = settings.cors_allow_origins
-    if 'cors_allow_origins' in given:
-        try:
-            cors = parse_cors_origins(given['cors_allow_origins'])
-        except ManifestError as e:
-            raise ValueError(str(e).replace('jobtype_extra.', '')) from None
-    settings = replace(settings, limits=types.MappingProxyType(limits), cors_allow_origins=cors)
-    return settings, server_limits(settings, {k: v for k, v in given.items() if k not in APP_OPTIONS})
-
-
-def server_limits(settings: JobSettings, overrides: dict[str, Any]) -> ServerLimits:
-    """Limits from defaults, then the manifest's jobtype_extra, then keyword arguments."""
-    _check_known(overrides)
-    known = {field.name for field in fields(ServerLimits)}
-    from_manifest = {key: value for key, value in settings.limits.items() if key in known}
-    given = {key: _positive(key, value) for key, value in overrides.items() if value is not None and key in known}
-    return replace(ServerLimits(), **{**from_manifest, **given})
-
-
-def _check_known(options: dict[str, Any]) -> None:
-    known = {field.name for field in fields(ServerLimits)} | APP_OPTIONS
-    unknown = set(options) - known
-    if unknown:
-        raise TypeError(f'unknown server option(s): {", ".join(sorted(unknown))}; known: {", ".join(sorted(known))}')
-
-
-def _positive(name: str, value: Any) -> int | float:
-    kind = LIMIT_FIELDS[name]
-    valid = isinstance(value, int) if kind is int else isinstance(value, (int, float))
-    if isinstance(value, bool) or not valid or not value > 0 or value == float('inf'):
-        noun = 'integer' if kind is int else 'number of seconds'
-        raise ValueError(f'{name} must be a positive {noun}, got {value!r}')
-    return value
-
-
 class JobRunner:
     """One server's life: bind, serve probes, load the job in the background, drain on a signal.
 
@@ -149,14 +95,14 @@ class JobRunner:
     unless several worker processes share their metrics).
     """
 
-    def __init__(self, load: Callable[[], object], settings: JobSettings, limits: ServerLimits,
+    def __init__(self, load: Callable[[], object], settings: JobSettings,
                  registry: CollectorRegistry = REGISTRY, cwd: Path | None = None,
                  observability: ObservabilitySettings | None = None,
                  scrape_registry: CollectorRegistry | None = None):
         self.load = load
         self.cwd = cwd
         self.settings = settings
-        self.limits = limits
+        self.limits = settings.limits
         self.registry = registry
         self.scrape_registry = registry if scrape_registry is None else scrape_registry
         self.observability = observability if observability is not None else ObservabilitySettings()

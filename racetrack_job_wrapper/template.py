@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-
-from racetrack_job_wrapper.manifest import (
-    MANIFEST_FIELDS, MANIFEST_FILENAME, ManifestError, read_build_env, read_manifest)
+from racetrack_job_wrapper.manifest import MANIFEST_FILENAME, ManifestError, read_build_env, read_manifest
+from racetrack_job_wrapper.settings import MANIFEST_FIELDS
 
 # Schema defaults of the fields templates see; a field without one here is None when left out.
 _MANIFEST_DEFAULTS: Mapping[str, Any] = {'version': '0.0.1', 'image_type': 'docker', 'replicas': 1}

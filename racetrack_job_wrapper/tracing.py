@@ -8,7 +8,7 @@ import time
 from random import getrandbits
 
 from racetrack_job_wrapper.messages import Request
-from racetrack_job_wrapper.observability import ObservabilitySettings
+from racetrack_job_wrapper.settings import ObservabilitySettings
 
 # W3C Trace Context, version 00 (https://www.w3.org/TR/trace-context/#traceparent-header).
 _TRACEPARENT = re.compile(r'00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}')

@@ -18,9 +18,8 @@ from typing import Any, Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
-from racetrack_job_wrapper.manifest import JobSettings
-from racetrack_job_wrapper.observability import ObservabilitySettings
-from racetrack_job_wrapper.standalone import JobRunner, apply_options
+from racetrack_job_wrapper.settings import JobSettings, ObservabilitySettings, apply_options
+from racetrack_job_wrapper.standalone import JobRunner
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_DIR = TESTS_DIR.parent
@@ -130,9 +129,9 @@ class ServerTestCase(unittest.TestCase):
     def start(self, job: Any, manifest: Mapping[str, Any] | None = None, *, wait: bool = True,
               environ: Mapping[str, str] | None = None, cwd: Path | None = None, **limits: Any) -> RunningJob:
         """Serve `job` and return the running server; `cwd` stands in for the working directory."""
-        settings, server_options = apply_options(JobSettings.from_manifest(dict(manifest or {}), environ or {}), limits)
+        settings = apply_options(JobSettings.from_manifest(dict(manifest or {}), environ or {}), limits)
         load: Callable[[], Any] = job if callable(job) and not hasattr(job, 'perform') else (lambda: job)
-        runner = JobRunner(load, settings, server_options, registry=CollectorRegistry(), cwd=cwd,
+        runner = JobRunner(load, settings, registry=CollectorRegistry(), cwd=cwd,
                            observability=ObservabilitySettings.from_environ(environ or {}))
         runner.bind('127.0.0.1', 0)
         result: dict[str, int] = {}

@@ -6,7 +6,8 @@ import threading
 import unittest
 
 from racetrack_job_wrapper.auth import AccessPolicy
-from racetrack_job_wrapper.manifest import JobSettings, ManifestError
+from racetrack_job_wrapper.manifest import ManifestError
+from racetrack_job_wrapper.settings import JobSettings
 from racetrack_job_wrapper.messages import Headers, HTTPError, Request
 from tests.support import ServerTestCase, raw_exchange
 

@@ -11,7 +11,7 @@ from unittest import mock
 
 from racetrack_job_wrapper.call import build_request, call_job, call_job_async, call_job_coroutine
 from racetrack_job_wrapper.loader import load_job_class
-from racetrack_job_wrapper.observability import ObservabilitySettings
+from racetrack_job_wrapper.settings import ObservabilitySettings
 from tests.support import EXAMPLES_DIR, ProcessJob, ServerTestCase, free_port
 
 CALLEE_JOB = '''

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from racetrack_job_wrapper import http11
 from racetrack_job_wrapper.http11 import IncompleteRequest
 from racetrack_job_wrapper.messages import HTTPError
-from racetrack_job_wrapper.server import ServerLimits
+from racetrack_job_wrapper.settings import Limits
 
-LIMITS = ServerLimits()
+LIMITS = Limits()
 HOST = b'Host: t\r\n'
 
 
@@ -58,15 +58,15 @@ class _Pieces(io.RawIOBase):
         return size
 
 
-def request_line(data: bytes, limits: ServerLimits = LIMITS) -> tuple[str, str, str]:
+def request_line(data: bytes, limits: Limits = LIMITS) -> tuple[str, str, str]:
     return http11.read_request_line(BytesReader(data), limits, math.inf)
 
 
-def head(fields: bytes, version: str = 'HTTP/1.1', limits: ServerLimits = LIMITS) -> http11.Head:
+def head(fields: bytes, version: str = 'HTTP/1.1', limits: Limits = LIMITS) -> http11.Head:
     return http11.read_head(BytesReader(fields + b'\r\n'), version, limits, math.inf)
 
 
-def body(fields: bytes, data: bytes, limits: ServerLimits = LIMITS, piece: int | None = None) -> tuple[bytes, bytes]:
+def body(fields: bytes, data: bytes, limits: Limits = LIMITS, piece: int | None = None) -> tuple[bytes, bytes]:
     """The body read after `fields`, and what is left after it."""
     reader = BytesReader(fields + b'\r\n' + data, piece)
     parsed = http11.read_head(reader, 'HTTP/1.1', limits, math.inf)
@@ -101,7 +101,7 @@ class RequestLineTest(FramingTestCase):
         self.assertEqual(reader.rest(), b'Host: t\r\n\r\n')
 
     def test_line_length_limit_counts_the_crlf(self):
-        limits = ServerLimits(max_request_line_bytes=20)
+        limits = Limits(max_request_line_bytes=20)
         line = b'GET /' + b'a' * 4 + b' HTTP/1.1\r\n'
         self.assertEqual(len(line), 20)
         self.assertEqual(request_line(line, limits)[1], '/aaaa')
@@ -166,13 +166,13 @@ class HeaderFieldTest(FramingTestCase):
         self.assertEqual(parsed.headers['x-a'], 'one, two')
 
     def test_the_field_count_limit(self):
-        limits = ServerLimits(max_header_fields=3)
+        limits = Limits(max_header_fields=3)
         self.assertEqual(len(head(HOST + b'A: 1\r\nB: 2\r\n', limits=limits).headers.items()), 3)
         with self.assertRefused(431, 'headers_too_large', 'more than 3 header fields'):
             head(HOST + b'A: 1\r\nB: 2\r\nC: 3\r\n', limits=limits)
 
     def test_the_byte_limit_counts_every_line_with_the_empty_one(self):
-        limits = ServerLimits(max_header_bytes=30)
+        limits = Limits(max_header_bytes=30)
         fields = HOST + b'X: ' + b'a' * 14 + b'\r\n'   # 9 + 19 bytes, and 2 for the empty line
         self.assertEqual(head(fields, limits=limits).headers['x'], 'a' * 14)
         with self.assertRefused(431, 'headers_too_large', 'request headers exceed 30 bytes'):
@@ -281,7 +281,7 @@ class BodyFramingTest(FramingTestCase):
                 head(HOST + b'Transfer-Encoding: ' + value + b'\r\n')
 
     def test_a_length_over_the_limit_is_413_before_any_body(self):
-        limits = ServerLimits(max_body_bytes=10)
+        limits = Limits(max_body_bytes=10)
         self.assertEqual(head(HOST + b'Content-Length: 10\r\n', limits=limits).content_length, 10)
         with self.assertRefused(413, 'body_too_large', 'request body of 11 bytes exceeds the limit of 10 bytes'):
             head(HOST + b'Content-Length: 11\r\n', limits=limits)
@@ -351,7 +351,7 @@ class ChunkedTest(FramingTestCase):
                 body(self.CHUNKED, data)
 
     def test_the_body_limit_counts_every_chunk(self):
-        limits = ServerLimits(max_body_bytes=10)
+        limits = Limits(max_body_bytes=10)
         self.assertEqual(body(self.CHUNKED, b'5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n', limits)[0], b'helloworld')
         with self.assertRefused(413, 'body_too_large', 'chunked request body exceeds the limit of 10 bytes'):
             body(self.CHUNKED, b'5\r\nhello\r\n6\r\n', limits)  # refused before the chunk's data is read
@@ -360,10 +360,10 @@ class ChunkedTest(FramingTestCase):
 
     def test_trailers_are_bound_by_the_header_limits(self):
         with self.assertRefused(431, 'headers_too_large', 'request headers exceed 30 bytes'):
-            body(self.CHUNKED, b'0\r\nX: ' + b'a' * 30 + b'\r\n\r\n', ServerLimits(max_header_bytes=30))
+            body(self.CHUNKED, b'0\r\nX: ' + b'a' * 30 + b'\r\n\r\n', Limits(max_header_bytes=30))
         with self.assertRefused(431, 'headers_too_large', 'more than 2 header fields'):
             body(HOST + b'Transfer-Encoding: chunked\r\n', b'0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n',
-                 ServerLimits(max_header_fields=2))
+                 Limits(max_header_fields=2))
 
 
 class ContinueTest(FramingTestCase):
@@ -384,7 +384,7 @@ class ContinueTest(FramingTestCase):
 
     def test_a_body_over_the_limit_is_refused_instead_of_continued(self):
         with self.assertRefused(413, 'body_too_large', 'exceeds the limit of 10 bytes'):
-            head(HOST + b'Content-Length: 11\r\nExpect: 100-continue\r\n', limits=ServerLimits(max_body_bytes=10))
+            head(HOST + b'Content-Length: 11\r\nExpect: 100-continue\r\n', limits=Limits(max_body_bytes=10))
 
     def test_the_interim_response(self):
         self.assertEqual(http11.CONTINUE, b'HTTP/1.1 100 Continue\r\n\r\n')

@@ -1,16 +1,20 @@
 import os
 import sys
 import tempfile
-import types
 import unittest
 from pathlib import Path
 from unittest import mock
 
 from racetrack_job_wrapper.convert import ValidationMode
 from racetrack_job_wrapper.manifest import (
-    LIMIT_FIELDS, MANIFEST_FIELDS, JobSettings, ManifestError, apply_runtime_env, load_yaml, parse_env_file,
-    read_manifest, validate_build_settings,
+    ManifestError,
+    apply_runtime_env,
+    load_yaml,
+    parse_env_file,
+    read_manifest,
+    validate_build_settings,
 )
+from racetrack_job_wrapper.settings import MANIFEST_FIELDS, JobSettings, Limits
 
 MANIFESTS = Path(__file__).parent / 'manifests'
 GUIDE_ENV_BUILD = """\
@@ -54,9 +58,8 @@ class LoadYamlTest(unittest.TestCase):
                                            'directory': 'sample/python-env-secret'})
 
     def test_fallback_error_names_source_line_and_column(self):
-        with mock.patch.dict(sys.modules, {'yaml': None}):
-            with self.assertRaises(ManifestError) as caught:
-                load_yaml('a: 1\nb: &anchor 2\n', 'job.yaml')
+        with mock.patch.dict(sys.modules, {'yaml': None}), self.assertRaises(ManifestError) as caught:
+            load_yaml('a: 1\nb: &anchor 2\n', 'job.yaml')
         self.assertEqual(str(caught.exception),
                          'cannot read job.yaml: anchors (&) are not supported (line 2, column 4)')
 
@@ -138,9 +141,9 @@ class JobSettingsTest(unittest.TestCase):
         settings = self.settings({})
         self.assertEqual(settings, JobSettings(name='job', version='latest'))
         self.assertEqual((settings.home_page, settings.max_concurrency, settings.max_concurrency_queue,
-                          settings.validate_input, settings.public_endpoints, dict(settings.limits),
-                          settings.cors_allow_origins, dict(settings.jobtype_extra)),
-                         ('/docs', None, None, ValidationMode.LAX, (), {}, ('*',), {}))
+                          settings.validate_input, settings.public_endpoints, settings.limits,
+                          settings.cors_allow_origins),
+                         ('/docs', None, None, ValidationMode.LAX, (), Limits(), ('*',)))
 
     def test_name_and_version_from_manifest_coerced_to_str(self):
         settings = self.settings({'name': 'adder', 'version': 1.5})
@@ -197,7 +200,7 @@ class JobSettingsTest(unittest.TestCase):
                                          'jobtype_extra.max_concurrency_queue must be an integer >= 0', shown)
 
     def test_queue_without_concurrency_warns(self):
-        with self.assertLogs('racetrack_job_wrapper.manifest', 'WARNING') as logs:
+        with self.assertLogs('racetrack_job_wrapper.settings', 'WARNING') as logs:
             settings = self.settings(self.extra(max_concurrency_queue=5))
         self.assertEqual(settings.max_concurrency_queue, 5)
         self.assertIn('max_concurrency_queue (5) has no effect', logs.output[0])
@@ -238,20 +241,19 @@ class JobSettingsTest(unittest.TestCase):
     def test_limits(self):
         settings = self.settings(self.extra(max_body_bytes=1024, head_timeout=5, idle_timeout='2.5',
                                             max_json_depth='20', grace_period=0.5))
-        self.assertEqual(dict(settings.limits), {'max_body_bytes': 1024, 'head_timeout': 5.0,
-                                                 'idle_timeout': 2.5, 'max_json_depth': 20,
-                                                 'grace_period': 0.5})
-        self.assertIs(type(settings.limits['head_timeout']), float)
-        self.assertIs(type(settings.limits['max_body_bytes']), int)
+        self.assertEqual(settings.limits, Limits(max_body_bytes=1024, head_timeout=5.0, idle_timeout=2.5,
+                                                 max_json_depth=20, grace_period=0.5))
+        self.assertIs(type(settings.limits.head_timeout), float)
+        self.assertIs(type(settings.limits.max_body_bytes), int)
 
     def test_limit_fields_table(self):
-        self.assertEqual(dict(LIMIT_FIELDS), {
+        self.assertEqual({name: kind for name, kind, _, _ in Limits.describe()}, {
             'max_body_bytes': int, 'max_request_line_bytes': int, 'max_header_bytes': int,
             'max_header_fields': int, 'head_timeout': float, 'idle_timeout': float,
             'max_connections': int, 'max_json_depth': int, 'grace_period': float})
 
     def test_bad_limits(self):
-        for name, kind in LIMIT_FIELDS.items():
+        for name, kind, _, _ in Limits.describe():
             bad = [0, -1, True, 'abc', [1], float('inf')] + ([1.5] if kind is int else [])
             for value in bad:
                 with self.subTest(field=name, value=value):
@@ -274,36 +276,29 @@ class JobSettingsTest(unittest.TestCase):
         self.assertManifestError(self.extra(cors_allow_origins={'a': 1}),
                                  'jobtype_extra.cors_allow_origins', "dict {'a': 1}")
 
-    def test_jobtype_extra_is_read_only(self):
-        settings = self.settings(self.extra(home_page='/docs', entrypoint_class='Job'))
-        self.assertIsInstance(settings.jobtype_extra, types.MappingProxyType)
-        self.assertEqual(dict(settings.jobtype_extra), {'home_page': '/docs', 'entrypoint_class': 'Job'})
-        with self.assertRaises(TypeError):
-            settings.jobtype_extra['home_page'] = '/x'
-
     def test_bad_jobtype_extra(self):
         self.assertManifestError({'jobtype_extra': ['a']}, 'jobtype_extra must be a mapping', "list ['a']")
 
     def test_unknown_jobtype_extra_keys_warn(self):
-        with self.assertLogs('racetrack_job_wrapper.manifest', 'WARNING') as logs:
+        with self.assertLogs('racetrack_job_wrapper.settings', 'WARNING') as logs:
             self.settings(self.extra(max_concurency=2, colour='red', requirements_path='req.txt'))
         self.assertEqual(len(logs.records), 1)
         self.assertIn('unknown jobtype_extra fields are ignored: colour, max_concurency', logs.output[0])
 
     def test_a_misspelt_jobtype_extra_key_gets_the_nearest_known_one(self):
-        with self.assertLogs('racetrack_job_wrapper.manifest', 'WARNING') as logs:
+        with self.assertLogs('racetrack_job_wrapper.settings', 'WARNING') as logs:
             self.settings(self.extra(requirement_path='req.txt'))
-        self.assertEqual(logs.output, ["WARNING:racetrack_job_wrapper.manifest:unknown jobtype_extra fields are"
+        self.assertEqual(logs.output, ["WARNING:racetrack_job_wrapper.settings:unknown jobtype_extra fields are"
                                        " ignored: requirement_path (did you mean 'requirements_path'?)"])
 
     def test_unknown_top_level_field_warns_with_the_nearest_known_one(self):
-        with self.assertLogs('racetrack_job_wrapper.manifest', 'WARNING') as logs:
+        with self.assertLogs('racetrack_job_wrapper.settings', 'WARNING') as logs:
             self.settings({'name': 'x', 'runtime_evn': {'A': '1'}, 'colour': 'red'})
         self.assertEqual(len(logs.records), 1)
         self.assertEqual(logs.records[0].getMessage(),
                          "unknown manifest fields are ignored: colour, runtime_evn (did you mean 'runtime_env'?)"
                          f" (known: {', '.join(sorted(MANIFEST_FIELDS))})")
-        with self.assertLogs('racetrack_job_wrapper.manifest', 'WARNING') as logs:
+        with self.assertLogs('racetrack_job_wrapper.settings', 'WARNING') as logs:
             self.settings({'jobtype_exta': {}})
         self.assertEqual(logs.records[0].getMessage(),
                          "unknown manifest fields are ignored: jobtype_exta (did you mean 'jobtype_extra'?)")
@@ -335,10 +330,9 @@ class JobSettingsTest(unittest.TestCase):
         manifest = yaml.safe_load((MANIFESTS / 'sample_extends.yaml').read_text(encoding='utf-8'))
         settings = self.settings(manifest)
         self.assertEqual((settings.name, settings.version, settings.max_concurrency,
-                          settings.max_concurrency_queue, dict(settings.limits), settings.cors_allow_origins),
+                          settings.max_concurrency_queue, settings.limits, settings.cors_allow_origins),
                          ('python-class-production', '2.0.0', 8, 100,
-                          {'max_body_bytes': 10485760, 'head_timeout': 5.0, 'idle_timeout': 60.0,
-                           'grace_period': 2.5},
+                          Limits(max_body_bytes=10485760, head_timeout=5.0, idle_timeout=60.0, grace_period=2.5),
                           ('https://dashboard.example.com', 'https://admin.example.com')))
 
 

@@ -17,9 +17,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from racetrack_job_wrapper import __version__
-from racetrack_job_wrapper.manifest import JobSettings
+from racetrack_job_wrapper.settings import JobSettings
 from racetrack_job_wrapper.metrics import DURATION_BUCKETS, JobGaugeCollector, JobMetrics
-from racetrack_job_wrapper.standalone import JobRunner, server_limits
+from racetrack_job_wrapper.standalone import JobRunner
 from tests.support import EXAMPLES_DIR, JobClient, ProcessJob, ServerTestCase, free_port, raw_exchange
 
 
@@ -292,7 +292,7 @@ class JobGaugesTest(ServerTestCase):
                 self.counter.inc()
                 return 1
 
-        runner = JobRunner(OwnCounterJob, settings, server_limits(settings, {}), registry=registry)
+        runner = JobRunner(OwnCounterJob, settings, registry=registry)
         runner.bind('127.0.0.1', 0)
         thread = threading.Thread(target=runner.run_forever, daemon=True)
         thread.start()

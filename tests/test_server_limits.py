@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import tempfile
@@ -9,9 +10,8 @@ import time
 import unittest
 from pathlib import Path
 
-from racetrack_job_wrapper.manifest import JobSettings
-from racetrack_job_wrapper.server import ServerLimits
-from racetrack_job_wrapper.standalone import apply_options
+from racetrack_job_wrapper.settings import JobSettings, ServerOptions, apply_options
+from racetrack_job_wrapper.settings import Limits
 from tests.support import ProcessJob, RawConnection, ServerTestCase, raw_exchange
 
 MiB = 1024 * 1024
@@ -207,7 +207,7 @@ class SmugglingTest(LimitsTestCase):
 class RequestLineTest(LimitsTestCase):
     def test_request_line_over_8_kib_is_414(self):
         self.start_echo()
-        self.assertEqual(ServerLimits().max_request_line_bytes, 8192)
+        self.assertEqual(Limits().max_request_line_bytes, 8192)
         target = b'/ready?' + b'a' * 8200
         body = self.assertAnswered(b'GET ' + target + b' HTTP/1.1\r\nHost: t\r\n\r\n', 414,
                                    'request line is longer than 8192 bytes')
@@ -579,32 +579,43 @@ class CORSTest(LimitsTestCase):
 
 class ConfigurationTest(LimitsTestCase):
     def test_defaults_are_the_documented_ones(self):
-        settings, limits = apply_options(JobSettings(), {})
-        self.assertEqual(limits, ServerLimits(
+        settings = apply_options(JobSettings(), {})
+        self.assertEqual(settings.limits, Limits(
             max_body_bytes=64 * MiB, max_request_line_bytes=8192, max_header_bytes=65536, max_header_fields=100,
-            head_timeout=30.0, idle_timeout=60.0, max_connections=1000, grace_period=30.0))
-        self.assertEqual(dict(settings.limits), {})
+            head_timeout=30.0, idle_timeout=60.0, max_connections=1000, max_json_depth=100, grace_period=30.0))
         self.assertEqual(settings.cors_allow_origins, ('*',))
+
+    def test_the_keyword_options_are_the_limits_and_the_cors_origins(self):
+        self.assertEqual(set(ServerOptions.__annotations__),
+                         {name for name, _, _, _ in Limits.describe()} | {'cors_allow_origins'})
+
+    def test_the_readme_limits_table_is_the_limits(self):
+        readme = (Path(__file__).resolve().parent.parent / 'README.md').read_text(encoding='utf-8')
+        rows = re.findall(r'^\| `(\w+)`[^|]*\| (\d+)[^|]*\|', readme, re.MULTILINE)
+        table = {name: float(default) for name, default in rows}
+        self.assertEqual({name: table.get(name) for name, _, _, _ in Limits.describe()},
+                         {name: float(default) for name, _, default, _ in Limits.describe()})
 
     def test_keyword_options_win_over_jobtype_extra_over_defaults(self):
         manifest = {'jobtype_extra': {'max_body_bytes': 100, 'head_timeout': 2, 'max_json_depth': 5,
                                       'cors_allow_origins': ['https://m.example']}}
-        settings, limits = apply_options(JobSettings.from_manifest(manifest, {}), {
+        settings = apply_options(JobSettings.from_manifest(manifest, {}), {
             'max_body_bytes': 200, 'max_json_depth': 7, 'idle_timeout': None, 'cors_allow_origins': 'https://k.example'})
+        limits = settings.limits
         self.assertEqual((limits.max_body_bytes, limits.head_timeout, limits.idle_timeout), (200, 2.0, 60.0))
-        self.assertEqual(settings.limits['max_json_depth'], 7)
+        self.assertEqual(limits.max_json_depth, 7)
         self.assertEqual(settings.cors_allow_origins, ('https://k.example',))
 
     def test_bad_options_are_refused_by_name(self):
         with self.assertRaisesRegex(TypeError, r'unknown server option\(s\): max_bodybytes; known: '):
             apply_options(JobSettings(), {'max_bodybytes': 1})
         for name, value, message in (
-                ('max_body_bytes', -1, 'max_body_bytes must be a positive integer, got -1'),
-                ('max_body_bytes', 1.5, 'max_body_bytes must be a positive integer, got 1.5'),
-                ('max_header_fields', True, 'max_header_fields must be a positive integer, got True'),
-                ('max_json_depth', 0, 'max_json_depth must be a positive integer, got 0'),
-                ('head_timeout', float('nan'), 'head_timeout must be a positive number of seconds, got nan'),
-                ('idle_timeout', '5', "idle_timeout must be a positive number of seconds, got '5'"),
+                ('max_body_bytes', -1, 'max_body_bytes must be a positive integer, got int -1'),
+                ('max_body_bytes', 1.5, 'max_body_bytes must be a positive integer, got float 1.5'),
+                ('max_header_fields', True, 'max_header_fields must be a positive integer, got bool True'),
+                ('max_json_depth', 0, 'max_json_depth must be a positive integer, got int 0'),
+                ('head_timeout', float('nan'), 'head_timeout must be a positive number of seconds, got float nan'),
+                ('idle_timeout', '5', "idle_timeout must be a positive number of seconds, got str '5'"),
                 ('cors_allow_origins', ['ftp://x y'], 'cors_allow_origins entries must be')):
             with self.subTest(name=name, value=value):
                 with self.assertRaises(ValueError) as raised:

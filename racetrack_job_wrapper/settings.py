@@ -1,0 +1,443 @@
+"""Every setting of a server: its default, its check and its source, in one place.
+
+A setting comes from, in order of precedence, a keyword argument of `serve_job_class`
+(or a command-line flag), the manifest's `jobtype_extra`, the environment, or its default.
+This module is the one reader of the environment's settings: `JobSettings.from_manifest`
+and `ObservabilitySettings.from_environ`, once, at start-up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import difflib
+import logging
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from racetrack_job_wrapper.convert import ValidationMode
+from racetrack_job_wrapper.manifest import ManifestError, describe_value
+
+logger = logging.getLogger(__name__)
+
+
+def _limit(default: int | float, help_text: str) -> Any:
+    return field(default=default, metadata={'help': help_text})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one client can make the server hold; every field is a positive number.
+
+    Each is a keyword argument of `serve_job_class`, a command-line flag (`--max-body-bytes`)
+    and a `jobtype_extra` field, with the help text below.
+    """
+
+    max_body_bytes: int = _limit(64 * 1024 * 1024, 'largest request body accepted; larger is 413')
+    max_request_line_bytes: int = _limit(8 * 1024, 'longest request line; longer is 414')
+    max_header_bytes: int = _limit(64 * 1024, 'request headers in all; more is 431')
+    max_header_fields: int = _limit(100, 'request header fields; more is 431')
+    head_timeout: float = _limit(30.0, 'seconds to receive the request line and headers; then 408')
+    idle_timeout: float = _limit(60.0, 'seconds an idle keep-alive connection is kept')
+    max_connections: int = _limit(1000, 'connections open at once; more get 503')
+    max_json_depth: int = _limit(100, 'nesting of a JSON request body; deeper is 400')
+    grace_period: float = _limit(30.0, 'seconds requests in flight get on shutdown')
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, type, int | float, str]]:
+        """(name, type, default, help) of every limit, in declaration order."""
+        kinds = typing.get_type_hints(cls)
+        return [(item.name, kinds[item.name], item.default, item.metadata['help'])
+                for item in dataclasses.fields(cls)]
+
+    def merged(self, values: Mapping[str, Any], label: str = '', text: bool = False) -> Limits:
+        """These limits with the positive numbers in `values` over them; unknown keys are ignored.
+
+        `label` prefixes a field's name in errors (`jobtype_extra.`); with `text`, numbers may
+        be given as strings, as YAML and command lines give them. Raises ManifestError.
+        """
+        given = {}
+        for name, kind, _, _ in self.describe():
+            value = values.get(name)
+            if value is not None:
+                given[name] = positive_number(f'{label}{name}', kind, value, text)
+        return dataclasses.replace(self, **given)
+
+
+def positive_number(name: str, kind: type, value: Any, text: bool = False) -> Any:
+    """`value` as a positive, finite `kind` (int or float); ManifestError naming `name` otherwise."""
+    number: int | float | None = None
+    if isinstance(value, bool):
+        number = None
+    elif kind is int:
+        number = _as_int(value) if text else (value if isinstance(value, int) else None)
+    elif isinstance(value, (int, float)) or (text and isinstance(value, str)):
+        number = _as_float(value)
+    if number is None or not number > 0:
+        noun = 'integer' if kind is int else 'number of seconds'
+        raise ManifestError(f'{name} must be a positive {noun}, got {describe_value(value)}')
+    return number
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What Racetrack says about the deployment, shown by `/live` and `/health`."""
+
+    git_version: str | None = None
+    deployed_by_racetrack_version: str | None = None
+    deployment_timestamp: str | None = None
+    job_type_version: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Deployment:
+        """Read GIT_VERSION, DEPLOYED_BY_RACETRACK_VERSION, JOB_DEPLOYMENT_TIMESTAMP, JOB_TYPE_VERSION."""
+        return cls(environ.get('GIT_VERSION'), environ.get('DEPLOYED_BY_RACETRACK_VERSION'),
+                   environ.get('JOB_DEPLOYMENT_TIMESTAMP'), environ.get('JOB_TYPE_VERSION'))
+
+
+AUTH_TOKENS_ENV_VAR = 'JOB_AUTH_TOKENS'
+DEFAULT_HOME_PAGE = '/docs'
+
+# jobtype_extra fields the server reads besides the limits.
+SETTING_FIELDS = frozenset({'home_page', 'max_concurrency', 'max_concurrency_queue',
+                            'validate_input', 'cors_allow_origins'})
+# Read by the image build of the Python job type, not by the server; known, so not warned about.
+BUILD_FIELDS = frozenset({'requirements_path', 'entrypoint_path', 'entrypoint_class'})
+JOBTYPE_EXTRA_FIELDS = frozenset(SETTING_FIELDS | {name for name, _, _, _ in Limits.describe()} | BUILD_FIELDS)
+# Top-level fields of Racetrack's manifest schema: the server reads some, Racetrack and image builds the rest.
+MANIFEST_FIELDS = frozenset({
+    'name', 'owner_email', 'git', 'version', 'jobtype', 'lang', 'extends', 'image_type', 'system_dependencies',
+    'build_env', 'runtime_env', 'secret_build_env_file', 'secret_runtime_env_file', 'labels', 'public_endpoints',
+    'replicas', 'resources', 'jobtype_extra', 'golang', 'python', 'docker', 'wrapper_properties',
+    'infrastructure_target'})
+PUBLIC_PREFIXES = ('/pub/job/', '/pub/fatman/')
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What the server takes from the manifest and the environment, validated once at start-up."""
+
+    name: str = 'job'
+    version: str = 'latest'
+    # False when neither JOB_VERSION nor the manifest names a version: /health then shows null for it.
+    version_given: bool = False
+    home_page: str = DEFAULT_HOME_PAGE
+    max_concurrency: int | None = None
+    max_concurrency_queue: int | None = None
+    validate_input: ValidationMode = ValidationMode.LAX
+    public_endpoints: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=lambda: Limits())
+    cors_allow_origins: tuple[str, ...] = ('*',)
+    deployment: Deployment = field(default_factory=lambda: Deployment())
+    # Secrets: kept out of repr, so settings can be logged.
+    auth_tokens: tuple[str, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any],
+                      environ: Mapping[str, str] = os.environ) -> JobSettings:
+        """Validate a manifest (and JOB_NAME / JOB_VERSION) into settings; raises ManifestError."""
+        _warn_unknown(manifest, MANIFEST_FIELDS, 'manifest')
+        extra = manifest.get('jobtype_extra')
+        if extra is None:
+            extra = {}
+        if not isinstance(extra, Mapping):
+            raise ManifestError(f'jobtype_extra must be a mapping, got {describe_value(extra)}')
+        _warn_unknown(extra, JOBTYPE_EXTRA_FIELDS, 'jobtype_extra')
+        max_concurrency = _count(extra, 'max_concurrency', minimum=1)
+        max_concurrency_queue = _count(extra, 'max_concurrency_queue', minimum=0)
+        if max_concurrency_queue is not None and max_concurrency is None:
+            logger.warning('jobtype_extra.max_concurrency_queue (%s) has no effect without'
+                           ' jobtype_extra.max_concurrency', max_concurrency_queue)
+        return cls(
+            name=_identity(manifest, environ, 'name', 'JOB_NAME', 'job'),
+            version=_identity(manifest, environ, 'version', 'JOB_VERSION', 'latest'),
+            version_given=bool(environ.get('JOB_VERSION') or manifest.get('version') not in (None, '')),
+            home_page=_home_page(extra.get('home_page')),
+            max_concurrency=max_concurrency,
+            max_concurrency_queue=max_concurrency_queue,
+            validate_input=_validation_mode(extra.get('validate_input')),
+            public_endpoints=_public_endpoints(manifest.get('public_endpoints')),
+            limits=Limits().merged(extra, 'jobtype_extra.', text=True),
+            cors_allow_origins=_cors_origins(extra.get('cors_allow_origins')),
+            deployment=Deployment.from_environ(environ),
+            auth_tokens=_auth_tokens(environ.get(AUTH_TOKENS_ENV_VAR, '')),
+        )
+
+
+def _warn_unknown(fields: Mapping[str, Any], known: frozenset[str], where: str) -> None:
+    """Warn about fields nothing reads, with the nearest known name: a typo is the usual cause."""
+    unknown = sorted(str(key) for key in fields if key not in known)
+    if not unknown:
+        return
+    names = []
+    unguessed = False
+    for key in unknown:
+        nearest = difflib.get_close_matches(key, known, n=1)
+        names.append(f"{key} (did you mean '{nearest[0]}'?)" if nearest else key)
+        unguessed = unguessed or not nearest
+    # Without a guess for some key, the known names are the help left to give.
+    listing = f' (known: {", ".join(sorted(known))})' if unguessed else ''
+    logger.warning('unknown %s fields are ignored: %s%s', where, ', '.join(names), listing)
+
+
+def _has_unsafe_characters(text: str) -> bool:
+    """Tell whether text holds whitespace or control characters (it goes into URLs and headers)."""
+    return any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+def _identity(manifest: Mapping[str, Any], environ: Mapping[str, str], key: str, env_var: str,
+              default: str) -> str:
+    """Resolve the job name or version: env var, then manifest field, then default."""
+    if environ.get(env_var):
+        value: Any = environ[env_var]
+        origin = f'{env_var} environment variable'
+    else:
+        value = manifest.get(key)
+        origin = f'manifest field {key}'
+        if value is None or value == '':
+            return default
+        if isinstance(value, bool) or not isinstance(value, (str, int, float, datetime.date)):
+            raise ManifestError(f'{origin} must be a string, got {describe_value(value)}')
+    text = str(value)
+    # Both become path segments of the public prefix and part of the Location header.
+    if _has_unsafe_characters(text) or any(ch in text for ch in '/?#'):
+        raise ManifestError(f"{origin} must not contain whitespace, control characters or any of"
+                            f" '/?#', got {text!r}")
+    return text
+
+
+def _auth_tokens(value: str) -> tuple[str, ...]:
+    """Split JOB_AUTH_TOKENS; the messages never echo a token, only its position."""
+    if not value.strip():
+        return ()
+    tokens: list[str] = []
+    for position, token in enumerate(value.split(','), start=1):
+        token = token.strip()
+        if not token:
+            continue
+        # Tokens travel in a header: printable ASCII without spaces is what every client can send.
+        if not all(0x21 <= ord(ch) <= 0x7E for ch in token):
+            raise ManifestError(f'{AUTH_TOKENS_ENV_VAR}: token {position} must be printable ASCII without'
+                                f' spaces or control characters')
+        if token not in tokens:
+            tokens.append(token)
+    if not tokens:
+        raise ManifestError(f'{AUTH_TOKENS_ENV_VAR} is set but holds no token; unset it to serve'
+                            f' without authentication')
+    return tuple(tokens)
+
+
+def _home_page(value: Any) -> str:
+    if value is None or value == '':
+        return DEFAULT_HOME_PAGE
+    if not isinstance(value, str):
+        raise ManifestError(f'jobtype_extra.home_page must be a string path, got {describe_value(value)}')
+    # '//host' and '/\host' are taken by browsers as another host: an open redirect.
+    if not value.startswith('/') or value.startswith(('//', '/\\')):
+        raise ManifestError(f"jobtype_extra.home_page must be a path on this job starting with a"
+                            f" single '/' (no scheme or host), got {value!r}")
+    if _has_unsafe_characters(value) or '\\' in value:
+        raise ManifestError(f'jobtype_extra.home_page must not contain whitespace, control'
+                            f' characters or backslashes, got {value!r}')
+    return value
+
+
+def _count(extra: Mapping[str, Any], key: str, minimum: int) -> int | None:
+    """Read an integer field given as an int or a string of digits (as the existing runner does)."""
+    value = extra.get(key)
+    if value is None:
+        return None
+    number = _as_int(value)
+    if number is None or number < minimum:
+        raise ManifestError(f'jobtype_extra.{key} must be an integer >= {minimum},'
+                            f' got {describe_value(value)}')
+    return number
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+# The manifest's spellings of jobtype_extra.validate_input; YAML booleans arrive as bool or as text.
+_VALIDATION_MODES: Mapping[str, ValidationMode] = types.MappingProxyType({
+    'true': ValidationMode.LAX, 'false': ValidationMode.OFF, 'strict': ValidationMode.STRICT})
+
+
+def _validation_mode(value: Any) -> ValidationMode:
+    if value is None:
+        return ValidationMode.LAX
+    spelling = ('true' if value else 'false') if isinstance(value, bool) else value
+    mode = _VALIDATION_MODES.get(spelling.strip().lower()) if isinstance(spelling, str) else None
+    if mode is None:
+        raise ManifestError(f'jobtype_extra.validate_input must be one of {", ".join(_VALIDATION_MODES)},'
+                            f' got {describe_value(value)}')
+    return mode
+
+
+def _public_endpoints(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ManifestError(f'public_endpoints must be a list of paths, got {describe_value(value)}')
+    paths: list[str] = []
+    for item in value:
+        path = _public_endpoint(item)
+        if path not in paths:
+            paths.append(path)
+    return tuple(paths)
+
+
+def _public_endpoint(item: Any) -> str:
+    if not isinstance(item, str) or not item.startswith('/'):
+        raise ManifestError(f"public_endpoints entries must be paths starting with '/',"
+                            f" got {describe_value(item)}")
+    if _has_unsafe_characters(item) or any(ch in item for ch in '?#\\'):
+        raise ManifestError(f"public_endpoints entry {item!r} must be a plain path without"
+                            f" whitespace, control characters, '?', '#' or '\\'")
+    segments = [segment for segment in item.split('/') if segment]
+    if any(segment in ('.', '..') for segment in segments):
+        raise ManifestError(f"public_endpoints entry {item!r} must not contain '.' or '..' segments")
+    path = '/' + '/'.join(segments)
+    if (path + '/').startswith(PUBLIC_PREFIXES) or path in ('/pub/job', '/pub/fatman'):
+        short = '/' + '/'.join(segments[4:])
+        raise ManifestError(f"public_endpoints entry {item!r} includes the /pub/job/NAME/VERSION"
+                            f" prefix; use the short form, e.g. {short!r}")
+    return path
+
+
+def _cors_origins(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ('*',)
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ManifestError(f"jobtype_extra.cors_allow_origins must be '*' or a list of origins,"
+                            f" got {describe_value(value)}")
+    origins: list[str] = []
+    for origin in items:
+        if not isinstance(origin, str) or not _is_origin(origin):
+            raise ManifestError(f"jobtype_extra.cors_allow_origins entries must be '*' or an origin"
+                                f" like 'https://example.com:8443', got {describe_value(origin)}")
+        origins.append(origin.rstrip('/') if origin != '*' else origin)
+    return tuple(origins)
+
+
+def _is_origin(origin: str) -> bool:
+    if origin == '*':
+        return True
+    scheme, separator, host = origin.partition('://')
+    host = host.rstrip('/')
+    return (separator == '://' and scheme in ('http', 'https') and bool(host)
+            and not _has_unsafe_characters(host) and not any(ch in host for ch in '/?#@\\*'))
+
+
+def parse_cors_origins(value: Any) -> tuple[str, ...]:
+    """Validate `cors_allow_origins` given elsewhere than the manifest: '*' or a list of origins."""
+    return _cors_origins(value)
+
+class ServerOptions(typing.TypedDict, total=False):
+    """The keyword options of `serve_job_class` / `serve_job_instance`: the limits, and the CORS origins."""
+
+    max_body_bytes: int
+    max_request_line_bytes: int
+    max_header_bytes: int
+    max_header_fields: int
+    head_timeout: float
+    idle_timeout: float
+    max_connections: int
+    max_json_depth: int
+    grace_period: float
+    cors_allow_origins: str | list[str] | None
+
+
+# Options beyond the limits: the app reads them from the settings.
+APP_OPTIONS = frozenset({'cors_allow_origins'})
+
+
+def apply_options(settings: JobSettings, options: Mapping[str, Any]) -> JobSettings:
+    """The settings with keyword options (or command-line flags) over the manifest's values.
+
+    An option given as None is not given. Raises TypeError for an unknown option and
+    ValueError naming the option for a bad value.
+    """
+    given = {key: value for key, value in options.items() if value is not None}
+    known = {name for name, _, _, _ in Limits.describe()} | APP_OPTIONS
+    unknown = set(given) - known
+    if unknown:
+        raise TypeError(f'unknown server option(s): {", ".join(sorted(unknown))}; known: {", ".join(sorted(known))}')
+    try:
+        limits = settings.limits.merged(given)
+        cors = settings.cors_allow_origins
+        if 'cors_allow_origins' in given:
+            cors = parse_cors_origins(given['cors_allow_origins'])
+    except ManifestError as e:
+        raise ValueError(str(e).replace('jobtype_extra.', '')) from None
+    return dataclasses.replace(settings, limits=limits, cors_allow_origins=cors)
+
+
+DEFAULT_TRACING_HEADER = 'X-Request-Tracing-Id'
+DEFAULT_CALLER_HEADER = 'X-Caller-Name'
+# The Racetrack token: checked by the gateway (or JOB_AUTH_TOKENS here), sent on chain calls.
+AUTH_HEADER = 'X-Racetrack-Auth'
+_TRUE = frozenset({'true', 't', 'yes', 'y', '1'})
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """What the environment says about logs, tracing, debug endpoints, the memory profiler and chain calls."""
+
+    log_level: str = ''                     # LOG_LEVEL as given ('' when unset); logs.configure_logs validates it
+    structured_logs: bool = False           # LOG_STRUCTURED: one JSON object per line
+    log_caller_name: bool = False           # LOG_CALLER_NAME: add caller_name to request records
+    tracing_header: str = DEFAULT_TRACING_HEADER
+    caller_header: str = DEFAULT_CALLER_HEADER
+    debug_threads: bool = False             # DEBUG_THREADS: serve GET /debug/threads
+    pub_url: str = ''                       # PUB_URL: Racetrack's internal Pub, for chain calls
+    auth_token: str = ''                    # AUTH_TOKEN: sent as X-Racetrack-Auth on chain calls
+    job_name: str = ''                      # JOB_NAME: named in chain call errors
+    memray_profiler: bool = False           # MEMRAY_PROFILER: track memory with memray, serve the profiler endpoints
+    memray_leaks: bool = False              # MEMRAY_LEAKS: flame graphs show leaked memory, not peak usage
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> ObservabilitySettings:
+        """Read the settings from `environ` (the process environment by default)."""
+        return cls(
+            log_level=(environ.get('LOG_LEVEL') or '').strip().lower(),
+            structured_logs=_flag(environ, 'LOG_STRUCTURED'),
+            log_caller_name=_flag(environ, 'LOG_CALLER_NAME'),
+            tracing_header=(environ.get('REQUEST_TRACING_HEADER') or '').strip() or DEFAULT_TRACING_HEADER,
+            caller_header=(environ.get('CALLER_NAME_HEADER') or '').strip() or DEFAULT_CALLER_HEADER,
+            debug_threads=_flag(environ, 'DEBUG_THREADS'),
+            pub_url=(environ.get('PUB_URL') or '').strip().rstrip('/'),
+            auth_token=environ.get('AUTH_TOKEN') or '',
+            job_name=environ.get('JOB_NAME') or '',
+            memray_profiler=_flag(environ, 'MEMRAY_PROFILER'),
+            memray_leaks=_flag(environ, 'MEMRAY_LEAKS'),
+        )
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    return (environ.get(name) or '').strip().lower() in _TRUE
