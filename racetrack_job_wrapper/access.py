@@ -8,13 +8,14 @@ from collections import deque
 from racetrack_job_wrapper.logs import Ticker, add_request_fields
 from racetrack_job_wrapper.messages import Request
 from racetrack_job_wrapper.metrics import JobMetrics
+from racetrack_job_wrapper.routing import METRICS_PATH, PROBE_PATHS
 from racetrack_job_wrapper.settings import ObservabilitySettings
 from racetrack_job_wrapper.tracing import CURRENT_TRACE, ActiveRequests, TraceReader
 
 logger = logging.getLogger('racetrack_job_wrapper.access')
 
 # Successful GETs of these paths are not logged: probes and scrapes would drown everything else.
-QUIET_PATHS = frozenset({'/live', '/ready', '/health', '/metrics'})
+QUIET_PATHS = frozenset({*PROBE_PATHS, METRICS_PATH})
 ACCESS_FORMAT = '%s %s %d %.1fms %dB'  # method, target, status, milliseconds, bytes sent
 
 

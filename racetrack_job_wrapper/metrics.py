@@ -12,7 +12,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from racetrack_job_wrapper import __version__
 from racetrack_job_wrapper.messages import Request, Response
-from racetrack_job_wrapper.routing import Route
+from racetrack_job_wrapper.routing import METRICS_PATH, Route
 
 logger = logging.getLogger(__name__)
 
@@ -232,4 +232,4 @@ def metrics_route(registry: CollectorRegistry) -> Route:
         encoder, content_type = choose_encoder(request.headers.get('Accept') or '')
         return Response(encoder(registry), 200, content_type)
 
-    return Route('/metrics', {'GET': scrape}, 'metrics')
+    return Route(METRICS_PATH, {'GET': scrape}, f'the built-in {METRICS_PATH}')

@@ -7,10 +7,10 @@ from typing import Any, Iterable
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
 from racetrack_job_wrapper.schema import SchemaBuilder
 from racetrack_job_wrapper.serialize import json_default
+from racetrack_job_wrapper.routing import API_PREFIX, METRICS_PATH, PROBE_PATHS
+from racetrack_job_wrapper.settings import AUTH_HEADER
 
 OPENAPI_VERSION = '3.1.0'
-API_PREFIX = '/api/v1'
-AUTH_HEADER = 'X-Racetrack-Auth'
 AUTH_SCHEME = 'RacetrackAuth'
 JOB_TAG = 'job'
 STATUS_TAG = 'status'
@@ -205,6 +205,9 @@ def _error_response(description: str) -> dict[str, Any]:
     return {'description': description, 'content': {'application/json': {'schema': _ERROR_REF}}}
 
 
+LIVE, READY, HEALTH = PROBE_PATHS
+
+
 def _status_operations() -> list[tuple[str, str, dict[str, Any]]]:
     """The endpoints every job has besides its own: parameters, probes, metrics."""
     parameters_schema = {
@@ -255,11 +258,11 @@ def _status_operations() -> list[tuple[str, str, dict[str, Any]]]:
             'operationId': 'get_home',
             'responses': {'307': {'description': 'The home page, under the job\'s public prefix'}},
         }),
-        ('/live', 'get', probe('get_live', 'Liveness probe', live_schema, 'The job failed to start')),
-        ('/ready', 'get', probe('get_ready', 'Readiness probe', ready_schema, 'The job is not ready yet')),
-        ('/health', 'get', probe('get_health', 'Health of the job and its versions', health_schema,
+        (LIVE, 'get', probe('get_live', 'Liveness probe', live_schema, 'The job failed to start')),
+        (READY, 'get', probe('get_ready', 'Readiness probe', ready_schema, 'The job is not ready yet')),
+        (HEALTH, 'get', probe('get_health', 'Health of the job and its versions', health_schema,
                                  'The job is not live or not ready')),
-        ('/metrics', 'get', {
+        (METRICS_PATH, 'get', {
             'tags': [STATUS_TAG], 'summary': 'Prometheus metrics', 'operationId': 'get_metrics',
             'security': [],
             'responses': {'200': {'description': 'Metrics in the Prometheus text format',
