@@ -1,14 +1,35 @@
-"""Sessions: `nox -s tests`, `nox -s fuzz`, `nox -s bench`."""
+"""Sessions: `nox -s tests` (3.11, 3.12, 3.13 where installed), `quick`, `lint`, `fuzz`, `bench`."""
 import nox
 
-nox.options.sessions = ['tests']
+nox.options.sessions = ['lint', 'tests']
+# An interpreter this machine lacks is skipped with nox's message, in CI too: the registries we reach
+# serve packages, not interpreters.
+nox.options.error_on_missing_interpreters = False
+
+PYTHONS = ['3.11', '3.12', '3.13']
 
 
-@nox.session(python='3.11')
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The unit and integration tests (needs chromium, prometheus and wrk from apt on the machine)."""
     session.install('-e', '.[test]')
     session.run('python', '-m', 'unittest', 'discover', '-v', *session.posargs)
+
+
+@nox.session(python='3.11')
+def quick(session: nox.Session) -> None:
+    """The tests without the slow external-tool ones (Chromium, Prometheus, schemathesis, worker processes)."""
+    session.install('-e', '.[test]')
+    session.run('python', '-m', 'unittest', 'discover', *session.posargs, env={'RJW_QUICK': '1'})
+
+
+@nox.session(python='3.11')
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) over the repository, mypy --strict over the package."""
+    session.install('-e', '.[lint]')
+    session.run('ruff', 'check', '.')
+    session.run('ruff', 'format', '--check', '.')
+    session.run('mypy')
 
 
 @nox.session(python='3.11')

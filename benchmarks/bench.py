@@ -252,7 +252,7 @@ def header_lines(args: argparse.Namespace, seconds: float, rounds: int) -> list[
                            capture_output=True, text=True, cwd=sides.REPO_ROOT).stdout.strip()
     if dirty:
         commit += ' + uncommitted changes'
-    now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    now = datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')
     return [
         '# racetrack_job_wrapper benchmark',
         '',

@@ -1,5 +1,6 @@
 """Measurements taken on a running server or an installed venv: one function per figure."""
 
+import contextlib
 import http.client
 import json
 import os
@@ -59,10 +60,8 @@ class Server:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def start_server(argv: list[str], port: int, log_path: Path, cwd: Path,

@@ -81,7 +81,7 @@ class RawClient:
     def _fill(self, partial: bool = False) -> None:
         try:
             chunk = self.sock.recv(65536)
-        except (ConnectionError, socket.timeout) as exc:
+        except (TimeoutError, ConnectionError) as exc:
             raise ConnectionLost(partial or bool(self.buffer)) from exc
         if not chunk:
             raise ConnectionLost(partial or bool(self.buffer))

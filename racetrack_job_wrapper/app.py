@@ -2,26 +2,42 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from http import HTTPMethod
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import quote
 
+from racetrack_job_wrapper.asyncloop import AsyncRunner
 from racetrack_job_wrapper.auth import AccessPolicy
 from racetrack_job_wrapper.docs import docs_routes
 from racetrack_job_wrapper.endpoint_config import EndpointConfig
-from racetrack_job_wrapper.asyncloop import AsyncRunner
 from racetrack_job_wrapper.endpoints import EndpointSpec, describe_endpoint, describe_parameters
 from racetrack_job_wrapper.health import HealthState, health_body, live_body, ready_body
 from racetrack_job_wrapper.invoke import Invoker, RequestContext
 from racetrack_job_wrapper.limiter import ConcurrencyLimiter
-from racetrack_job_wrapper.settings import JobSettings
 from racetrack_job_wrapper.messages import (
-    ClientDisconnected, HTTPError, JobDefinitionError, Request, Response, error_response, http_error_response,
-    json_response)
+    ClientDisconnected,
+    HTTPError,
+    JobDefinitionError,
+    Request,
+    Response,
+    error_response,
+    http_error_response,
+    json_response,
+)
 from racetrack_job_wrapper.metrics import JobMetrics
 from racetrack_job_wrapper.openapi import build_openapi
-from racetrack_job_wrapper.routing import API_PREFIX, PROBE_PATHS, Route, Router, allow_header, normalize_path, split_base_path
+from racetrack_job_wrapper.routing import (
+    API_PREFIX,
+    PROBE_PATHS,
+    Route,
+    Router,
+    allow_header,
+    normalize_path,
+    split_base_path,
+)
+from racetrack_job_wrapper.settings import JobSettings
 from racetrack_job_wrapper.static import MimeGuesser, static_endpoints
 from racetrack_job_wrapper.webview import create_webview_app, is_asgi, webview_base_url, webview_routes
 
@@ -51,10 +67,7 @@ class App:
             request.base_path = base_path
             # Judged on the same normalised, prefix-free path the router sees, so no spelling slips past.
             self._access.check(request)
-            if request.method == 'OPTIONS':
-                response = self._options(request)
-            else:
-                response = self._route(request)
+            response = self._options(request) if request.method == 'OPTIONS' else self._route(request)
         except HTTPError as e:
             request.rejected = e.rejected
             response = http_error_response(e)
@@ -141,7 +154,7 @@ def probe_routes(health: HealthState, settings: JobSettings) -> list[Route]:
         status, body = health_body(health, settings)
         return json_response(body, status)
 
-    handlers = dict(zip(PROBE_PATHS, (live, ready, health_check)))
+    handlers = dict(zip(PROBE_PATHS, (live, ready, health_check), strict=True))
     return [Route(path, {'GET': handler}, f'the built-in {path}') for path, handler in handlers.items()]
 
 
@@ -170,8 +183,7 @@ def build_loading_app(health: HealthState, settings: JobSettings) -> App:
 class JobComponents:
     """What `build_job_app` made besides the app, for the server to close on shutdown."""
 
-    def __init__(self, specs: list[EndpointSpec], async_runner: AsyncRunner | None):
-        self.specs = specs
+    def __init__(self, async_runner: AsyncRunner | None):
         self.async_runner = async_runner
 
     def close(self) -> None:
@@ -233,11 +245,11 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
                                      async_runner=async_runner, guesser=guesser))
     routes.extend(extra_routes)
     app = App(Router(routes), settings)
-    return app, JobComponents(specs, async_runner)
+    return app, JobComponents(async_runner)
 
 
 def _no_perform(_: Request) -> Response:
-    """`/perform` and `/parameters` of a job without `perform` (a webview-only job): 400, as the existing implementation."""
+    """`/perform` and `/parameters` of a webview-only job (no `perform`): 400, as the existing implementation."""
     raise HTTPError(400, 'this job has no perform() method; it serves its webview and other endpoints only',
                     error_type='ValueError')
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from typing import TYPE_CHECKING, Any, Coroutine
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import asyncio
@@ -47,7 +48,7 @@ class AsyncRunner:
 def _settle(task: asyncio.Task[Any], future: concurrent.futures.Future[Any]) -> None:
     if task.cancelled():
         future.cancel()  # result() raises CancelledError
-    elif task.exception() is not None:
-        future.set_exception(task.exception())  # type: ignore[arg-type]
+    elif (error := task.exception()) is not None:
+        future.set_exception(error)
     else:
         future.set_result(task.result())

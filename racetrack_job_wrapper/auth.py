@@ -4,10 +4,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from racetrack_job_wrapper.settings import AUTH_TOKENS_ENV_VAR, JobSettings
 from racetrack_job_wrapper.messages import HTTPError, Request
-from racetrack_job_wrapper.settings import AUTH_HEADER
 from racetrack_job_wrapper.routing import PROBE_PATHS
+from racetrack_job_wrapper.settings import AUTH_HEADER, AUTH_TOKENS_ENV_VAR, JobSettings
 
 # Probes must answer without credentials: the kubelet and load balancers carry none.
 
@@ -26,7 +25,7 @@ class AccessPolicy:
         self._challenge = f'Bearer realm="{realm}"'
 
     @classmethod
-    def from_settings(cls, settings: JobSettings) -> 'AccessPolicy':
+    def from_settings(cls, settings: JobSettings) -> AccessPolicy:
         """The policy for one job: its tokens (from JOB_AUTH_TOKENS) and its public endpoints."""
         return cls(settings.auth_tokens, settings.public_endpoints, settings.name)
 

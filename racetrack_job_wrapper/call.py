@@ -18,7 +18,7 @@ QUERY_METHODS = frozenset({'GET', 'HEAD', 'DELETE'})
 _MAX_ERROR_BODY = 64 * 1024
 
 
-def call_job(entrypoint: Any, job_name: str, path: str = '/api/v1/perform', payload: dict | None = None,
+def call_job(entrypoint: object, job_name: str, path: str = '/api/v1/perform', payload: dict[str, Any] | None = None,
              version: str = 'latest', method: str = 'POST', timeout: float | None = 10) -> Any:
     """Call another job's endpoint and return its JSON result.
 
@@ -32,8 +32,8 @@ def call_job(entrypoint: Any, job_name: str, path: str = '/api/v1/perform', payl
     return _send(request, timeout, f'job "{job_name}" version "{version}"', settings.job_name)
 
 
-async def call_job_async(entrypoint: Any, job_name: str, path: str = '/api/v1/perform',
-                         payload: dict | None = None, version: str = 'latest', method: str = 'POST',
+async def call_job_async(entrypoint: object, job_name: str, path: str = '/api/v1/perform',
+                         payload: dict[str, Any] | None = None, version: str = 'latest', method: str = 'POST',
                          timeout: float | None = 10) -> Any:
     """`call_job` as a coroutine; the blocking call runs in a worker thread with this request's context."""
     return await asyncio.to_thread(call_job, entrypoint, job_name, path, payload, version, method, timeout)
@@ -42,8 +42,8 @@ async def call_job_async(entrypoint: Any, job_name: str, path: str = '/api/v1/pe
 call_job_coroutine = call_job_async  # the existing implementation's name
 
 
-def build_request(entrypoint: Any, settings: ObservabilitySettings, job_name: str, path: str,
-                  payload: dict | None, version: str, method: str) -> urllib.request.Request:
+def build_request(entrypoint: object, settings: ObservabilitySettings, job_name: str, path: str,
+                  payload: dict[str, Any] | None, version: str, method: str) -> urllib.request.Request:
     """The HTTP request of a chain call; ValueError for a bad argument, RuntimeError without PUB_URL."""
     for name, value in (('job_name', job_name), ('version', version)):
         if not isinstance(value, str) or not value or any(ch in value for ch in '/?#') or not value.isprintable() \
@@ -65,7 +65,7 @@ def build_request(entrypoint: Any, settings: ObservabilitySettings, job_name: st
     return urllib.request.Request(url, data=body, headers=outgoing_headers(entrypoint, settings), method=method)
 
 
-def outgoing_headers(entrypoint: Any, settings: ObservabilitySettings) -> dict[str, str]:
+def outgoing_headers(entrypoint: object, settings: ObservabilitySettings) -> dict[str, str]:
     """Headers a chain call made now carries: auth, tracing id, caller name, trace context, predecessor id."""
     headers = {'Accept': 'application/json', 'Content-Type': 'application/json'}
     if settings.auth_token:
@@ -82,13 +82,13 @@ def outgoing_headers(entrypoint: Any, settings: ObservabilitySettings) -> dict[s
     return headers
 
 
-def _incoming_headers(entrypoint: Any) -> Any:
+def _incoming_headers(entrypoint: object) -> Any:
     variable = getattr(entrypoint, 'request_context', None)
     request = variable.get(None) if variable is not None else None
     return request.headers if request is not None else {}
 
 
-def _predecessor_id(entrypoint: Any) -> str | None:
+def _predecessor_id(entrypoint: object) -> str | None:
     """A predecessor id the job set for this request in `request_extra` wins over the incoming header."""
     variable = getattr(entrypoint, 'request_extra', None)
     extra = variable.get(None) if variable is not None else None
@@ -103,7 +103,7 @@ def _send(request: urllib.request.Request, timeout: float | None, callee: str, c
     except urllib.error.HTTPError as e:
         detail = _error_detail(e)
         raise RuntimeError(f'call to {callee}{by} failed with {e.code} {e.reason}: {detail}') from e
-    except (TimeoutError, socket.timeout) as e:
+    except TimeoutError as e:
         raise RuntimeError(f'call to {callee}{by} timed out after {timeout}s ({request.full_url})') from e
     except urllib.error.URLError as e:
         if isinstance(e.reason, (TimeoutError, socket.timeout)):

@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return load_job_class(reference, class_name)
 
     return serve(load, host=args.host, port=args.port, manifest_path=args.manifest_path, workers=args.workers,
-                 **options)  # type: ignore[arg-type]
+                 **options)
 
 
 def render_template(argv: Sequence[str]) -> int:
@@ -116,7 +116,7 @@ def render_template(argv: Sequence[str]) -> int:
 def _positive(name: str, kind: type) -> Callable[[str], int | float]:
     def parse(text: str) -> int | float:
         try:
-            return positive_number(name, kind, text, text=True)  # type: ignore[no-any-return]
+            return positive_number(name, kind, text, text=True)
         except ManifestError as e:
             raise argparse.ArgumentTypeError(str(e).removeprefix(f'{name} ')) from None
     parse.__name__ = kind.__name__  # argparse names the type in its messages

@@ -346,7 +346,7 @@ class _ConverterBuilder:
                 raise ValidationError(path, f'expected an array of {count} items, got {len(value)}')
             fit.lower(_LAX)
             return tuple(item(element, f'{path}[{index}]', fit)
-                         for index, (item, element) in enumerate(zip(items, value)))
+                         for index, (item, element) in enumerate(zip(items, value, strict=True)))
         return convert_fixed
 
     def _dict(self, key_info: TypeInfo, value_info: TypeInfo) -> _Node:
@@ -432,7 +432,7 @@ def _union_error(path: str, names: str, value: Any, errors: list[ValidationError
 def _primitive_members(members: tuple[TypeInfo, ...], nodes: list[_Node]) -> dict[type, _Node]:
     """The converters of a union's scalar members, by the Python type of the values they take as they are."""
     exact: dict[type, _Node] = {}
-    for member, node in zip(members, nodes):
+    for member, node in zip(members, nodes, strict=True):
         if member.kind in JSON_TYPE_NAMES:
             exact.setdefault(member.annotation, node)
     return exact
@@ -736,7 +736,7 @@ def _build_text(info: TypeInfo, strict: bool) -> Converter | None:
                 raise ValidationError(path, f'expected {len(items)} values, got {len(values)}')
             converters = items * len(values) if variadic else items
             return container(converter(text, f'{path}[{index}]')
-                             for index, (converter, text) in enumerate(zip(converters, values)))
+                             for index, (converter, text) in enumerate(zip(converters, values, strict=True)))
         return convert_texts
     json_node = _ConverterBuilder(ValidationMode.STRICT if strict else ValidationMode.LAX).build(info)
     if json_node is None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import html
 import importlib.resources
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from racetrack_job_wrapper.messages import HTTPError, Request, Response, encode_json
 from racetrack_job_wrapper.routing import Route
@@ -121,6 +122,7 @@ class StaticAsset:
             return Response(b'', 304, headers=headers)
         if self.data is not None:
             return Response(self.data, 200, self.content_type, headers)
+        # An asset without data came from from_file(), which gave it a path.
         return Response(status=200, content_type=self.content_type, headers=headers,
                         stream=_read_chunks(self.path), content_length=self.size)  # type: ignore[arg-type]
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 _REST_FIELD = re.compile(r'^:(param|parameter|arg|argument|key|keyword)\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$')
 _REST_RETURN = re.compile(r'^:(returns?|return)\s*:\s*(.*)$')
 _REST_OTHER = re.compile(r'^:\w[^:]*:')
-_GOOGLE_SECTION = re.compile(r'^(Args|Arguments|Parameters|Params|Keyword Args|Returns|Return|Raises|Yields|Examples?|Notes?)\s*:\s*$')
+_GOOGLE_SECTION = re.compile(r'^(Args|Arguments|Parameters|Params|Keyword Args|Returns|Return|Raises|Yields'
+                             r'|Examples?|Notes?)\s*:\s*$')
 _GOOGLE_PARAM = re.compile(r'^(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$')
 
 
@@ -27,7 +28,7 @@ def parse_docstring(doc: str | None) -> Docstring:
         return Docstring()
     lines = inspect.cleandoc(doc).splitlines()
     text: list[str] = []
-    params: dict[str, str] = {}
+    params: dict[str, list[str]] = {}  # each description's lines, joined at the end
     returns: list[str] = []
     current: list[str] | None = None  # the description being continued by indented lines
     section = ''
@@ -39,7 +40,7 @@ def parse_docstring(doc: str | None) -> Docstring:
         google_section = _GOOGLE_SECTION.match(stripped) if not line.startswith(' ') else None
         if rest_param:
             current = [rest_param.group(3)]
-            params[rest_param.group(2)] = current  # type: ignore[assignment]
+            params[rest_param.group(2)] = current
             section = 'rest'
         elif rest_return:
             current = returns
@@ -58,7 +59,7 @@ def parse_docstring(doc: str | None) -> Docstring:
                 entry_indent = _indent(line)
             if google_param and _indent(line) <= entry_indent:
                 current = [google_param.group(2)]
-                params[google_param.group(1).lstrip('*')] = current  # type: ignore[assignment]
+                params[google_param.group(1).lstrip('*')] = current
             elif current is not None:
                 current.append(stripped)
         elif section and stripped and current is not None and line.startswith(' '):
@@ -71,7 +72,7 @@ def parse_docstring(doc: str | None) -> Docstring:
             current = None if section == 'rest' else current
     return Docstring(
         description='\n'.join(text).strip(),
-        params={name: ' '.join(part for part in value if part).strip() for name, value in params.items()},  # type: ignore[union-attr]
+        params={name: ' '.join(part for part in value if part).strip() for name, value in params.items()},
         returns=' '.join(part for part in returns if part).strip(),
     )
 

@@ -1,9 +1,10 @@
 """`EndpointConfig` for `auxiliary_endpoints_v2`, and the `Body` / `Query` / `Path` parameter markers."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPMethod
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass

@@ -12,8 +12,9 @@ import logging
 import re
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from racetrack_job_wrapper.docstrings import parse_docstring
 from racetrack_job_wrapper.messages import JobDefinitionError

@@ -7,9 +7,12 @@ the method at all (no webview, no examples, no extra endpoints, no gauges).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable
+from typing import Any
+from wsgiref.types import WSGIApplication
 
-WsgiApplication = Callable[[Mapping[str, object], Callable[..., Any]], Iterable[bytes]]
+# A WSGI app as typeshed types one (a Flask app is one), for jobs that annotate with this name.
+WsgiApplication = WSGIApplication
 
 
 class JobEntrypoint(ABC):
@@ -17,10 +20,10 @@ class JobEntrypoint(ABC):
 
     # No docstring: a subclass's undocumented `perform` would inherit it into the API docs.
     @abstractmethod
-    def perform(self, **kwargs: Any) -> Any:
+    def perform(self, *args: Any, **kwargs: Any) -> Any:  # any signature overrides it
         raise NotImplementedError
 
-    def webview_app(self, base_url: str) -> WsgiApplication | None:
+    def webview_app(self, base_url: str) -> Callable[..., Any] | None:
         """A WSGI or ASGI app mounted at `base_url` (`.../api/v1/webview`); None for no webview."""
         return None
 

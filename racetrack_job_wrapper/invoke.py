@@ -99,7 +99,7 @@ class Invoker:
         try:
             result = self.spec.handler(**kwargs)
             if self.spec.is_async:
-                result = self._async_runner.run(result)  # type: ignore[union-attr]
+                result = self._async_runner.run(result)  # type: ignore[union-attr]  # __init__ requires one for async
             return result
         except ValueError as e:
             # Kept from the existing implementation: a ValueError is the job refusing its input.
@@ -139,7 +139,8 @@ class Invoker:
                     if self.spec.accepts_any_kwargs:
                         kwargs[name] = value
                     elif not self.spec.fastapi_rules:  # FastAPI ignores the fields it does not know
-                        raise HTTPError(400, f'unexpected parameter {name!r}; {self.spec.path} accepts: {self._accepted}',
+                        raise HTTPError(400, f'unexpected parameter {name!r}; '
+                                             f'{self.spec.path} accepts: {self._accepted}',
                                         error_type='InvalidPayload')
                     continue
                 kwargs[name] = _convert(binding, value)

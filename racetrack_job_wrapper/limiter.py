@@ -5,7 +5,7 @@ import math
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from racetrack_job_wrapper.messages import ClientDisconnected, HTTPError
 from racetrack_job_wrapper.metrics import JobMetrics

@@ -86,8 +86,8 @@ def describe_failure(error: BaseException) -> str:
     implementation's words, so alerts written against its `/live` keep matching.
     """
     chain = [error]
-    while chain[-1].__cause__ is not None:
-        chain.append(chain[-1].__cause__)  # type: ignore[arg-type]
+    while (cause := chain[-1].__cause__) is not None:
+        chain.append(cause)
     root = chain[-1]
     location = ''
     if isinstance(root, SyntaxError) and root.filename:

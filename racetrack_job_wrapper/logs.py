@@ -7,7 +7,8 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from racetrack_job_wrapper.settings import ObservabilitySettings
 from racetrack_job_wrapper.tracing import CURRENT_TRACE, RequestTrace
@@ -120,7 +121,7 @@ class _UtcClock:
         seconds = int(created)
         second = self._second
         if second[0] != seconds:
-            moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+            moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
             second = self._second = (seconds, moment.strftime('%Y-%m-%dT%H:%M:%S'))
         micros = int((created - seconds) * 1_000_000)
         if self._digits == 3:
@@ -137,7 +138,7 @@ def _traceback_text(formatter: logging.Formatter, record: logging.LogRecord, sta
     return '\n'.join(parts)
 
 
-class JobLogHandler(logging.StreamHandler):
+class JobLogHandler(logging.StreamHandler[TextIO]):
     """The root handler the server installs; told apart from handlers a job or embedding program adds.
 
     Lines below WARNING are flushed in batches by a background thread, at most
@@ -176,7 +177,7 @@ class JobLogHandler(logging.StreamHandler):
 
     def _flush_pending(self) -> bool:
         if self._pending:
-            with self.lock:  # type: ignore[union-attr]
+            with self.lock:  # type: ignore[union-attr]  # Handler.__init__ always creates it
                 try:
                     self.flush()
                 except (OSError, ValueError):  # the stream was closed under us: nothing left to do
@@ -262,8 +263,8 @@ def configure_logs(log_level: str | None = None, settings: ObservabilitySettings
                 handler.setFormatter(_formatter(settings, handler.stream))
             _set_filter(handler, settings)
     elif root.handlers:
-        for handler in root.handlers:
-            _set_filter(handler, settings)
+        for other in root.handlers:
+            _set_filter(other, settings)
     else:
         root.addHandler(build_handler(settings, stream))
     if level is None:

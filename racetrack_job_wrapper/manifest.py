@@ -29,13 +29,7 @@ def load_yaml(text: str, source: str) -> Any:
     try:
         import yaml  # optional; the subset reader covers manifests without it
     except ImportError:
-        yaml = None
-    if yaml is None:
-        from racetrack_job_wrapper import yamlsub  # only read when a manifest exists and PyYAML does not
-        try:
-            return yamlsub.load(text)
-        except yamlsub.YamlSubsetError as exc:
-            raise ManifestError(f'cannot read {source}: {exc}') from None
+        return _load_yaml_subset(text, source)
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -46,8 +40,16 @@ def load_yaml(text: str, source: str) -> Any:
         raise ManifestError(f'cannot read {source}: {exc}') from None
 
 
+def _load_yaml_subset(text: str, source: str) -> Any:
+    from racetrack_job_wrapper import yamlsub  # only read when a manifest exists and PyYAML does not
+    try:
+        return yamlsub.load(text)
+    except yamlsub.YamlSubsetError as exc:
+        raise ManifestError(f'cannot read {source}: {exc}') from None
+
+
 def read_manifest(manifest_path: str | None = None, environ: Mapping[str, str] = os.environ,
-                  cwd: Path | None = None) -> dict:
+                  cwd: Path | None = None) -> dict[str, Any]:
     """Read the manifest: an explicit path, else $JOB_MANIFEST_YAML, else ./job.yaml, else {}."""
     base = Path.cwd() if cwd is None else Path(cwd)
     if manifest_path:
@@ -67,7 +69,7 @@ def read_manifest(manifest_path: str | None = None, environ: Mapping[str, str] =
     return {}
 
 
-def _read_manifest_file(path: Path, source: str) -> dict:
+def _read_manifest_file(path: Path, source: str) -> dict[str, Any]:
     try:
         text = path.read_text(encoding='utf-8')
     except (OSError, UnicodeDecodeError) as exc:
@@ -75,7 +77,7 @@ def _read_manifest_file(path: Path, source: str) -> dict:
     return _top_level(load_yaml(text, f"manifest file '{source}'"), source)
 
 
-def _top_level(document: Any, source: str) -> dict:
+def _top_level(document: Any, source: str) -> dict[str, Any]:
     if document is None:
         return {}
     if not isinstance(document, dict):

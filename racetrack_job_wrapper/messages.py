@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import re
-from http import HTTPStatus
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 JSON_TYPE = 'application/json'
 MAX_NUMBER_DIGITS = 1000  # digits in one JSON number; int() of thousands of digits costs quadratic time
-_LONG_DIGIT_RUN = re.compile(r'\d{%d}' % (MAX_NUMBER_DIGITS + 1))
+_LONG_DIGIT_RUN = re.compile(rf'\d{{{MAX_NUMBER_DIGITS + 1}}}')
+_T = TypeVar('_T')
 
 
 class HTTPError(Exception):
@@ -53,7 +54,12 @@ class Headers:
             index[key] = f'{index[key]}, {value}' if key in index else value
         self._index = index
 
-    def get(self, name: str, default: Any = None) -> Any:
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: _T) -> str | _T: ...
+
+    def get(self, name: str, default: _T | None = None) -> str | _T | None:
         """Value of a header (combined if repeated), or `default`."""
         return self._index.get(name.lower(), default)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import choose_encoder
@@ -96,7 +97,7 @@ class JobMetrics:
             child = self.requests_rejected.labels(reason=reason)
         child.inc()
 
-    def endpoint(self, label: str) -> 'EndpointMetrics':
+    def endpoint(self, label: str) -> EndpointMetrics:
         """Label children for one endpoint, resolved once at start-up."""
         return EndpointMetrics(self, label)
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
+from racetrack_job_wrapper.routing import API_PREFIX, METRICS_PATH, PROBE_PATHS
 from racetrack_job_wrapper.schema import SchemaBuilder
 from racetrack_job_wrapper.serialize import json_default
-from racetrack_job_wrapper.routing import API_PREFIX, METRICS_PATH, PROBE_PATHS
 from racetrack_job_wrapper.settings import AUTH_HEADER
 
 OPENAPI_VERSION = '3.1.0'

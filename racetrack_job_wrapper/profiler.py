@@ -17,8 +17,8 @@ from types import ModuleType
 from typing import Any
 
 from racetrack_job_wrapper.messages import HTTPError, Request, Response, json_response
-from racetrack_job_wrapper.settings import ObservabilitySettings
 from racetrack_job_wrapper.routing import Handler, Route
+from racetrack_job_wrapper.settings import ObservabilitySettings
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ def create_profiler(settings: ObservabilitySettings, directory: str | None = Non
     """
     if not settings.memray_profiler:
         return None
+    memray: ModuleType | None
     try:
         import memray
     except ImportError:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 from urllib.parse import unquote
 
 from racetrack_job_wrapper.messages import HTTPError, JobDefinitionError, Request, Response
@@ -144,8 +144,8 @@ def _overlap(a: list[str | None], a_prefix: bool, b: list[str | None], b_prefix:
     if a_prefix:
         a, b, b_prefix = b, a, a_prefix
     if b_prefix:  # `a` exact or template, `b` a prefix: `a` must start with `b`
-        return len(a) >= len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
-    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+        return len(a) >= len(b) and all(x is None or y is None or x == y for x, y in zip(a, b, strict=False))
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
 
 
 def _methods(route: Route) -> set[str]:

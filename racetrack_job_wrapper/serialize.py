@@ -134,6 +134,7 @@ def floats_where_annotated(value: Any, annotation: Any) -> Any:
     if isinstance(value, tuple) and origin is tuple and args:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(floats_where_annotated(item, args[0]) for item in value)
-        return tuple(floats_where_annotated(item, arg) for item, arg in zip(value, args)) + value[len(args):]
+        head = tuple(floats_where_annotated(item, arg) for item, arg in zip(value, args, strict=False))
+        return head + value[len(args):]
     return value
 

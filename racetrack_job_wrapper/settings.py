@@ -51,7 +51,8 @@ class Limits:
     def describe(cls) -> list[tuple[str, type, int | float, str]]:
         """(name, type, default, help) of every limit, in declaration order."""
         kinds = typing.get_type_hints(cls)
-        return [(item.name, kinds[item.name], item.default, item.metadata['help'])
+        # Every field is declared with _limit(), so its default is a number, never MISSING.
+        return [(item.name, kinds[item.name], typing.cast(int | float, item.default), item.metadata['help'])
                 for item in dataclasses.fields(cls)]
 
     def merged(self, values: Mapping[str, Any], label: str = '', text: bool = False) -> Limits:
@@ -60,7 +61,7 @@ class Limits:
         `label` prefixes a field's name in errors (`jobtype_extra.`); with `text`, numbers may
         be given as strings, as YAML and command lines give them. Raises ManifestError.
         """
-        given = {}
+        given: dict[str, Any] = {}  # each value of its own field's kind, int or float
         for name, kind, _, _ in self.describe():
             value = values.get(name)
             if value is not None:
@@ -68,7 +69,7 @@ class Limits:
         return dataclasses.replace(self, **given)
 
 
-def positive_number(name: str, kind: type, value: Any, text: bool = False) -> Any:
+def positive_number(name: str, kind: type, value: Any, text: bool = False) -> int | float:
     """`value` as a positive, finite `kind` (int or float); ManifestError naming `name` otherwise."""
     number: int | float | None = None
     if isinstance(value, bool):

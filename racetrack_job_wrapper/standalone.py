@@ -113,7 +113,7 @@ class JobRunner:
         if self.scrape_registry is not registry:
             # An Info metric keeps its labels in memory, not in the files the workers share.
             self.scrape_registry.register(self.metrics.info)
-        self.server: JobServer = None  # type: ignore[assignment]
+        self.server: JobServer = None  # type: ignore[assignment]  # made by bind(), before any use
         self.loaded = threading.Event()
         self._drained: threading.Thread | None = None
         self._clean_exit = True

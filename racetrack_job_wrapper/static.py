@@ -11,9 +11,10 @@ import logging
 import mimetypes
 import os
 import stat
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from racetrack_job_wrapper.messages import HTTPError, JobDefinitionError, Request, Response
 from racetrack_job_wrapper.routing import Route

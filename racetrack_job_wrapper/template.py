@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
 from racetrack_job_wrapper.manifest import MANIFEST_FILENAME, ManifestError, read_build_env, read_manifest
 from racetrack_job_wrapper.settings import MANIFEST_FIELDS
 
@@ -128,7 +129,8 @@ def render(text: str, context: Mapping[str, Any], source: str = 'template') -> s
         raise TemplateError('the template command renders with Jinja2, which is not installed here; '
                             'pip install Jinja2') from None
     try:
-        return jinja2.Template(text).render(**context)
+        template: jinja2.Template = jinja2.Template(text)  # Template.__new__ is typed as returning Any
+        return template.render(**context)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f'{source}, line {exc.lineno}: {exc.message}') from None
     except jinja2.TemplateError as exc:

@@ -22,7 +22,8 @@ import inspect
 import io
 import logging
 import queue
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from racetrack_job_wrapper.asyncloop import AsyncRunner
 from racetrack_job_wrapper.messages import JobDefinitionError, Request, Response, error_response
@@ -59,7 +60,8 @@ def is_asgi(app: Any) -> bool:
         return True
     if inspect.isfunction(app) or inspect.ismethod(app):
         return False
-    return inspect.iscoroutinefunction(getattr(type(app), '__call__', None))
+    # Every class has `__call__`: its own, or `type.__call__` (never a coroutine function) if it defines none.
+    return inspect.iscoroutinefunction(type(app).__call__)
 
 
 def webview_base_url(name: str, version: str, api_prefix: str) -> str:
@@ -155,7 +157,7 @@ class _LogStream(io.TextIOBase):
             logger.error('webview: %s', line)
         return len(text)
 
-    def writelines(self, lines: Iterable[str]) -> None:  # type: ignore[override]
+    def writelines(self, lines: Iterable[str]) -> None:  # type: ignore[override]  # typeshed's IOBase takes bytes
         for line in lines:
             self.write(line)
 

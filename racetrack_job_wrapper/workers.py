@@ -11,6 +11,7 @@ whichever worker answers it, reads them all.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -20,8 +21,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -89,12 +91,12 @@ class MetricsDirectory:
 
     def mark_dead(self, pid: int) -> None:
         """Drop a dead worker's live gauges (its counters keep counting towards the totals)."""
-        mark_process_dead(pid, self.path)
+        mark_process_dead(pid, self.path)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
     def scrape_registry(self) -> CollectorRegistry:
         """A fresh registry whose one collector reads every worker's files."""
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, self.path)
+        MultiProcessCollector(registry, self.path)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         return registry
 
     def close(self) -> None:
@@ -231,13 +233,13 @@ class Supervisor:
 
 
 def _run_worker(make_worker: WorkerFactory, listener: socket.socket, metrics_dir: MetricsDirectory,
-                parent: int, mask: set[signal.Signals]) -> None:
+                parent: int, mask: set[int | signal.Signals]) -> None:
     """The body of a forked worker process; never returns."""
     code = 1
     try:
         # prometheus_client chose its value class when the parent imported it, before the
         # directory was named; choose again so this worker's metrics go to the shared files.
-        values.ValueClass = values.get_value_class()
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         worker = make_worker(listener, metrics_dir.scrape_registry())
         worker.install_signal_handlers()
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -261,10 +263,8 @@ def _watch_parent(parent: int, worker: Worker) -> None:
 
 
 def _signal(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _describe_exit(code: int) -> str:

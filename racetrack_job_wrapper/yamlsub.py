@@ -86,7 +86,7 @@ def _is_printable(ch: str) -> bool:
             or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF)
 
 
-def _resolve_plain(value: str, parser: '_Parser', start: int) -> Any:
+def _resolve_plain(value: str, parser: _Parser, start: int) -> Any:
     """Type a plain scalar the way the YAML 1.1 resolver of PyYAML's safe loader does."""
     if value in _NULLS:
         return None
@@ -108,7 +108,7 @@ def _resolve_plain(value: str, parser: '_Parser', start: int) -> Any:
     return value
 
 
-def _construct_int(value: str, parser: '_Parser', start: int) -> int:
+def _construct_int(value: str, parser: _Parser, start: int) -> int:
     """Build an int from text already matched by the YAML 1.1 int pattern."""
     digits = value.replace('_', '')
     sign = -1 if digits[0] == '-' else 1
@@ -147,7 +147,7 @@ def _construct_float(value: str) -> float:
     return sign * float(digits)
 
 
-def _construct_timestamp(match: re.Match, parser: '_Parser', start: int) -> datetime.date:
+def _construct_timestamp(match: re.Match[str], parser: _Parser, start: int) -> datetime.date:
     """Build a date or datetime from a matched YAML 1.1 timestamp."""
     try:
         year, month, day = int(match['year']), int(match['month']), int(match['day'])
@@ -160,7 +160,7 @@ def _construct_timestamp(match: re.Match, parser: '_Parser', start: int) -> date
                                        minutes=int(match['tz_minute'] or 0))
             tzinfo = datetime.timezone(-delta if match['tz_sign'] == '-' else delta)
         elif match['tz']:
-            tzinfo = datetime.timezone.utc
+            tzinfo = datetime.UTC
         return datetime.datetime(year, month, day, int(match['hour']), int(match['minute']),
                                  int(match['second']), int(fraction), tzinfo=tzinfo)
     except ValueError as exc:
@@ -343,9 +343,9 @@ class _Parser:
         finally:
             self.pos = saved
 
-    def _parse_mapping(self, indent: int) -> dict:
+    def _parse_mapping(self, indent: int) -> dict[Any, Any]:
         """Parse a block mapping whose keys sit at column `indent`."""
-        result: dict = {}
+        result: dict[Any, Any] = {}
         while True:
             key = self._parse_key()
             self._skip_spaces()
@@ -385,9 +385,9 @@ class _Parser:
             return key
         return _resolve_plain(self._scan_plain(-1, flow=False, single_line=True), self, start)
 
-    def _parse_sequence(self, indent: int) -> list:
+    def _parse_sequence(self, indent: int) -> list[Any]:
         """Parse a block sequence whose '-' entries sit at column `indent`."""
-        result = []
+        result: list[Any] = []
         while True:
             self.pos += 1
             self._skip_spaces()
@@ -447,9 +447,10 @@ class _Parser:
                 break
             chunks.append(pending)
             chunks.append(self.text[start:self.pos])
-            pending = self._scan_plain_spaces(single_line)
-            if pending is None or (not flow and self.column() <= parent_indent):
+            spaces = self._scan_plain_spaces(single_line)
+            if spaces is None or (not flow and self.column() <= parent_indent):
                 break
+            pending = spaces
         return ''.join(chunks)
 
     def _scan_plain_spaces(self, single_line: bool) -> str | None:
@@ -646,13 +647,13 @@ class _Parser:
             raise self.error('complex mapping keys (collections as keys) are not supported', start)
         return key
 
-    def _parse_flow_collection(self) -> list | dict:
+    def _parse_flow_collection(self) -> list[Any] | dict[Any, Any]:
         """Parse a [...] sequence or {...} mapping, which may span lines."""
         start = self.pos
         is_mapping = self.peek() == '{'
         close = '}' if is_mapping else ']'
         self.pos += 1
-        result: list | dict = {} if is_mapping else []
+        result: list[Any] | dict[Any, Any] = {} if is_mapping else []
         while True:
             self._skip_to_content(in_flow=True)
             if self.peek() == close:
@@ -661,10 +662,7 @@ class _Parser:
             if self.peek() == '':
                 raise self.error(f'unterminated flow collection, expected {close!r}', start)
             entry_start = self.pos
-            if is_mapping:
-                key = self._parse_flow_key()
-            else:
-                key = self._parse_flow_node()
+            key = self._parse_flow_key() if is_mapping else self._parse_flow_node()
             self._skip_to_content(in_flow=True)
             has_value = self.peek() == ':'
             value = None
@@ -679,7 +677,7 @@ class _Parser:
                 if self.peek() not in (',', close):
                     value = self._parse_flow_node()
                     self._skip_to_content(in_flow=True)
-            if is_mapping:
+            if isinstance(result, dict):
                 result[key] = value
             elif has_value:
                 result.append({key: value})

@@ -22,6 +22,9 @@ from racetrack_job_wrapper.settings import JobSettings, ObservabilitySettings, a
 from racetrack_job_wrapper.standalone import JobRunner
 
 TESTS_DIR = Path(__file__).resolve().parent
+# RJW_QUICK=1 leaves out the slow tests of external tools; in CI (CI=true) every test runs.
+QUICK = os.environ.get('RJW_QUICK') == '1' and os.environ.get('CI') != 'true'
+slow = unittest.skipIf(QUICK, 'RJW_QUICK=1: a slow external-tool test')
 REPO_DIR = TESTS_DIR.parent
 EXAMPLES_DIR = REPO_DIR / 'examples'
 
@@ -152,7 +155,7 @@ class ProcessJob:
         full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', **(env or {})}
         full_env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO_DIR), full_env.get('PYTHONPATH')]))
         # A file, not a pipe: a chatty child must never block on a full pipe nobody reads.
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - open while the process runs, closed by stop()
         self.output = ''
         self.process = subprocess.Popen(
             [sys.executable, '-m', 'racetrack_job_wrapper', *args, '--host', '127.0.0.1', '--port', str(self.port)],
@@ -245,7 +248,7 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0, read_until_close:
                 chunks.append(chunk)
                 if not read_until_close:
                     break
-        except (socket.timeout, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             pass
         return b''.join(chunks)
 
@@ -293,14 +296,14 @@ class RawConnection:
             return True
         except ConnectionResetError:
             return True
-        except socket.timeout:
+        except TimeoutError:
             return False
 
     def close(self) -> None:
         """Close the socket."""
         self.sock.close()
 
-    def __enter__(self) -> 'RawConnection':
+    def __enter__(self) -> RawConnection:
         return self
 
     def __exit__(self, *exc: Any) -> None:

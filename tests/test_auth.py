@@ -7,8 +7,8 @@ import unittest
 
 from racetrack_job_wrapper.auth import AccessPolicy
 from racetrack_job_wrapper.manifest import ManifestError
-from racetrack_job_wrapper.settings import JobSettings
 from racetrack_job_wrapper.messages import Headers, HTTPError, Request
+from racetrack_job_wrapper.settings import JobSettings
 from tests.support import ServerTestCase, raw_exchange
 
 TOKENS = {'JOB_AUTH_TOKENS': ' alpha-1 , Beta_2 '}

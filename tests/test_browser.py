@@ -3,6 +3,7 @@
 Chromium is driven through the DevTools protocol over `--remote-debugging-pipe` (file
 descriptors 3 and 4, NUL-separated JSON), so no client library is needed.
 """
+import contextlib
 import fcntl
 import json
 import os
@@ -13,7 +14,7 @@ import time
 import unittest
 from typing import Any
 
-from tests.support import ServerTestCase
+from tests.support import ServerTestCase, slow
 
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                   '--disable-background-networking', '--disable-component-update', '--disable-sync',
@@ -37,7 +38,8 @@ TRY_IT_OUT_JS = r"""
   (await until(() => document.querySelector(op + ' .opblock-summary-control'), 'perform')).click();
   (await until(() => document.querySelector(op + ' .try-out__btn'), 'Try it out')).click();
   (await until(() => document.querySelector(op + ' button.execute'), 'Execute')).click();
-  const status = await until(() => document.querySelector(op + ' .live-responses-table tbody .response-col_status'), 'response');
+  const status = await until(
+    () => document.querySelector(op + ' .live-responses-table tbody .response-col_status'), 'response');
   const body = document.querySelector(op + ' .live-responses-table tbody .response-col_description pre');
   const url = document.querySelector(op + ' .request-url pre');
   return {
@@ -104,10 +106,8 @@ class DevTools:
 
     def close(self) -> None:
         """Close the browser and the pipe."""
-        try:
+        with contextlib.suppress(OSError, RuntimeError, TimeoutError):
             self.call('Browser.close', timeout=5)
-        except (OSError, RuntimeError, TimeoutError):
-            pass
         os.close(self._write_fd)
         os.close(self._read_fd)
         try:
@@ -124,6 +124,7 @@ def _place_fds(read_end: int, write_end: int) -> None:
     os.dup2(high_write, 4)
 
 
+@slow
 class BrowserTest(ServerTestCase):
     def setUp(self):
         self.chromium = chromium_path()

@@ -165,18 +165,17 @@ class ChainCallTest(ServerTestCase):
 
 class CallErrorsTest(ServerTestCase):
     def test_without_pub_url(self):
-        with mock.patch.dict(os.environ, {'PUB_URL': ''}):
-            with self.assertRaises(RuntimeError) as raised:
-                call_job(object(), 'other')
+        with mock.patch.dict(os.environ, {'PUB_URL': ''}), self.assertRaises(RuntimeError) as raised:
+            call_job(object(), 'other')
         self.assertEqual(str(raised.exception),
                          'cannot call job "other": the PUB_URL environment variable is not set (Racetrack sets '
                          'it; locally, point it at a Pub, e.g. http://127.0.0.1:7000/pub)')
 
     def test_unreachable_pub(self):
         port = free_port()
-        with mock.patch.dict(os.environ, {'PUB_URL': f'http://127.0.0.1:{port}/pub', 'JOB_NAME': ''}):
-            with self.assertRaises(RuntimeError) as raised:
-                call_job(object(), 'other', version='2.0')
+        with (mock.patch.dict(os.environ, {'PUB_URL': f'http://127.0.0.1:{port}/pub', 'JOB_NAME': ''}),
+              self.assertRaises(RuntimeError) as raised):
+            call_job(object(), 'other', version='2.0')
         self.assertTrue(str(raised.exception).startswith(
             f'call to job "other" version "2.0" failed: cannot reach http://127.0.0.1:{port}/pub/job/other/2.0'
             '/api/v1/perform: '), str(raised.exception))

@@ -8,8 +8,7 @@ import unittest
 from typing import Callable
 
 from racetrack_job_wrapper.limiter import ConcurrencyLimiter
-from racetrack_job_wrapper.messages import ClientDisconnected
-from racetrack_job_wrapper.messages import HTTPError
+from racetrack_job_wrapper.messages import ClientDisconnected, HTTPError
 from tests.support import ClientResponse, JobClient, RunningJob, ServerTestCase
 
 

@@ -1,4 +1,3 @@
-import json
 import os
 import re
 import subprocess
@@ -13,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 from racetrack_job_wrapper.docs import ASSET_TYPES, docs_routes, render_page, swagger_dir
 from racetrack_job_wrapper.messages import Headers, Request
 from racetrack_job_wrapper.routing import Router
-from tests.support import REPO_DIR, JobClient, ServerTestCase, free_port
+from tests.support import REPO_DIR, JobClient, ServerTestCase, free_port, slow
 
 EXPECTED_TYPES = {
     'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
@@ -179,6 +178,7 @@ class Job:
 '''
 
 
+@slow
 class WheelTest(unittest.TestCase):
     """The docs assets ship inside the wheel and are served from an installed copy."""
 

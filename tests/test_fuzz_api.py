@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, Optional, TypedDict
 
 from racetrack_job_wrapper.endpoint_config import EndpointConfig, Query
-from tests.support import ServerTestCase
+from tests.support import ServerTestCase, slow
 
 
 class Unit(enum.Enum):
@@ -63,6 +63,7 @@ def schemathesis_command() -> str | None:
     return shutil.which('schemathesis') or shutil.which('st')
 
 
+@slow
 class FuzzAPITest(ServerTestCase):
     def test_no_server_errors_and_responses_match_the_schema(self):
         command = schemathesis_command()

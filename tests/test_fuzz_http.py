@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from tests.support import RawConnection, ServerTestCase
 
 EXAMPLES = int(os.environ.get('HTTP_FUZZ_EXAMPLES', '150'))
-FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=os.environ.get("HTTP_FUZZ_RANDOM") is None,
+FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                         derandomize=os.environ.get("HTTP_FUZZ_RANDOM") is None,
                          suppress_health_check=list(HealthCheck))
 STATUS_LINE = re.compile(rb'HTTP/1\.1 (\d{3}) [A-Za-z \-]+\r\n')
 EXPECTED_STATUSES = {100, 200, 204, 307, 400, 404, 405, 408, 413, 414, 431, 501, 505}

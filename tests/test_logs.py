@@ -18,8 +18,14 @@ from pathlib import Path
 from unittest import mock
 
 from racetrack_job_wrapper.logs import (
-    JOB_LOGGER, JobLogHandler, RequestContextFilter, StructuredFormatter, TextFormatter, build_handler,
-    configure_logs)
+    JOB_LOGGER,
+    JobLogHandler,
+    RequestContextFilter,
+    StructuredFormatter,
+    TextFormatter,
+    build_handler,
+    configure_logs,
+)
 from racetrack_job_wrapper.settings import ObservabilitySettings
 from racetrack_job_wrapper.tracing import CURRENT_TRACE, RequestTrace
 from tests.support import REPO_DIR, JobClient, ProcessJob, ServerTestCase, free_port, raw_exchange

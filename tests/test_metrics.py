@@ -17,10 +17,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from racetrack_job_wrapper import __version__
-from racetrack_job_wrapper.settings import JobSettings
 from racetrack_job_wrapper.metrics import DURATION_BUCKETS, JobGaugeCollector, JobMetrics
+from racetrack_job_wrapper.settings import JobSettings
 from racetrack_job_wrapper.standalone import JobRunner
-from tests.support import EXAMPLES_DIR, JobClient, ProcessJob, ServerTestCase, free_port, raw_exchange
+from tests.support import EXAMPLES_DIR, JobClient, ProcessJob, ServerTestCase, free_port, raw_exchange, slow
 
 
 class SleepJob:
@@ -248,7 +248,8 @@ class JobGaugesTest(ServerTestCase):
         messages = [record.getMessage() for record in logs.records]
         self.assertEqual(len(messages), 9)
         self.assertIn('metrics() entry #0 is skipped: "name" field is missing', messages[0])
-        self.assertEqual(messages[1], 'metrics() entry #1 is skipped: "value" field is missing for metric \'job_no_value\'')
+        self.assertEqual(messages[1],
+                         'metrics() entry #1 is skipped: "value" field is missing for metric \'job_no_value\'')
         self.assertIn("'1st_job' is not a valid Prometheus metric name", messages[2])
         self.assertIn("value of metric 'job_text' must be a number, got str 'high'", messages[3])
         self.assertIn("'bad-label' is not a valid label name for metric 'job_bad_label'", messages[4])
@@ -308,6 +309,7 @@ class JobGaugesTest(ServerTestCase):
 # CI installs the tools, so there a missing tool fails the test instead of skipping it.
 @unittest.skipUnless(os.environ.get('CI') or (shutil.which('promtool') and shutil.which('prometheus')),
                      'needs the Debian package prometheus (installed by .ci/run)')
+@slow
 class PrometheusToolsTest(unittest.TestCase):
     """The guide's metrics example in a child process, on the default registry, checked by Prometheus' own tools."""
 
@@ -344,20 +346,19 @@ class PrometheusToolsTest(unittest.TestCase):
                 'global:\n  scrape_interval: 1s\n'
                 'scrape_configs:\n  - job_name: guesser\n'
                 f'    static_configs:\n      - targets: ["127.0.0.1:{self.job.port}"]\n')
-            log = open(Path(directory) / 'prometheus.log', 'wb')
-            server = subprocess.Popen(
-                ['prometheus', f'--config.file={config}', f'--storage.tsdb.path={directory}/data',
-                 f'--web.listen-address=127.0.0.1:{port}'], stdout=log, stderr=subprocess.STDOUT)
-            try:
-                result = self._query_until_found(port, 'requests_started_total{job="guesser"}', server)
-            finally:
-                server.terminate()
+            with open(Path(directory) / 'prometheus.log', 'wb') as log:
+                server = subprocess.Popen(
+                    ['prometheus', f'--config.file={config}', f'--storage.tsdb.path={directory}/data',
+                     f'--web.listen-address=127.0.0.1:{port}'], stdout=log, stderr=subprocess.STDOUT)
                 try:
-                    server.wait(30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
-                log.close()
+                    result = self._query_until_found(port, 'requests_started_total{job="guesser"}', server)
+                finally:
+                    server.terminate()
+                    try:
+                        server.wait(30)
+                    except subprocess.TimeoutExpired:
+                        server.kill()
+                        server.wait()
             if result is None:
                 self.fail('Prometheus did not report the counter: ' + (Path(directory) / 'prometheus.log').read_text())
         self.assertEqual(len(result), 1)

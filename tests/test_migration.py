@@ -175,8 +175,10 @@ class DocumentedEndpointsTest(ServerTestCase):
                 return app
 
         paths = self.serve(Job, cwd=root).get('/openapi.json').json()['paths']
-        for path, content_type in (('/api/v1/xrai', 'application/yaml'), ('/api/v1/manifest', 'application/x-yaml'),
-                                   ('/api/v1/assets/index.html', 'text/html'), ('/api/v1/assets/sub/x.txt', 'text/plain')):
+        for path, content_type in (('/api/v1/xrai', 'application/yaml'),
+                                   ('/api/v1/manifest', 'application/x-yaml'),
+                                   ('/api/v1/assets/index.html', 'text/html'),
+                                   ('/api/v1/assets/sub/x.txt', 'text/plain')):
             with self.subTest(path=path):
                 self.assertEqual(list(paths[path]['get']['responses']['200']['content']), [content_type])
         self.assertNotIn('/api/v1/assets', paths)

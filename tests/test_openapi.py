@@ -79,7 +79,8 @@ class OpenAPITest(unittest.TestCase):
 
     def test_paths(self):
         self.assertEqual(sorted((path, sorted(methods)) for path, methods in adder_document()['paths'].items()), [
-            ('/', ['get']), ('/api/v1/explain', ['post']), ('/api/v1/parameters', ['get']), ('/api/v1/perform', ['post']),
+            ('/', ['get']), ('/api/v1/explain', ['post']), ('/api/v1/parameters', ['get']),
+            ('/api/v1/perform', ['post']),
             ('/api/v1/scale/{path}', ['get']), ('/health', ['get']), ('/live', ['get']),
             ('/metrics', ['get']), ('/ready', ['get'])])
 
@@ -87,7 +88,8 @@ class OpenAPITest(unittest.TestCase):
         document = adder_document()
         perform = document['paths']['/api/v1/perform']['post']
         self.assertEqual(perform['summary'], 'Add numbers up.')
-        self.assertEqual(perform['description'], 'Add numbers up.\n:param numbers: The numbers to add.\n:param mode: How to combine them.')
+        self.assertEqual(perform['description'],
+                         'Add numbers up.\n:param numbers: The numbers to add.\n:param mode: How to combine them.')
         self.assertEqual(perform['operationId'], 'post_perform')
         self.assertEqual(perform['requestBody'], {'required': True, 'content': {'application/json': {
             'schema': {

@@ -8,8 +8,8 @@ import unittest
 from pathlib import Path
 
 from racetrack_job_wrapper.messages import HTTPError, Request
-from racetrack_job_wrapper.settings import ObservabilitySettings
 from racetrack_job_wrapper.profiler import NOT_INSTALLED, MemoryProfiler, create_profiler, profiler_routes
+from racetrack_job_wrapper.settings import ObservabilitySettings
 from tests.support import ProcessJob
 
 BASE = '/api/v1/profiler/memray'

@@ -72,7 +72,8 @@ class RouterTest(unittest.TestCase):
             ([('/x', 'GET', 'a'), ('/x', 'GET', 'b')], 'b collides with a: both would answer GET /x'),
             ([('/assets/*', 'GET', 'static'), ('/assets/{name}', 'GET', 'v2')],
              'v2 collides with static: both would answer GET /assets/{name}'),
-            ([('/a/{x}', 'POST', 'one'), ('/a/b', 'POST', 'two')], 'two collides with one: both would answer POST /a/b'),
+            ([('/a/{x}', 'POST', 'one'), ('/a/b', 'POST', 'two')],
+             'two collides with one: both would answer POST /a/b'),
             ([('/w/*', 'GET', 'webview'), ('/w/readme', 'HEAD', 'static')],
              'static collides with webview: both would answer HEAD /w/readme'),
         ]
@@ -91,7 +92,8 @@ class RouterTest(unittest.TestCase):
 
 class PathTest(unittest.TestCase):
     def test_split_base_path(self):
-        self.assertEqual(split_base_path('/pub/job/adder/1.0/api/v1/perform'), ('/pub/job/adder/1.0', '/api/v1/perform'))
+        self.assertEqual(split_base_path('/pub/job/adder/1.0/api/v1/perform'),
+                         ('/pub/job/adder/1.0', '/api/v1/perform'))
         self.assertEqual(split_base_path('/pub/fatman/adder/latest/docs'), ('/pub/fatman/adder/latest', '/docs'))
         self.assertEqual(split_base_path('/pub/job/adder/1.0'), ('/pub/job/adder/1.0', '/'))
         self.assertEqual(split_base_path('/pub/job/adder/1.0/'), ('/pub/job/adder/1.0', '/'))

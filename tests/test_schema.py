@@ -216,9 +216,8 @@ class ConverterTest(ConverterTestCase):
             with self.subTest(value=value):
                 self.assertConverts(int, value, expected)
         for value in (7907.5, '3.5', '1e3', '3.', '1__0', '_1', '0x10', '', '0-1', 2.0 ** 63, None, []):
-            with self.subTest(value=value):
-                with self.assertRaises(ValidationError):
-                    self.convert(int, value)
+            with self.subTest(value=value), self.assertRaises(ValidationError):
+                self.convert(int, value)
         for value, expected in (('1.5', 1.5), (' 2 ', 2.0), ('1e3', 1000.0), ('1_000.5', 1000.5), ('-.5', -0.5),
                                 (False, 0.0)):
             with self.subTest(value=value):
@@ -235,9 +234,8 @@ class ConverterTest(ConverterTestCase):
             with self.subTest(value=value):
                 self.assertConverts(bool, value, expected)
         for value in (2, 0.5, ' true', 'maybe', '', None):
-            with self.subTest(value=value):
-                with self.assertRaises(ValidationError):
-                    self.convert(bool, value)
+            with self.subTest(value=value), self.assertRaises(ValidationError):
+                self.convert(bool, value)
         self.refuse(bool, 2, 'p: expected boolean, got integer')
 
     def test_strings_and_null_are_not_converted(self):

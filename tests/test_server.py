@@ -6,7 +6,6 @@ import dataclasses
 import datetime
 import decimal
 import enum
-import json
 import socket
 import threading
 import time
@@ -50,7 +49,7 @@ class KitchenSinkJob:
             raise RuntimeError('boom')
         return {
             'point': Point(1, datetime.date(2024, 1, 2)),
-            'moment': datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+            'moment': datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
             'amount': decimal.Decimal('1.5'),
             'color': Color.RED,
             'tags': {'b'},

@@ -56,7 +56,7 @@ class DeadlineTest(ServerTestCase):
                 sock.sendall(b'X-Slow: 1\r\n')
                 data = sock.recv(65536)
                 break  # the server answered or closed
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 break

@@ -10,8 +10,7 @@ import time
 import unittest
 from pathlib import Path
 
-from racetrack_job_wrapper.settings import JobSettings, ServerOptions, apply_options
-from racetrack_job_wrapper.settings import Limits
+from racetrack_job_wrapper.settings import JobSettings, Limits, ServerOptions, apply_options
 from tests.support import ProcessJob, RawConnection, ServerTestCase, raw_exchange
 
 MiB = 1024 * 1024

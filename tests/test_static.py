@@ -69,7 +69,8 @@ class GuideStaticTest(ServerTestCase):
         response = self.client.request('HEAD', '/api/v1/assets/index.html')
         self.assertEqual(response.status, 200)
         self.assertEqual(response.body, b'')
-        self.assertEqual(response.headers['content-length'], str((STATIC_EXAMPLE / 'docs' / 'index.html').stat().st_size))
+        self.assertEqual(response.headers['content-length'],
+                         str((STATIC_EXAMPLE / 'docs' / 'index.html').stat().st_size))
         self.assertEqual(response.headers['etag'], self.client.get('/api/v1/assets/index.html').headers['etag'])
 
 
@@ -119,8 +120,8 @@ class StartUpTest(ServerTestCase):
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             running = self.start(CollidingJob(), cwd=STATIC_EXAMPLE)
         self.assertEqual(load_error(running),
-                         'JobDefinitionError: static endpoint /parameters collides with the built-in /api/v1/parameters: '
-                         'both would answer GET /api/v1/parameters')
+                         'JobDefinitionError: static endpoint /parameters collides with the built-in '
+                         '/api/v1/parameters: both would answer GET /api/v1/parameters')
 
 
 class DirectoryJob:

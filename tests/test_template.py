@@ -82,7 +82,7 @@ RUN pip install -r "{{ manifest_jobtype_extra.requirements_path }}"
 CMD racetrack_job_runner run "{{ manifest_jobtype_extra.entrypoint_path }}" "{{ manifest_jobtype_extra.entrypoint_class }}"
 ENV JOB_NAME "{{ manifest.name }}"
 ENV JOB_VERSION "{{ manifest.version }}"
-"""
+"""  # noqa: E501 - Racetrack's template as it is, its CMD line included
 
 
 def write(directory: Path, name: str, text: str) -> Path:
@@ -142,7 +142,7 @@ class RenderFileTest(TempDirTestCase):
 
             CMD racetrack_job_runner run "job.py" "Job"
             ENV JOB_NAME "primer"
-            ENV JOB_VERSION "0.0.1\""""))
+            ENV JOB_VERSION "0.0.1\""""))  # noqa: W291 - `FROM {{ base_image }}` without a base image
 
     def test_manifest_path_and_missing_files(self):
         write(self.dir, 'in', '{{ manifest.name }}')
@@ -203,9 +203,8 @@ class JinjaTest(unittest.TestCase):
         self.assertEqual(str(caught.exception), "t: 'missing' is undefined")
 
     def test_without_jinja2_the_command_says_what_to_install(self):
-        with mock.patch.dict(sys.modules, {'jinja2': None}):
-            with self.assertRaises(TemplateError) as caught:
-                render('{{ x }}', {'x': 1})
+        with mock.patch.dict(sys.modules, {'jinja2': None}), self.assertRaises(TemplateError) as caught:
+            render('{{ x }}', {'x': 1})
         self.assertIn('pip install Jinja2', str(caught.exception))
 
 

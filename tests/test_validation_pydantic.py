@@ -32,7 +32,7 @@ from racetrack_job_wrapper.convert import ValidationError, build_converter, buil
 from tests.test_schema import Color, Level, Weight
 
 
-class Letter(str, enum.Enum):
+class Letter(str, enum.Enum):  # noqa: UP042 - the str mixin users write, not StrEnum
     X = 'x'
 
 
@@ -197,8 +197,9 @@ def same(ours: Any, theirs: Any, given: Any) -> bool:
             return False
         # Keys keep the order given (the tables below have no keys that convert to the same one).
         givens = list(given.values()) if isinstance(given, dict) and len(given) == len(theirs) else [None] * len(theirs)
+        entries = zip(ours.items(), theirs.items(), givens, strict=True)
         return all(same(our_key, key, None) and same(our_item, item, original)
-                   for (our_key, our_item), (key, item), original in zip(ours.items(), theirs.items(), givens))
+                   for (our_key, our_item), (key, item), original in entries)
     if dataclasses.is_dataclass(theirs):
         given_map = given if isinstance(given, dict) else {}
         return all(same(getattr(ours, field.name), getattr(theirs, field.name), given_map.get(field.name))

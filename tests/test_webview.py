@@ -1,4 +1,4 @@
-"""Webview over real sockets: the guide's Flask app, the WSGI bridge under wsgiref.validate, the ASGI bridge, FastAPI."""
+"""Webview over real sockets: the guide's Flask app, WSGI under wsgiref.validate, the ASGI bridge, FastAPI."""
 from __future__ import annotations
 
 import asyncio
@@ -202,7 +202,8 @@ class WSGIBridgeTest(ServerTestCase):
         head, _, body = reply.partition(b'\r\n\r\n')
         self.assertTrue(head.startswith(b'HTTP/1.1 200 '), head)
         seen = json.loads(body)
-        self.assertEqual((seen['body'], seen['CONTENT_LENGTH'], seen['http_keys']), ('abcde', '5', ['HTTP_CONNECTION', 'HTTP_HOST']))
+        self.assertEqual((seen['body'], seen['CONTENT_LENGTH'], seen['http_keys']),
+                         ('abcde', '5', ['HTTP_CONNECTION', 'HTTP_HOST']))
 
     def test_write_callable_then_iterable_and_close(self):
         response = self.client.get('/api/v1/webview/write')

@@ -15,7 +15,7 @@ from pathlib import Path
 from unittest import mock
 
 from racetrack_job_wrapper.workers import Supervisor
-from tests.support import REPO_DIR, JobClient, ProcessJob
+from tests.support import REPO_DIR, JobClient, ProcessJob, slow
 
 PID_JOB = '''
     import os
@@ -56,6 +56,7 @@ def metric(text: str, name: str) -> float:
     return float(match.group(1))
 
 
+@slow
 class WorkersTest(unittest.TestCase):
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp())
@@ -227,6 +228,7 @@ class WorkersTest(unittest.TestCase):
         self.assertIn('--workers: must be at least 1, got 0', result.stderr)
 
 
+@slow
 class SupervisorTest(unittest.TestCase):
     def test_failed_fork_is_retried_later_with_growing_delay(self):
         supervisor = Supervisor(mock.Mock(), mock.Mock(), 1, grace_period=1.0, metrics_dir=mock.Mock())

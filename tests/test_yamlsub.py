@@ -96,7 +96,7 @@ class ScalarTest(unittest.TestCase):
         self.assertEqual(self.value('2002-12-14 01:02:03'), datetime.datetime(2002, 12, 14, 1, 2, 3))
         self.assertEqual(self.value('2001-12-15T02:59:43.1Z'),
                          datetime.datetime(2001, 12, 15, 2, 59, 43, 100000,
-                                           tzinfo=datetime.timezone.utc))
+                                           tzinfo=datetime.UTC))
         self.assertEqual(self.value('2001-12-14 21:59:43.10 -5'),
                          datetime.datetime(2001, 12, 14, 21, 59, 43, 100000,
                                            tzinfo=datetime.timezone(datetime.timedelta(hours=-5))))

@@ -6,10 +6,7 @@ class Job:
         """Check if a number is prime"""
         if number < 2:
             return False
-        for i in range(2, int(math.sqrt(number)) + 1):
-            if number % i == 0:
-                return False
-        return True
+        return all(number % i != 0 for i in range(2, int(math.sqrt(number)) + 1))
 
     def docs_input_example(self) -> dict:
         """Return example input values for this model"""

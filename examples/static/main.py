@@ -1,5 +1,6 @@
-from racetrack_job_wrapper.standalone import serve_job_class
 from job import Job
+
+from racetrack_job_wrapper.standalone import serve_job_class
 
 
 def main():
