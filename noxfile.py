@@ -1,4 +1,5 @@
 """Sessions: `nox -s tests` (3.11, 3.12, 3.13 where installed), `quick`, `lint`, `fuzz`, `bench`."""
+
 import nox
 
 nox.options.sessions = ['lint', 'tests']

@@ -29,10 +29,15 @@ WORKERS_TARGET = 1.7
 MB = 1024 * 1024
 
 FIGURES = [
-    *[f for c in CONNECTIONS for f in (
-        Figure(f'trivial_rps_c{c}', f'trivial job, {c} conn: throughput', 'req/s', 'higher', 0),
-        Figure(f'trivial_p50_c{c}', f'trivial job, {c} conn: p50 latency', 'ms', 'lower', 2),
-        Figure(f'trivial_p99_c{c}', f'trivial job, {c} conn: p99 latency', 'ms', 'lower', 2))],
+    *[
+        f
+        for c in CONNECTIONS
+        for f in (
+            Figure(f'trivial_rps_c{c}', f'trivial job, {c} conn: throughput', 'req/s', 'higher', 0),
+            Figure(f'trivial_p50_c{c}', f'trivial job, {c} conn: p50 latency', 'ms', 'lower', 2),
+            Figure(f'trivial_p99_c{c}', f'trivial job, {c} conn: p99 latency', 'ms', 'lower', 2),
+        )
+    ],
     Figure('sleep_rps_c64', 'sleep 10 ms job, 64 conn: throughput', 'req/s', 'higher', 0),
     Figure('sleep_p50_c64', 'sleep 10 ms job, 64 conn: p50 latency', 'ms', 'lower', 2),
     Figure('sleep_p99_c64', 'sleep 10 ms job, 64 conn: p99 latency', 'ms', 'lower', 2),
@@ -41,19 +46,15 @@ FIGURES = [
     Figure('rss_c64', 'RSS after the 64-conn trivial run', 'MiB', 'lower', 1),
     Figure('size', 'installed size (site-packages minus empty venv)', 'MiB', 'lower', 3),
     Figure('import_top', f'import time: `import {sides.PACKAGE}`', 'ms', 'lower', 1),
-    Figure('import_serving', 'import time: serving module (`.standalone`; floor: its script)',
-           'ms', 'lower', 1),
+    Figure('import_serving', 'import time: serving module (`.standalone`; floor: its script)', 'ms', 'lower', 1),
     Figure('get_metrics', 'GET /metrics p50 (1 keep-alive conn)', 'ms', 'lower', 3),
     Figure('get_openapi', 'GET /openapi.json p50 (1 keep-alive conn)', 'ms', 'lower', 3),
     Figure('get_docs', 'GET /docs p50 (1 keep-alive conn)', 'ms', 'lower', 3),
-    Figure('cpu_rps_w1', f'CPU job (~2 ms), {CPU_CONNECTIONS} conn, --workers 1', 'req/s',
-           'higher', 0),
-    Figure('cpu_rps_w2', f'CPU job (~2 ms), {CPU_CONNECTIONS} conn, --workers 2', 'req/s',
-           'higher', 0),
+    Figure('cpu_rps_w1', f'CPU job (~2 ms), {CPU_CONNECTIONS} conn, --workers 1', 'req/s', 'higher', 0),
+    Figure('cpu_rps_w2', f'CPU job (~2 ms), {CPU_CONNECTIONS} conn, --workers 2', 'req/s', 'higher', 0),
     Figure('cpu_scaling', 'workers scaling: --workers 2 / --workers 1', 'x', 'higher', 2),
 ]
-MEASURE_ERRORS = (probes.ProbeError, sides.SetupError, OSError, ValueError,
-                  subprocess.SubprocessError)
+MEASURE_ERRORS = (probes.ProbeError, sides.SetupError, OSError, ValueError, subprocess.SubprocessError)
 
 
 def log(message: str) -> None:
@@ -107,16 +108,16 @@ def attempt(results: Results, keys: list[str], side: str, action: Callable[[], N
         return False
 
 
-def record_wrk(results: Results, prefix: str, side: str, port: int, conns: int,
-               seconds: float) -> None:
+def record_wrk(results: Results, prefix: str, side: str, port: int, conns: int, seconds: float) -> None:
     """Run wrk and record throughput, p50 and p99 under `prefix`."""
     run = probes.run_wrk(port, conns, seconds)
     results.add(f'{prefix}_rps_c{conns}', side, run.rps)
     results.add(f'{prefix}_p50_c{conns}', side, run.p50_ms)
     results.add(f'{prefix}_p99_c{conns}', side, run.p99_ms)
     if run.errors:
-        results.notes.append(f'{side}, {prefix} job at {conns} conn: {run.errors} socket/status '
-                             f'errors reported by wrk in one round')
+        results.notes.append(
+            f'{side}, {prefix} job at {conns} conn: {run.errors} socket/status errors reported by wrk in one round'
+        )
 
 
 def server_rss_mb(server: probes.Server) -> float:
@@ -126,26 +127,32 @@ def server_rss_mb(server: probes.Server) -> float:
     return probes.process_tree_rss(server.proc.pid) / MB
 
 
-def start_all(fleet: Fleet, active: dict[str, sides.Side], job: str, results: Results,
-              keys: list[str], on_start: Callable[[str, probes.Server], None] | None = None
-              ) -> dict[str, probes.Server]:
+def start_all(
+    fleet: Fleet,
+    active: dict[str, sides.Side],
+    job: str,
+    results: Results,
+    keys: list[str],
+    on_start: Callable[[str, probes.Server], None] | None = None,
+) -> dict[str, probes.Server]:
     """Start each side in turn on `job`; a side that fails gets `keys` marked as errors."""
     servers = {}
     for name, side in active.items():
+
         def launch() -> None:
             server = fleet.start(side, job)
             if on_start:
                 on_start(name, server)
             probes.check_perform(server.port)
             servers[name] = server
+
         attempt(results, keys, name, launch)
     for name, server in servers.items():
         attempt(results, keys, name, lambda: probes.run_wrk(server.port, 16, WARMUP_SECONDS))
     return servers
 
 
-def round_trivial(fleet: Fleet, active: dict[str, sides.Side], results: Results,
-                  seconds: float) -> None:
+def round_trivial(fleet: Fleet, active: dict[str, sides.Side], results: Results, seconds: float) -> None:
     """Start-up, idle memory, throughput at 1/16/64 connections, memory after, GET latencies."""
     wrk_keys = [f'trivial_{m}_c{c}' for c in CONNECTIONS for m in ('rps', 'p50', 'p99')]
     get_keys = {'get_metrics': '/metrics', 'get_openapi': '/openapi.json', 'get_docs': '/docs'}
@@ -160,28 +167,23 @@ def round_trivial(fleet: Fleet, active: dict[str, sides.Side], results: Results,
     for conns in CONNECTIONS:
         for name, server in servers.items():
             keys = [k for k in wrk_keys if k.endswith(f'_c{conns}')]
-            attempt(results, keys, name,
-                    lambda: record_wrk(results, 'trivial', name, server.port, conns, seconds))
+            attempt(results, keys, name, lambda: record_wrk(results, 'trivial', name, server.port, conns, seconds))
             if conns == 64:
-                attempt(results, ['rss_c64'], name,
-                        lambda: results.add('rss_c64', name, server_rss_mb(server)))
+                attempt(results, ['rss_c64'], name, lambda: results.add('rss_c64', name, server_rss_mb(server)))
     for key, path in get_keys.items():
         for name, server in servers.items():
             if active[name].kind == 'floor':
                 continue
-            attempt(results, [key], name,
-                    lambda: results.add(key, name, probes.get_latency(server.port, path)))
+            attempt(results, [key], name, lambda: results.add(key, name, probes.get_latency(server.port, path)))
     fleet.stop_all()
 
 
-def round_sleeper(fleet: Fleet, active: dict[str, sides.Side], results: Results,
-                  seconds: float) -> None:
+def round_sleeper(fleet: Fleet, active: dict[str, sides.Side], results: Results, seconds: float) -> None:
     """Throughput and latency of an I/O-bound job at 64 connections."""
     keys = ['sleep_rps_c64', 'sleep_p50_c64', 'sleep_p99_c64']
     servers = start_all(fleet, active, 'sleeper', results, keys)
     for name, server in servers.items():
-        attempt(results, keys, name,
-                lambda: record_wrk(results, 'sleep', name, server.port, 64, seconds))
+        attempt(results, keys, name, lambda: record_wrk(results, 'sleep', name, server.port, 64, seconds))
     fleet.stop_all()
 
 
@@ -200,6 +202,7 @@ def round_cpu(fleet: Fleet, project: sides.Side, results: Results, seconds: floa
                 results.add(key, 'project', rps[workers])
             finally:
                 fleet.stop(server)
+
         attempt(results, [key, 'cpu_scaling'], 'project', measure)
     if len(rps) == 2:
         results.add('cpu_scaling', 'project', rps[2] / rps[1])
@@ -212,8 +215,12 @@ def round_imports(active: dict[str, sides.Side], results: Results) -> None:
             key = f'import_{which}'
             if module is None:
                 continue
-            attempt(results, [key], name, lambda: results.add(
-                key, name, probes.import_time_ms(side.python, module, cwd=sides.BENCH_DIR)))
+            attempt(
+                results,
+                [key],
+                name,
+                lambda: results.add(key, name, probes.import_time_ms(side.python, module, cwd=sides.BENCH_DIR)),
+            )
 
 
 def prepare_sides(names: list[str], fresh: bool, results: Results) -> dict[str, sides.Side]:
@@ -235,21 +242,33 @@ def measure_sizes(active: dict[str, sides.Side], fresh: bool, results: Results) 
     """Installed size is deterministic: measured once, not per round."""
     empty = sides.empty_venv(fresh)
     for name, side in active.items():
-        attempt(results, ['size'], name,
-                lambda: results.add('size', name, sides.installed_bytes(side, empty) / MB))
+        attempt(results, ['size'], name, lambda: results.add('size', name, sides.installed_bytes(side, empty) / MB))
 
 
 def header_lines(args: argparse.Namespace, seconds: float, rounds: int) -> list[str]:
     """Return the run's context: when, where, with what."""
-    cpu = next((line.split(':', 1)[1].strip() for line in
-                Path('/proc/cpuinfo').read_text().splitlines()
-                if line.startswith('model name')), platform.processor() or 'unknown')
+    cpu = next(
+        (
+            line.split(':', 1)[1].strip()
+            for line in Path('/proc/cpuinfo').read_text().splitlines()
+            if line.startswith('model name')
+        ),
+        platform.processor() or 'unknown',
+    )
     wrk = subprocess.run(['wrk', '-v'], capture_output=True, text=True)
     wrk_version = (wrk.stdout or wrk.stderr).strip().splitlines()[0]
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
-                            text=True, cwd=sides.REPO_ROOT).stdout.strip() or 'none'
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--', sides.PACKAGE, 'pyproject.toml'],
-                           capture_output=True, text=True, cwd=sides.REPO_ROOT).stdout.strip()
+    commit = (
+        subprocess.run(
+            ['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=sides.REPO_ROOT
+        ).stdout.strip()
+        or 'none'
+    )
+    dirty = subprocess.run(
+        ['git', 'status', '--porcelain', '--', sides.PACKAGE, 'pyproject.toml'],
+        capture_output=True,
+        text=True,
+        cwd=sides.REPO_ROOT,
+    ).stdout.strip()
     if dirty:
         commit += ' + uncommitted changes'
     now = datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')
@@ -258,8 +277,7 @@ def header_lines(args: argparse.Namespace, seconds: float, rounds: int) -> list[
         '',
         f'- date: {now}; project commit: {commit} (working tree, non-editable install)',
         f'- machine: nproc {os.cpu_count()}, {cpu}',
-        f'- Python {platform.python_version()}; {wrk_version.split(" [")[0]}; '
-        f'peer {sides.PEER_REQUIREMENT}',
+        f'- Python {platform.python_version()}; {wrk_version.split(" [")[0]}; peer {sides.PEER_REQUIREMENT}',
         f'- {rounds} interleaved rounds; wrk -t1, keep-alive, {seconds:g} s per run '
         f'after a {WARMUP_SECONDS} s warm-up; POST /api/v1/perform `{{"a": 1, "b": 2}}`',
     ]
@@ -269,13 +287,13 @@ def parse_args() -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds (default 3)')
-    parser.add_argument('--duration', type=float, default=8,
-                        help='seconds per wrk run (default 8, keeps the run under 10 min)')
+    parser.add_argument(
+        '--duration', type=float, default=8, help='seconds per wrk run (default 8, keeps the run under 10 min)'
+    )
     parser.add_argument('--quick', action='store_true', help='smoke run: 1 round, 3 s runs')
     parser.add_argument('--fresh', action='store_true', help='rebuild the venvs')
     parser.add_argument('--sides', default=','.join(SIDES), help='comma-separated subset')
-    parser.add_argument('--output', type=Path, help='default results/latest.md '
-                        '(results/quick.md with --quick)')
+    parser.add_argument('--output', type=Path, help='default results/latest.md (results/quick.md with --quick)')
     return parser.parse_args()
 
 
@@ -314,12 +332,15 @@ def main() -> int:
     scaling = results.median('cpu_scaling', 'project')
     if scaling is not None:
         verdict = 'meets' if scaling >= WORKERS_TARGET else 'misses'
-        results.notes.append(f'--workers 2 reaches {scaling:.2f}x of --workers 1: {verdict} '
-                             f'the {WORKERS_TARGET}x target')
+        results.notes.append(
+            f'--workers 2 reaches {scaling:.2f}x of --workers 1: {verdict} the {WORKERS_TARGET}x target'
+        )
     load_after = Path('/proc/loadavg').read_text().split()[0]
-    results.notes.append(f'total run time {time.monotonic() - began:.0f} s; 1-min load average '
-                         f'{load_before} before, {load_after} after (on {os.cpu_count()} cores, '
-                         f'anything above ~2 means other processes competed for the CPU)')
+    results.notes.append(
+        f'total run time {time.monotonic() - began:.0f} s; 1-min load average '
+        f'{load_before} before, {load_after} after (on {os.cpu_count()} cores, '
+        f'anything above ~2 means other processes competed for the CPU)'
+    )
     table = render_table(results, FIGURES, header, rounds)
     print(table)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,11 @@ def load_job_class(path: Path) -> type:
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
-               if c.__module__ == module.__name__ and 'perform' in vars(c)]
+    classes = [
+        c
+        for _, c in inspect.getmembers(module, inspect.isclass)
+        if c.__module__ == module.__name__ and 'perform' in vars(c)
+    ]
     if len(classes) != 1:
         raise SystemExit(f'{path}: expected one class defining perform, found {len(classes)}')
     return classes[0]
@@ -58,13 +61,14 @@ class FloorHandler(BaseHTTPRequestHandler):
             result = self.server.job.perform(**json.loads(body))
             self._reply(200, json.dumps(result).encode())
         except Exception as exc:  # the floor still answers, so load clients can count errors
-            self._reply(400 if isinstance(exc, ValueError) else 500,
-                        json.dumps({'error': str(exc)}).encode())
+            self._reply(400 if isinstance(exc, ValueError) else 500, json.dumps({'error': str(exc)}).encode())
 
     def _reply(self, status: int, body: bytes) -> None:
         # Status line, headers and body go out in one sendall: no Nagle/delayed-ACK stall.
-        head = (f'HTTP/1.1 {status} {self.responses[status][0]}\r\n'
-                f'Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n')
+        head = (
+            f'HTTP/1.1 {status} {self.responses[status][0]}\r\n'
+            f'Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n'
+        )
         self.wfile.write(head.encode('latin-1') + body)
 
     def log_message(self, format: str, *args: object) -> None:

@@ -64,14 +64,19 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def start_server(argv: list[str], port: int, log_path: Path, cwd: Path,
-                 env: dict[str, str] | None = None) -> Server:
+def start_server(argv: list[str], port: int, log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> Server:
     """Spawn `argv` in a new session; stdout and stderr go to `log_path`."""
     with open(log_path, 'wb') as log:
         started_at = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
     return Server(proc, port, log_path, started_at)
 
 
@@ -155,8 +160,17 @@ class WrkResult:
 
 def run_wrk(port: int, connections: int, duration: float) -> WrkResult:
     """Run wrk with one thread (the server keeps the other core) and keep-alive connections."""
-    argv = ['wrk', '-t1', f'-c{connections}', f'-d{duration:g}s', '--timeout', '10s',
-            '-s', str(LUA_SCRIPT), f'http://127.0.0.1:{port}']
+    argv = [
+        'wrk',
+        '-t1',
+        f'-c{connections}',
+        f'-d{duration:g}s',
+        '--timeout',
+        '10s',
+        '-s',
+        str(LUA_SCRIPT),
+        f'http://127.0.0.1:{port}',
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
     match = re.search(r'^WRKJSON (.*)$', out.stdout, re.MULTILINE)
     if not match:
@@ -165,8 +179,12 @@ def run_wrk(port: int, connections: int, duration: float) -> WrkResult:
     if data['requests'] == 0:
         raise ProbeError('wrk completed no requests')
     errors = sum(data[k] for k in ('connect', 'read', 'write', 'status', 'timeout'))
-    return WrkResult(rps=data['requests'] / (data['duration_us'] / 1e6),
-                     p50_ms=data['p50_us'] / 1000, p99_ms=data['p99_us'] / 1000, errors=errors)
+    return WrkResult(
+        rps=data['requests'] / (data['duration_us'] / 1e6),
+        p50_ms=data['p50_us'] / 1000,
+        p99_ms=data['p99_us'] / 1000,
+        errors=errors,
+    )
 
 
 def get_latency(port: int, path: str, count: int = 200) -> float:
@@ -190,8 +208,9 @@ def get_latency(port: int, path: str, count: int = 200) -> float:
 
 def import_time_ms(python: Path, module: str, cwd: Path) -> float:
     """Return the cumulative `-X importtime` of `module` in milliseconds, in a fresh interpreter."""
-    out = subprocess.run([str(python), '-X', 'importtime', '-c', f'import {module}'],
-                         capture_output=True, text=True, cwd=cwd, timeout=60)
+    out = subprocess.run(
+        [str(python), '-X', 'importtime', '-c', f'import {module}'], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
     if out.returncode != 0:
         raise ProbeError(f'import {module} failed: {out.stderr.strip().splitlines()[-1:]}')
     for line in reversed(out.stderr.splitlines()):
@@ -199,4 +218,3 @@ def import_time_ms(python: Path, module: str, cwd: Path) -> float:
         if len(parts) == 3 and parts[2] == module:
             return int(parts[1]) / 1000
     raise ProbeError(f'no importtime line for {module}')
-

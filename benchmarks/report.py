@@ -64,14 +64,20 @@ def _ratio(results: Results, key: str, other: str) -> str:
 
 def render_table(results: Results, figures: list[Figure], header: list[str], rounds: int) -> str:
     """Return the markdown report: header lines, the table, then notes and error reasons."""
-    lines = [*header, '',
-             '| figure | unit | better | project | peer | floor | project/peer | project/floor |',
-             '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |']
+    lines = [
+        *header,
+        '',
+        '| figure | unit | better | project | peer | floor | project/peer | project/floor |',
+        '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    ]
     for figure in figures:
         cells = [_cell(results, figure, side, rounds) for side in SIDES]
-        lines.append(f'| {figure.label} | {figure.unit} | {figure.better} | ' + ' | '.join(cells)
-                     + f' | {_ratio(results, figure.key, "peer")}'
-                     + f' | {_ratio(results, figure.key, "floor")} |')
+        lines.append(
+            f'| {figure.label} | {figure.unit} | {figure.better} | '
+            + ' | '.join(cells)
+            + f' | {_ratio(results, figure.key, "peer")}'
+            + f' | {_ratio(results, figure.key, "floor")} |'
+        )
     lines.append('')
     lines.append('Cells: median of rounds (min..max). Ratios: median / median.')
     for note in results.notes:

@@ -14,8 +14,7 @@ VENVS_DIR = BENCH_DIR / '.venvs'
 PEER_REQUIREMENT = 'racetrack-job-runner==1.18.0'
 # Both the project and the peer install the import package `racetrack_job_wrapper`.
 PACKAGE = 'racetrack_job_wrapper'
-_COPY_IGNORE = shutil.ignore_patterns('.git', '.venvs', '.nox', '__pycache__', 'build', 'dist',
-                                      '*.egg-info', 'results')
+_COPY_IGNORE = shutil.ignore_patterns('.git', '.venvs', '.nox', '__pycache__', 'build', 'dist', '*.egg-info', 'results')
 _INSTALLED_STAMP = '.bench-installed'
 
 
@@ -40,10 +39,8 @@ class Side:
         if workers:
             raise SetupError(f'{self.name} has no --workers option')
         if self.kind == 'peer':
-            return [str(self.python.parent / 'racetrack_job_runner'), 'run', str(job),
-                    '--port', str(port)]
-        return [str(self.python), str(BENCH_DIR / 'floor_server.py'), str(job),
-                '--port', str(port)]
+            return [str(self.python.parent / 'racetrack_job_runner'), 'run', str(job), '--port', str(port)]
+        return [str(self.python), str(BENCH_DIR / 'floor_server.py'), str(job), '--port', str(port)]
 
     def import_modules(self) -> dict[str, str | None]:
         """Return the module to time for the top-level import and for the serving path."""
@@ -68,8 +65,9 @@ def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:
     if out.returncode != 0:
         lines = (out.stderr + out.stdout).strip().splitlines()
         # pip wraps the build's own exception in boilerplate; the last "...Error" line says why.
-        causes = [line.strip() for line in lines
-                  if re.search(r'\w+Error\b|ERROR:', line) and 'subprocess-exited' not in line]
+        causes = [
+            line.strip() for line in lines if re.search(r'\w+Error\b|ERROR:', line) and 'subprocess-exited' not in line
+        ]
         raise SetupError(f'{what} failed: {causes[-1] if causes else " | ".join(lines[-3:])}')
 
 
@@ -84,8 +82,10 @@ def _create_venv(venv: Path, fresh: bool) -> bool:
 
 
 def _pip(venv: Path, *args: str) -> None:
-    _run([str(_venv_python(venv)), '-m', 'pip', 'install', '--quiet',
-          '--disable-pip-version-check', *args], f'pip install {" ".join(args)}')
+    _run(
+        [str(_venv_python(venv)), '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', *args],
+        f'pip install {" ".join(args)}',
+    )
 
 
 def empty_venv(fresh: bool) -> Path:

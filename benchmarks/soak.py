@@ -53,8 +53,10 @@ class RawClient:
 
     def request_bytes(self, body: bytes) -> bytes:
         """Return a complete POST /api/v1/perform request carrying `body`."""
-        head = (f'POST /api/v1/perform HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n'
-                f'Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n')
+        head = (
+            f'POST /api/v1/perform HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n'
+            f'Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n'
+        )
         return head.encode() + body
 
     def send(self, data: bytes) -> None:
@@ -168,24 +170,29 @@ def run_soak(server: probes.Server, total: int, connections: int) -> bool:
     unexpected = sum(s.unexpected for s in stats) + sum(s.unexpected for s in warm)
     growth = (rss_end - rss_start) / MB
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else float('nan')
-    print(f'soak: {sum(s.done for s in stats)} responses to {total} requests in {elapsed:.1f} s '
-          f'({total / elapsed:.0f} req/s), {connections} connections')
-    print(f'soak: unexpected responses: {unexpected} (must be 0); '
-          f'server-initiated reconnects: {sum(s.reconnects for s in stats)}')
+    print(
+        f'soak: {sum(s.done for s in stats)} responses to {total} requests in {elapsed:.1f} s '
+        f'({total / elapsed:.0f} req/s), {connections} connections'
+    )
+    print(
+        f'soak: unexpected responses: {unexpected} (must be 0); '
+        f'server-initiated reconnects: {sum(s.reconnects for s in stats)}'
+    )
     for example in [e for s in warm + stats for e in s.examples][:5]:
         print(f'soak:   {example}')
     if latencies:
         print(f'soak: latency p50 {statistics.median(latencies) * 1000:.2f} ms, p99 {p99:.2f} ms')
-    print(f'soak: RSS ready {rss_ready / MB:.1f} MiB, after {WARMUP_REQUESTS} warm-up requests '
-          f'{rss_start / MB:.1f} MiB, at end {rss_end / MB:.1f} MiB: growth {growth:+.1f} MiB '
-          f'(limit {RSS_GROWTH_LIMIT_MB})')
+    print(
+        f'soak: RSS ready {rss_ready / MB:.1f} MiB, after {WARMUP_REQUESTS} warm-up requests '
+        f'{rss_start / MB:.1f} MiB, at end {rss_end / MB:.1f} MiB: growth {growth:+.1f} MiB '
+        f'(limit {RSS_GROWTH_LIMIT_MB})'
+    )
     return unexpected == 0 and growth < RSS_GROWTH_LIMIT_MB
 
 
 def _run_threads(port: int, total: int, stats: list[SoakStats]) -> None:
     counter = itertools.count()
-    threads = [threading.Thread(target=soak_worker, args=(port, counter, total, s), daemon=True)
-               for s in stats]
+    threads = [threading.Thread(target=soak_worker, args=(port, counter, total, s), daemon=True) for s in stats]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -206,8 +213,7 @@ class DrainStats:
     statuses_after_signal: dict[int, int] = field(default_factory=dict)
 
 
-def drain_worker(port: int, signalled: threading.Event, stop: threading.Event,
-                 stats: DrainStats, offset: int) -> None:
+def drain_worker(port: int, signalled: threading.Event, stop: threading.Event, stats: DrainStats, offset: int) -> None:
     """Load one connection until the server refuses us or `stop` is set."""
     client = None
     for index in itertools.count(offset, 1000):
@@ -246,14 +252,14 @@ def drain_worker(port: int, signalled: threading.Event, stop: threading.Event,
     _drop(client)
 
 
-def run_sigterm(server: probes.Server, connections: int, load_seconds: float,
-                grace: float) -> bool:
+def run_sigterm(server: probes.Server, connections: int, load_seconds: float, grace: float) -> bool:
     """Send SIGTERM while loaded; return True when sent == completed and the server exited."""
     signalled, stop = threading.Event(), threading.Event()
     stats = [DrainStats() for _ in range(connections)]
-    threads = [threading.Thread(target=drain_worker, daemon=True,
-                                args=(server.port, signalled, stop, s, n))
-               for n, s in enumerate(stats)]
+    threads = [
+        threading.Thread(target=drain_worker, daemon=True, args=(server.port, signalled, stop, s, n))
+        for n, s in enumerate(stats)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(load_seconds)
@@ -268,20 +274,32 @@ def run_sigterm(server: probes.Server, connections: int, load_seconds: float,
     stop.set()
     for thread in threads:
         thread.join(timeout=RECV_TIMEOUT + 5)
-    total = {name: sum(getattr(s, name) for s in stats)
-             for name in ('sent', 'completed', 'completed_after_signal', 'lost_silent',
-                          'lost_partial', 'send_failed', 'refused')}
+    total = {
+        name: sum(getattr(s, name) for s in stats)
+        for name in (
+            'sent',
+            'completed',
+            'completed_after_signal',
+            'lost_silent',
+            'lost_partial',
+            'send_failed',
+            'refused',
+        )
+    }
     statuses: dict[int, int] = {}
     for s in stats:
         for status, count in s.statuses_after_signal.items():
             statuses[status] = statuses.get(status, 0) + count
-    print(f'sigterm: {connections} connections, SIGTERM after {load_seconds:g} s; '
-          f'server {exit_text}')
-    print(f'sigterm: requests fully sent {total["sent"]}, complete responses '
-          f'{total["completed"]} (must be equal); lost with no response bytes '
-          f'{total["lost_silent"]}, lost mid-response {total["lost_partial"]}')
-    print(f'sigterm: answered after SIGTERM {total["completed_after_signal"]} {statuses}; '
-          f'send failures {total["send_failed"]}; new connections refused {total["refused"]}')
+    print(f'sigterm: {connections} connections, SIGTERM after {load_seconds:g} s; server {exit_text}')
+    print(
+        f'sigterm: requests fully sent {total["sent"]}, complete responses '
+        f'{total["completed"]} (must be equal); lost with no response bytes '
+        f'{total["lost_silent"]}, lost mid-response {total["lost_partial"]}'
+    )
+    print(
+        f'sigterm: answered after SIGTERM {total["completed_after_signal"]} {statuses}; '
+        f'send failures {total["send_failed"]}; new connections refused {total["refused"]}'
+    )
     return total['sent'] == total['completed'] and code is not None
 
 

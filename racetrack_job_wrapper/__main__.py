@@ -1,4 +1,5 @@
 """`python -m racetrack_job_wrapper`."""
+
 import sys
 
 from racetrack_job_wrapper.cli import main

@@ -1,4 +1,5 @@
 """Server-wide request accounting: the request's trace, the access log line, the `commons_*` metrics."""
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,9 @@ class AccessObserver:
     Thread-safe: the only per-request state lives in the serving thread's context.
     """
 
-    def __init__(self, metrics: JobMetrics, settings: ObservabilitySettings | None = None,
-                 active: ActiveRequests | None = None):
+    def __init__(
+        self, metrics: JobMetrics, settings: ObservabilitySettings | None = None, active: ActiveRequests | None = None
+    ):
         self._metrics = metrics
         settings = settings if settings is not None else ObservabilitySettings()
         self._reader = TraceReader(settings)
@@ -49,8 +51,16 @@ class AccessObserver:
         """Count a connection turned away before any request was read: 'connection_limit' or 'shutting_down'."""
         self._metrics.count_rejected(reason)
 
-    def request_finished(self, request: Request | None, method: str, target: str, status: int,
-                         sent: int, seconds: float, rejected: str | None = None) -> None:
+    def request_finished(
+        self,
+        request: Request | None,
+        method: str,
+        target: str,
+        status: int,
+        sent: int,
+        seconds: float,
+        rejected: str | None = None,
+    ) -> None:
         """Count and log an answered request, then forget its trace.
 
         `rejected` is the reason the server refused a request it could not read (limits, malformed HTTP).

@@ -1,4 +1,5 @@
 """Composition: the route table of one job, and the error boundary every request passes."""
+
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,7 @@ DOC_OPTIONS = frozenset({'tags', 'summary', 'description', 'deprecated', 'operat
 class App:
     """Turns a Request into a Response: path normalisation, access control, routing, CORS, the error boundary."""
 
-    def __init__(self, router: Router, settings: JobSettings, *,
-                 fallback: Callable[[Request], Response] | None = None):
+    def __init__(self, router: Router, settings: JobSettings, *, fallback: Callable[[Request], Response] | None = None):
         self.router = router
         self.settings = settings
         self._fallback = fallback
@@ -142,6 +142,7 @@ def _redirect(path: str, query: str) -> Response:
 
 def probe_routes(health: HealthState, settings: JobSettings) -> list[Route]:
     """`/live`, `/ready`, `/health`: answered in every phase of the server's life."""
+
     def live(_: Request) -> Response:
         status, body = live_body(health, settings)
         return json_response(body, status)
@@ -170,6 +171,7 @@ def home_route(settings: JobSettings) -> Route:
 
 def build_loading_app(health: HealthState, settings: JobSettings) -> App:
     """The app served while the job loads (or after it failed to): probes, and 503 for the rest."""
+
     def not_ready(request: Request) -> Response:
         if health.error:
             message = f'the job failed to load: {health.error}'
@@ -192,9 +194,14 @@ class JobComponents:
             self.async_runner.close()
 
 
-def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
-                  metrics: JobMetrics, extra_routes: Iterable[Route] = (),
-                  cwd: Path | None = None) -> tuple[App, JobComponents]:
+def build_job_app(
+    entrypoint: Any,
+    settings: JobSettings,
+    health: HealthState,
+    metrics: JobMetrics,
+    extra_routes: Iterable[Route] = (),
+    cwd: Path | None = None,
+) -> tuple[App, JobComponents]:
     """Introspect a job instance once and build its full app; JobDefinitionError names what is wrong.
 
     Static endpoint files and the webview's `static/` directory are found relative to `cwd`
@@ -216,8 +223,15 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
     routes = probe_routes(health, settings) + [home_route(settings)]
     by_path: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        invoker = Invoker(spec, metrics=metrics, context=context, limiter=limiter, async_runner=async_runner,
-                          validate=settings.validate_input, max_json_depth=settings.limits.max_json_depth)
+        invoker = Invoker(
+            spec,
+            metrics=metrics,
+            context=context,
+            limiter=limiter,
+            async_runner=async_runner,
+            validate=settings.validate_input,
+            max_json_depth=settings.limits.max_json_depth,
+        )
         handlers = by_path.setdefault(API_PREFIX + spec.path, {})
         if spec.method in handlers:
             raise JobDefinitionError(f'endpoint {spec.method} {spec.path} is defined twice')
@@ -232,17 +246,25 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
         parameters = _no_perform
         by_path[API_PREFIX + '/perform'] = {'POST': _no_perform}
     routes.append(Route(API_PREFIX + '/parameters', {'GET': parameters}, f'the built-in {API_PREFIX}/parameters'))
-    routes.extend(Route(path, handlers, f'endpoint {path[len(API_PREFIX):]}') for path, handlers in by_path.items())
+    routes.extend(Route(path, handlers, f'endpoint {path[len(API_PREFIX) :]}') for path, handlers in by_path.items())
     title = f'Job - {settings.name}'
-    document = build_openapi(specs, title=title, version=settings.version,
-                             base_path=f'/pub/job/{settings.name}/{settings.version}', has_perform=has_perform,
-                             static_files=[file for endpoint in static for file in endpoint.files],
-                             has_webview=webview is not None)
+    document = build_openapi(
+        specs,
+        title=title,
+        version=settings.version,
+        base_path=f'/pub/job/{settings.name}/{settings.version}',
+        has_perform=has_perform,
+        static_files=[file for endpoint in static for file in endpoint.files],
+        has_webview=webview is not None,
+    )
     routes.extend(docs_routes(document, title))
     routes.extend(endpoint.route for endpoint in static)
     if webview is not None:
-        routes.extend(webview_routes(webview, webview_url, API_PREFIX, static_dir=cwd / 'static',
-                                     async_runner=async_runner, guesser=guesser))
+        routes.extend(
+            webview_routes(
+                webview, webview_url, API_PREFIX, static_dir=cwd / 'static', async_runner=async_runner, guesser=guesser
+            )
+        )
     routes.extend(extra_routes)
     app = App(Router(routes), settings)
     return app, JobComponents(async_runner)
@@ -250,8 +272,9 @@ def build_job_app(entrypoint: Any, settings: JobSettings, health: HealthState,
 
 def _no_perform(_: Request) -> Response:
     """`/perform` and `/parameters` of a webview-only job (no `perform`): 400, as the existing implementation."""
-    raise HTTPError(400, 'this job has no perform() method; it serves its webview and other endpoints only',
-                    error_type='ValueError')
+    raise HTTPError(
+        400, 'this job has no perform() method; it serves its webview and other endpoints only', error_type='ValueError'
+    )
 
 
 def _perform_of(entrypoint: Any) -> Callable[..., Any] | None:
@@ -265,12 +288,16 @@ def collect_endpoints(entrypoint: Any) -> list[EndpointSpec]:
     examples = _input_examples(entrypoint)
     specs = []
     if perform is not None:
-        specs.append(describe_endpoint('/perform', 'POST', perform, example=examples.get('/perform'),
-                                       example_fills_empty_body=True))
+        specs.append(
+            describe_endpoint(
+                '/perform', 'POST', perform, example=examples.get('/perform'), example_fills_empty_body=True
+            )
+        )
     for path, handler in _call_optional(entrypoint, 'auxiliary_endpoints', dict).items():
         path = _slash(path)
-        specs.append(describe_endpoint(path, 'POST', handler, example=examples.get(path),
-                                       example_fills_empty_body=True))
+        specs.append(
+            describe_endpoint(path, 'POST', handler, example=examples.get(path), example_fills_empty_body=True)
+        )
     for config in _call_optional(entrypoint, 'auxiliary_endpoints_v2', list):
         specs.append(_describe_v2(config, examples))
     return specs
@@ -278,7 +305,8 @@ def collect_endpoints(entrypoint: Any) -> list[EndpointSpec]:
 
 def _describe_v2(config: Any, examples: dict[str, Any]) -> EndpointSpec:
     if not isinstance(config, EndpointConfig) and not all(
-            hasattr(config, name) for name in ('path', 'method', 'handler')):
+        hasattr(config, name) for name in ('path', 'method', 'handler')
+    ):
         raise JobDefinitionError(f'auxiliary_endpoints_v2() must return EndpointConfig items, got {config!r}')
     path = _slash(str(config.path))
     method = str(config.method.value if isinstance(config.method, HTTPMethod) else config.method).upper()
@@ -289,8 +317,9 @@ def _describe_v2(config: Any, examples: dict[str, Any]) -> EndpointSpec:
     if unknown:
         logger.warning('auxiliary endpoint %s: ignoring unsupported other_options %s', path, ', '.join(unknown))
     doc_options = {key: value for key, value in options.items() if key in DOC_OPTIONS}
-    return describe_endpoint(path, method, config.handler, example=examples.get(path),
-                             options=doc_options, fastapi_rules=True)
+    return describe_endpoint(
+        path, method, config.handler, example=examples.get(path), options=doc_options, fastapi_rules=True
+    )
 
 
 def _input_examples(entrypoint: Any) -> dict[str, Any]:

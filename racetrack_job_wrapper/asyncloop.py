@@ -1,4 +1,5 @@
 """The event loop thread that runs `async def` job methods and ASGI webview apps."""
+
 from __future__ import annotations
 
 import contextvars
@@ -16,6 +17,7 @@ class AsyncRunner:
 
     def __init__(self) -> None:
         import asyncio  # only jobs with async methods pay for the import
+
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name='job-event-loop', daemon=True)
         self._thread.start()
@@ -28,6 +30,7 @@ class AsyncRunner:
         """Start a coroutine on the loop in a copy of the caller's context; returns its future at once."""
         context = contextvars.copy_context()
         import concurrent.futures  # with asyncio, only for jobs with async methods
+
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def start() -> None:

@@ -1,4 +1,5 @@
 """Access control for a job run without a Racetrack gateway: shared tokens, probes and public endpoints exempt."""
+
 from __future__ import annotations
 
 import hashlib
@@ -48,18 +49,26 @@ class AccessPolicy:
             return
         token = _presented_token(request)
         if token is None:
-            raise HTTPError(401, f'authentication required: send one of the tokens of {AUTH_TOKENS_ENV_VAR} in'
-                                 f' the {AUTH_HEADER} header or as "Authorization: Bearer <token>"',
-                            headers={'WWW-Authenticate': self._challenge}, error_type='Unauthorized',
-                            rejected='unauthorized')
+            raise HTTPError(
+                401,
+                f'authentication required: send one of the tokens of {AUTH_TOKENS_ENV_VAR} in'
+                f' the {AUTH_HEADER} header or as "Authorization: Bearer <token>"',
+                headers={'WWW-Authenticate': self._challenge},
+                error_type='Unauthorized',
+                rejected='unauthorized',
+            )
         given = _digest(token.encode())
         matched = False
         for digest in self._digests:  # no early exit: every token is compared on every request
             matched |= hmac.compare_digest(given, digest)
         if not matched:
-            raise HTTPError(401, 'the authentication token is not valid for this job',
-                            headers={'WWW-Authenticate': f'{self._challenge}, error="invalid_token"'},
-                            error_type='Unauthorized', rejected='unauthorized')
+            raise HTTPError(
+                401,
+                'the authentication token is not valid for this job',
+                headers={'WWW-Authenticate': f'{self._challenge}, error="invalid_token"'},
+                error_type='Unauthorized',
+                rejected='unauthorized',
+            )
 
 
 def _presented_token(request: Request) -> str | None:
@@ -77,8 +86,11 @@ def _presented_token(request: Request) -> str | None:
 
 def _is_preflight(request: Request) -> bool:
     # Browsers send CORS preflights without credentials by design; they reach no job code.
-    return (request.method == 'OPTIONS' and 'Origin' in request.headers
-            and 'Access-Control-Request-Method' in request.headers)
+    return (
+        request.method == 'OPTIONS'
+        and 'Origin' in request.headers
+        and 'Access-Control-Request-Method' in request.headers
+    )
 
 
 def _digest(data: bytes) -> bytes:

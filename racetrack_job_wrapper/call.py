@@ -1,4 +1,5 @@
 """Chain calls: a job calling another job through Racetrack's Pub, carrying the request's identity along."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,15 @@ QUERY_METHODS = frozenset({'GET', 'HEAD', 'DELETE'})
 _MAX_ERROR_BODY = 64 * 1024
 
 
-def call_job(entrypoint: object, job_name: str, path: str = '/api/v1/perform', payload: dict[str, Any] | None = None,
-             version: str = 'latest', method: str = 'POST', timeout: float | None = 10) -> Any:
+def call_job(
+    entrypoint: object,
+    job_name: str,
+    path: str = '/api/v1/perform',
+    payload: dict[str, Any] | None = None,
+    version: str = 'latest',
+    method: str = 'POST',
+    timeout: float | None = 10,
+) -> Any:
     """Call another job's endpoint and return its JSON result.
 
     The URL is `{PUB_URL}/job/{job_name}/{version}{path}`. The call carries `X-Racetrack-Auth`
@@ -32,9 +40,15 @@ def call_job(entrypoint: object, job_name: str, path: str = '/api/v1/perform', p
     return _send(request, timeout, f'job "{job_name}" version "{version}"', settings.job_name)
 
 
-async def call_job_async(entrypoint: object, job_name: str, path: str = '/api/v1/perform',
-                         payload: dict[str, Any] | None = None, version: str = 'latest', method: str = 'POST',
-                         timeout: float | None = 10) -> Any:
+async def call_job_async(
+    entrypoint: object,
+    job_name: str,
+    path: str = '/api/v1/perform',
+    payload: dict[str, Any] | None = None,
+    version: str = 'latest',
+    method: str = 'POST',
+    timeout: float | None = 10,
+) -> Any:
     """`call_job` as a coroutine; the blocking call runs in a worker thread with this request's context."""
     return await asyncio.to_thread(call_job, entrypoint, job_name, path, payload, version, method, timeout)
 
@@ -42,18 +56,32 @@ async def call_job_async(entrypoint: object, job_name: str, path: str = '/api/v1
 call_job_coroutine = call_job_async  # the existing implementation's name
 
 
-def build_request(entrypoint: object, settings: ObservabilitySettings, job_name: str, path: str,
-                  payload: dict[str, Any] | None, version: str, method: str) -> urllib.request.Request:
+def build_request(
+    entrypoint: object,
+    settings: ObservabilitySettings,
+    job_name: str,
+    path: str,
+    payload: dict[str, Any] | None,
+    version: str,
+    method: str,
+) -> urllib.request.Request:
     """The HTTP request of a chain call; ValueError for a bad argument, RuntimeError without PUB_URL."""
     for name, value in (('job_name', job_name), ('version', version)):
-        if not isinstance(value, str) or not value or any(ch in value for ch in '/?#') or not value.isprintable() \
-                or any(ch.isspace() for ch in value):
+        if (
+            not isinstance(value, str)
+            or not value
+            or any(ch in value for ch in '/?#')
+            or not value.isprintable()
+            or any(ch.isspace() for ch in value)
+        ):
             raise ValueError(f'call_job: {name} must be a non-empty name without spaces or "/?#", got {value!r}')
     if payload is not None and not isinstance(payload, dict):
         raise ValueError(f'call_job: payload must be a dict of parameters or None, got {type(payload).__name__}')
     if not settings.pub_url:
-        raise RuntimeError(f'cannot call job "{job_name}": the PUB_URL environment variable is not set '
-                           '(Racetrack sets it; locally, point it at a Pub, e.g. http://127.0.0.1:7000/pub)')
+        raise RuntimeError(
+            f'cannot call job "{job_name}": the PUB_URL environment variable is not set '
+            '(Racetrack sets it; locally, point it at a Pub, e.g. http://127.0.0.1:7000/pub)'
+        )
     method = method.upper()
     url = f'{settings.pub_url}/job/{job_name}/{version}{path if path.startswith("/") else "/" + path}'
     body = None
@@ -73,8 +101,12 @@ def outgoing_headers(entrypoint: object, settings: ObservabilitySettings) -> dic
     incoming = _incoming_headers(entrypoint)
     trace = current_trace()
     if trace is not None:
-        forwarded = {settings.tracing_header: trace.tracing_id, settings.caller_header: trace.caller_name,
-                     'traceparent': trace.traceparent, 'tracestate': trace.tracestate}
+        forwarded = {
+            settings.tracing_header: trace.tracing_id,
+            settings.caller_header: trace.caller_name,
+            'traceparent': trace.traceparent,
+            'tracestate': trace.tracestate,
+        }
     else:  # called outside a request this server traced: pass on what the request carried, if any
         forwarded = {name: incoming.get(name) for name in (settings.tracing_header, settings.caller_header)}
     forwarded[PREDECESSOR_HEADER] = _predecessor_id(entrypoint) or incoming.get(PREDECESSOR_HEADER)

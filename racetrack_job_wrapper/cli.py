@@ -1,4 +1,5 @@
 """Command line: `racetrack_job_wrapper JOB[:CLASS]`, the older `run JOB [CLASS]`, and `template IN OUT`."""
+
 from __future__ import annotations
 
 import argparse
@@ -47,33 +48,56 @@ def build_parser(legacy: bool = False) -> argparse.ArgumentParser:
     """The argument parser; `legacy` is the `run JOB [CLASS]` form."""
     parser = argparse.ArgumentParser(
         prog='racetrack_job_wrapper' + (' run' if legacy else ''),
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument('job', metavar='JOB', help='job reference: file.py[:Class] or module:Class')
     if legacy:
         parser.add_argument('class_name', metavar='CLASS', nargs='?', help='name of the job class')
     parser.add_argument('--host', default=DEFAULT_HOST, help=f'address to bind (default {DEFAULT_HOST})')
     parser.add_argument('--port', type=int, default=DEFAULT_PORT, help=f'port to bind (default {DEFAULT_PORT})')
     parser.add_argument('--manifest-path', metavar='FILE', help='job manifest (job.yaml) to read')
-    parser.add_argument('--workers', metavar='N', type=_positive_int, default=1,
-                        help='worker processes serving the port, each loading the job (default 1)')
+    parser.add_argument(
+        '--workers',
+        metavar='N',
+        type=_positive_int,
+        default=1,
+        help='worker processes serving the port, each loading the job (default 1)',
+    )
     limits = parser.add_argument_group('limits (defaults in parentheses; jobtype_extra can set them too)')
     for name, kind, default, text in Limits.describe():
-        limits.add_argument('--' + name.replace('_', '-'), type=_positive(name, kind), metavar=kind.__name__.upper(),
-                            help=f'{text} ({default})')
-    limits.add_argument('--cors-allow-origin', dest='cors_allow_origins', action='append', metavar='ORIGIN',
-                        help="origin allowed by CORS, repeatable ('*', all, unless jobtype_extra says otherwise)")
+        limits.add_argument(
+            '--' + name.replace('_', '-'),
+            type=_positive(name, kind),
+            metavar=kind.__name__.upper(),
+            help=f'{text} ({default})',
+        )
+    limits.add_argument(
+        '--cors-allow-origin',
+        dest='cors_allow_origins',
+        action='append',
+        metavar='ORIGIN',
+        help="origin allowed by CORS, repeatable ('*', all, unless jobtype_extra says otherwise)",
+    )
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     return parser
 
 
 def build_template_parser() -> argparse.ArgumentParser:
     """The argument parser of `template TEMPLATE_FILE OUT_FILE`."""
-    parser = argparse.ArgumentParser(prog='racetrack_job_wrapper template', description=TEMPLATE_DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog='racetrack_job_wrapper template',
+        description=TEMPLATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument('template_file', metavar='TEMPLATE_FILE', help='the template to render')
     parser.add_argument('out_file', metavar='OUT_FILE', help='where to write the rendered text')
-    parser.add_argument('--manifest-path', metavar='FILE', default=MANIFEST_FILENAME,
-                        help=f'job manifest to read (default ./{MANIFEST_FILENAME})')
+    parser.add_argument(
+        '--manifest-path',
+        metavar='FILE',
+        default=MANIFEST_FILENAME,
+        help=f'job manifest to read (default ./{MANIFEST_FILENAME})',
+    )
     return parser
 
 
@@ -93,10 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def load() -> type:
         # Imported lazily so that the manifest's runtime_env is in os.environ before the job's module runs.
         from racetrack_job_wrapper.loader import load_job_class
+
         return load_job_class(reference, class_name)
 
-    return serve(load, host=args.host, port=args.port, manifest_path=args.manifest_path, workers=args.workers,
-                 **options)
+    return serve(
+        load, host=args.host, port=args.port, manifest_path=args.manifest_path, workers=args.workers, **options
+    )
 
 
 def render_template(argv: Sequence[str]) -> int:
@@ -119,6 +145,7 @@ def _positive(name: str, kind: type) -> Callable[[str], int | float]:
             return positive_number(name, kind, text, text=True)
         except ManifestError as e:
             raise argparse.ArgumentTypeError(str(e).removeprefix(f'{name} ')) from None
+
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 

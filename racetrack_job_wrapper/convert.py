@@ -27,6 +27,7 @@ a list/tuple/set parameter takes every value of a repeated query key (`?n=1&n=2`
 parameter given a repeated key takes the last value; an empty value means null for an
 `Optional` non-string; dicts, dataclasses and TypedDicts are read as JSON text.
 """
+
 from __future__ import annotations
 
 import enum
@@ -123,25 +124,41 @@ def build_converter(annotation: Any, mode: ValidationMode = ValidationMode.LAX) 
 
     def convert(value: Any, path: str) -> Any:
         return node(value, path, _Fit())
+
     return convert
 
 
 # The characters Rust's `str::trim` strips (Unicode White_Space), as pydantic does around numbers;
 # Python's `str.strip()` would also strip U+001C..U+001F.
-_WHITESPACE = ('\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008'
-               '\u2009\u200a\u2028\u2029\u202f\u205f\u3000')
+_WHITESPACE = (
+    '\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008'
+    '\u2009\u200a\u2028\u2029\u202f\u205f\u3000'
+)
 # pydantic's integer strings: a sign, leading zeros (underscores among them too), digits with single
 # underscores between them, and a `.000` tail. pydantic also reads "0-1" as -1, a slip of its
 # leading-zero stripping that is deliberately not copied.
 _INT_TEXT = re.compile(r'([+-]?)(?:0[0_]*)?(0|[1-9](?:_?[0-9])*)(?:\.0+)?', re.ASCII)
 _MAX_INT_TEXT = 4300  # characters with the sign: pydantic's bound, Python's default int_max_str_digits
 # Rust's float syntax, which pydantic parses strings with: inf, infinity and nan in any case.
-_FLOAT_TEXT = re.compile(r'[+-]?(?:inf|infinity|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)',
-                         re.ASCII | re.IGNORECASE)
-_FLOAT_INT_BOUND = 2.0 ** 63  # pydantic takes integral floats as ints inside the 64-bit range only
-_INT64 = range(-2 ** 63, 2 ** 63)
-_BOOL_TEXTS = {'0': False, 'f': False, 'n': False, 'no': False, 'off': False, 'false': False,
-               '1': True, 't': True, 'y': True, 'yes': True, 'on': True, 'true': True}
+_FLOAT_TEXT = re.compile(
+    r'[+-]?(?:inf|infinity|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)', re.ASCII | re.IGNORECASE
+)
+_FLOAT_INT_BOUND = 2.0**63  # pydantic takes integral floats as ints inside the 64-bit range only
+_INT64 = range(-(2**63), 2**63)
+_BOOL_TEXTS = {
+    '0': False,
+    'f': False,
+    'n': False,
+    'no': False,
+    'off': False,
+    'false': False,
+    '1': True,
+    't': True,
+    'y': True,
+    'yes': True,
+    'on': True,
+    'true': True,
+}
 
 
 def _int_from_text(text: str) -> int | None:
@@ -270,10 +287,19 @@ def _accept_any(value: Any, path: str, fit: _Fit) -> Any:
 
 
 _STRICT_PRIMITIVES: dict[Kind, _Node] = {
-    Kind.BOOL: _strict_bool, Kind.INT: _strict_int, Kind.FLOAT: _strict_float, Kind.STR: _accept_str,
-    Kind.NONE: _accept_none}
+    Kind.BOOL: _strict_bool,
+    Kind.INT: _strict_int,
+    Kind.FLOAT: _strict_float,
+    Kind.STR: _accept_str,
+    Kind.NONE: _accept_none,
+}
 _LAX_PRIMITIVES: dict[Kind, _Node] = {
-    Kind.BOOL: _lax_bool, Kind.INT: _lax_int, Kind.FLOAT: _lax_float, Kind.STR: _accept_str, Kind.NONE: _accept_none}
+    Kind.BOOL: _lax_bool,
+    Kind.INT: _lax_int,
+    Kind.FLOAT: _lax_float,
+    Kind.STR: _accept_str,
+    Kind.NONE: _accept_none,
+}
 
 
 class _ConverterBuilder:
@@ -333,6 +359,7 @@ class _ConverterBuilder:
                 return container(items)
             except TypeError:
                 raise ValidationError(path, 'array items must be hashable to form a set') from None
+
         return convert_sequence
 
     def _tuple(self, item_infos: tuple[TypeInfo, ...]) -> _Node:
@@ -345,8 +372,11 @@ class _ConverterBuilder:
             if len(value) != count:
                 raise ValidationError(path, f'expected an array of {count} items, got {len(value)}')
             fit.lower(_LAX)
-            return tuple(item(element, f'{path}[{index}]', fit)
-                         for index, (item, element) in enumerate(zip(items, value, strict=True)))
+            return tuple(
+                item(element, f'{path}[{index}]', fit)
+                for index, (item, element) in enumerate(zip(items, value, strict=True))
+            )
+
         return convert_fixed
 
     def _dict(self, key_info: TypeInfo, value_info: TypeInfo) -> _Node:
@@ -365,8 +395,10 @@ class _ConverterBuilder:
             for name, element in value.items():
                 item_path = f'{path}.{name}'
                 converted[key(name, item_path, fit) if key else name] = (
-                    value_converter(element, item_path, fit) if value_converter else element)
+                    value_converter(element, item_path, fit) if value_converter else element
+                )
             return converted
+
         return convert_dict
 
     def _key(self, info: TypeInfo) -> _Node | None:
@@ -378,6 +410,7 @@ class _ConverterBuilder:
 
         def convert_key(name: str, path: str, fit: _Fit) -> Any:
             return text(name, path)
+
         return convert_key
 
     def _object(self, info: TypeInfo) -> _Node:
@@ -414,6 +447,7 @@ class _ConverterBuilder:
                 return cls(**converted)
             except (TypeError, ValueError) as e:  # __post_init__ checks of the job's own
                 raise ValidationError(path, f'invalid {info.name}: {e}') from None
+
         self._classes[cls] = convert_object  # before the fields, for recursive types
         for field in info.fields:
             if field.init:
@@ -459,6 +493,7 @@ def _ordered_union(members: tuple[TypeInfo, ...], nodes: list[_Node], names: str
             except ValidationError as e:
                 errors.append(e)
         raise _union_error(path, names, value, errors)
+
     return convert_union
 
 
@@ -494,6 +529,7 @@ def _smart_union(members: tuple[TypeInfo, ...], nodes: list[_Node], names: str) 
         if best_fit.fields_set is not None:
             fit.add_fields(best_fit.fields_set)
         return result
+
     return convert_union
 
 
@@ -555,6 +591,7 @@ def _strict_literal(values: tuple[Any, ...]) -> _Node:
         if found is _NOT_FOUND:
             raise _choice_error(path, expected, value)
         return found
+
     return convert_literal
 
 
@@ -572,6 +609,7 @@ def _lax_literal(values: tuple[Any, ...]) -> _Node:
             if found is _NOT_FOUND:
                 raise _choice_error(path, expected, value)
         return found
+
     return convert_literal
 
 
@@ -584,6 +622,7 @@ def _strict_enum(info: TypeInfo) -> _Node:
         if found is _NOT_FOUND:
             raise _choice_error(path, expected, value)
         return found
+
     return convert_enum
 
 
@@ -611,6 +650,7 @@ def _lax_enum(info: TypeInfo) -> _Node:
             return cls(value)
         except (ValueError, TypeError):
             raise _choice_error(path, expected, value) from None
+
     return convert_enum
 
 
@@ -696,11 +736,17 @@ def _lax_text_bool(text: str, path: str) -> Any:
 
 
 _STRICT_TEXT_PRIMITIVES: dict[Kind, Converter] = {
-    Kind.STR: _text_str, Kind.INT: _strict_text_int, Kind.FLOAT: _strict_text_float, Kind.BOOL: _strict_text_bool,
+    Kind.STR: _text_str,
+    Kind.INT: _strict_text_int,
+    Kind.FLOAT: _strict_text_float,
+    Kind.BOOL: _strict_text_bool,
     Kind.NONE: _text_none,
 }
 _LAX_TEXT_PRIMITIVES: dict[Kind, Converter] = {
-    Kind.STR: _text_str, Kind.INT: _lax_text_int, Kind.FLOAT: _lax_text_float, Kind.BOOL: _lax_text_bool,
+    Kind.STR: _text_str,
+    Kind.INT: _lax_text_int,
+    Kind.FLOAT: _lax_text_float,
+    Kind.BOOL: _lax_text_bool,
     Kind.NONE: _text_none,
 }
 
@@ -722,8 +768,10 @@ def _build_text(info: TypeInfo, strict: bool) -> Converter | None:
         return None
     scalar = _build_text_scalar(info, strict)
     if scalar is not None:
+
         def convert_text(texts: Any, path: str) -> Any:
             return scalar(_last(texts), path)
+
         return convert_text
     if info.kind in (Kind.SEQUENCE, Kind.SET, Kind.TUPLE):
         variadic = info.kind is not Kind.TUPLE
@@ -735,8 +783,11 @@ def _build_text(info: TypeInfo, strict: bool) -> Converter | None:
             if not variadic and len(values) != len(items):
                 raise ValidationError(path, f'expected {len(items)} values, got {len(values)}')
             converters = items * len(values) if variadic else items
-            return container(converter(text, f'{path}[{index}]')
-                             for index, (converter, text) in enumerate(zip(converters, values, strict=True)))
+            return container(
+                converter(text, f'{path}[{index}]')
+                for index, (converter, text) in enumerate(zip(converters, values, strict=True))
+            )
+
         return convert_texts
     json_node = _ConverterBuilder(ValidationMode.STRICT if strict else ValidationMode.LAX).build(info)
     if json_node is None:
@@ -748,6 +799,7 @@ def _build_text(info: TypeInfo, strict: bool) -> Converter | None:
         except ValueError:
             raise ValidationError(path, f'expected {_expected_name(info)} as JSON text') from None
         return json_node(value, path, _Fit())
+
     return convert_json_text
 
 
@@ -772,6 +824,7 @@ def _build_text_scalar(info: TypeInfo, strict: bool) -> Converter | None:
                 return node(text, path, _Fit())
             except ValidationError:
                 return by_text(text, path)
+
         return convert_choice
     if kind is Kind.UNION:
         scalars = [_build_text_scalar(member, strict) for member in info.parts]
@@ -793,6 +846,7 @@ def _build_text_scalar(info: TypeInfo, strict: bool) -> Converter | None:
                 except ValidationError:
                     continue
             raise _text_mismatch(path, names, text)
+
         return convert_union_text
     return None
 
@@ -811,4 +865,5 @@ def _text_choice(info: TypeInfo) -> Converter:
             return table[text]
         except KeyError:
             raise _text_mismatch(path, expected, text) from None
+
     return convert_choice

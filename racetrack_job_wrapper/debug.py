@@ -1,4 +1,5 @@
 """Hang diagnosis: every thread's stack with the request it serves, on SIGUSR1 or at GET /debug/threads."""
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,9 @@ def format_thread_dump(active: ActiveRequests) -> str:
         title = f'Thread {names.get(ident, "?")!r} (id {ident})'
         trace = serving.get(ident)
         if trace is not None:
-            title += (f' serving {trace.method} {trace.path} tracing_id={trace.tracing_id}'
-                      f' for {now - trace.started:.1f}s')
+            title += (
+                f' serving {trace.method} {trace.path} tracing_id={trace.tracing_id} for {now - trace.started:.1f}s'
+            )
         stack = ''.join(traceback.format_stack(frames[ident])).rstrip('\n')
         parts.append(f'{title}\n{stack}')
     return '\n\n'.join(parts) + '\n'
@@ -55,8 +57,10 @@ def _log_dump(active: ActiveRequests) -> None:
 
 def debug_threads_route(active: ActiveRequests) -> Route:
     """`GET /debug/threads`: the thread dump as plain text."""
+
     def threads(_: Request) -> Response:
-        return Response(format_thread_dump(active).encode(), 200, 'text/plain; charset=utf-8',
-                        {'Cache-Control': 'no-store'})
+        return Response(
+            format_thread_dump(active).encode(), 200, 'text/plain; charset=utf-8', {'Cache-Control': 'no-store'}
+        )
 
     return Route('/debug/threads', {'GET': threads}, 'the built-in /debug/threads')

@@ -8,6 +8,7 @@ and the OS page cache makes the reads cheap.
 Every URL in the page is relative, so it works at `/docs`, `/docs/` and under the
 `/pub/job/{name}/{version}` prefix; nothing is loaded from outside the job.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,7 @@ ASSET_TYPES = {
 INITIALIZER = 'swagger-initializer.js'
 HTML_TYPE = 'text/html; charset=utf-8'
 JSON_TYPE = 'application/json'
-PAGE_CACHE = 'no-cache'           # revalidated each time: the page and document change with the job
+PAGE_CACHE = 'no-cache'  # revalidated each time: the page and document change with the job
 ASSET_CACHE = 'public, max-age=86400'
 _CHUNK = 256 * 1024
 
@@ -123,8 +124,13 @@ class StaticAsset:
         if self.data is not None:
             return Response(self.data, 200, self.content_type, headers)
         # An asset without data came from from_file(), which gave it a path.
-        return Response(status=200, content_type=self.content_type, headers=headers,
-                        stream=_read_chunks(self.path), content_length=self.size)  # type: ignore[arg-type]
+        return Response(
+            status=200,
+            content_type=self.content_type,
+            headers=headers,
+            stream=_read_chunks(self.path),  # type: ignore[arg-type]
+            content_length=self.size,
+        )
 
 
 def _etag(digest: Any) -> str:
@@ -139,17 +145,21 @@ def _read_chunks(path: Path) -> Iterator[bytes]:
 
 def render_page(title: str, assets_prefix: str, openapi_url: str) -> bytes:
     """The Swagger UI page; `assets_prefix` and `openapi_url` are relative to the page's own URL."""
-    return _PAGE.format(title=html.escape(title), assets=html.escape(assets_prefix, quote=True),
-                        openapi=html.escape(openapi_url, quote=True)).encode()
+    return _PAGE.format(
+        title=html.escape(title),
+        assets=html.escape(assets_prefix, quote=True),
+        openapi=html.escape(openapi_url, quote=True),
+    ).encode()
 
 
 def load_assets(directory: Path | None = None) -> dict[str, StaticAsset]:
     """The vendored assets by file name, plus the page initializer script."""
     directory = directory or swagger_dir()
-    assets = {name: StaticAsset.from_file(directory / name, content_type, ASSET_CACHE)
-              for name, content_type in ASSET_TYPES.items()}
-    assets[INITIALIZER] = StaticAsset.from_bytes(
-        _INITIALIZER_JS.encode(), 'text/javascript; charset=utf-8', PAGE_CACHE)
+    assets = {
+        name: StaticAsset.from_file(directory / name, content_type, ASSET_CACHE)
+        for name, content_type in ASSET_TYPES.items()
+    }
+    assets[INITIALIZER] = StaticAsset.from_bytes(_INITIALIZER_JS.encode(), 'text/javascript; charset=utf-8', PAGE_CACHE)
     return assets
 
 
@@ -184,4 +194,3 @@ def docs_routes(document: Mapping[str, Any], title: str, *, assets_dir: Path | N
         Route('/docs', {'GET': serve_page}, 'the API docs'),
         Route('/docs/*', {'GET': serve_asset}, 'the API docs'),
     ]
-

@@ -1,4 +1,5 @@
 """Docstring parsing: the description text and per-parameter descriptions (reST and Google styles)."""
+
 from __future__ import annotations
 
 import inspect
@@ -8,8 +9,10 @@ from dataclasses import dataclass, field
 _REST_FIELD = re.compile(r'^:(param|parameter|arg|argument|key|keyword)\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$')
 _REST_RETURN = re.compile(r'^:(returns?|return)\s*:\s*(.*)$')
 _REST_OTHER = re.compile(r'^:\w[^:]*:')
-_GOOGLE_SECTION = re.compile(r'^(Args|Arguments|Parameters|Params|Keyword Args|Returns|Return|Raises|Yields'
-                             r'|Examples?|Notes?)\s*:\s*$')
+_GOOGLE_SECTION = re.compile(
+    r'^(Args|Arguments|Parameters|Params|Keyword Args|Returns|Return|Raises|Yields'
+    r'|Examples?|Notes?)\s*:\s*$'
+)
 _GOOGLE_PARAM = re.compile(r'^(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$')
 
 
@@ -79,4 +82,3 @@ def parse_docstring(doc: str | None) -> Docstring:
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
-

@@ -1,4 +1,5 @@
 """`EndpointConfig` for `auxiliary_endpoints_v2`, and the `Body` / `Query` / `Path` parameter markers."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

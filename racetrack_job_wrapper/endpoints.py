@@ -3,6 +3,7 @@
 One `EndpointSpec` serves three readers: the invoker (argument binding and validation),
 the OpenAPI generator, and `/api/v1/parameters`.
 """
+
 from __future__ import annotations
 
 import enum
@@ -32,9 +33,9 @@ class ParamSpec:
     """One parameter of an endpoint handler."""
 
     name: str
-    annotation: Any = MISSING      # the type, with `Annotated[...]` metadata removed
+    annotation: Any = MISSING  # the type, with `Annotated[...]` metadata removed
     default: Any = MISSING
-    source: str = 'body'           # 'body', 'query' or 'path'
+    source: str = 'body'  # 'body', 'query' or 'path'
     description: str = ''
     examples: tuple[Any, ...] = ()
 
@@ -53,14 +54,14 @@ class ParamSpec:
 class EndpointSpec:
     """A job method exposed over HTTP, described once at start-up."""
 
-    path: str                      # under /api/v1, e.g. '/perform' or '/multiply/{path}'
-    method: str                    # upper-case HTTP method
+    path: str  # under /api/v1, e.g. '/perform' or '/multiply/{path}'
+    method: str  # upper-case HTTP method
     handler: Callable[..., Any]
     signature: inspect.Signature
     params: tuple[ParamSpec, ...]
     returns: Any = MISSING
-    docstring: str = ''            # the handler's whole docstring, shown in the API docs
-    description: str = ''          # its free text without the parameter and return fields
+    docstring: str = ''  # the handler's whole docstring, shown in the API docs
+    description: str = ''  # its free text without the parameter and return fields
     returns_description: str = ''
     example: Mapping[str, Any] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -90,10 +91,16 @@ class EndpointSpec:
         return next((param for param in self.params if param.name == name), None)
 
 
-def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
-                      example: Mapping[str, Any] | None = None,
-                      options: Mapping[str, Any] | None = None,
-                      fastapi_rules: bool = False, example_fills_empty_body: bool = False) -> EndpointSpec:
+def describe_endpoint(
+    path: str,
+    method: str,
+    handler: Callable[..., Any],
+    *,
+    example: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    fastapi_rules: bool = False,
+    example_fills_empty_body: bool = False,
+) -> EndpointSpec:
     """Describe `handler` served at `path`; raises JobDefinitionError for signatures that cannot be served.
 
     Without `fastapi_rules` (perform, auxiliary_endpoints) every argument not in the path
@@ -125,8 +132,8 @@ def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
             continue
         if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
             raise JobDefinitionError(
-                f'endpoint {path}: parameter {parameter.name!r} of {label} is positional-only; '
-                'arguments arrive by name')
+                f'endpoint {path}: parameter {parameter.name!r} of {label} is positional-only; arguments arrive by name'
+            )
         annotation = hints.get(parameter.name, parameter.annotation)
         annotation, marker = _split_annotated(annotation)
         if parameter.name in path_names:
@@ -144,18 +151,21 @@ def describe_endpoint(path: str, method: str, handler: Callable[..., Any], *,
             marker_default = getattr(marker, 'default', ...)
             if marker_default is not ... and not _is_undefined(marker_default):
                 default = marker_default
-        params.append(ParamSpec(
-            name=parameter.name,
-            annotation=annotation,
-            default=default,
-            source=source,
-            description=doc.params.get(parameter.name) or _marker_description(marker),
-            examples=_marker_examples(marker),
-        ))
+        params.append(
+            ParamSpec(
+                name=parameter.name,
+                annotation=annotation,
+                default=default,
+                source=source,
+                description=doc.params.get(parameter.name) or _marker_description(marker),
+                examples=_marker_examples(marker),
+            )
+        )
     missing = path_names - {param.name for param in params}
     if missing:
         raise JobDefinitionError(
-            f'endpoint {path}: path parameter(s) {", ".join(sorted(missing))} are not parameters of {label}')
+            f'endpoint {path}: path parameter(s) {", ".join(sorted(missing))} are not parameters of {label}'
+        )
     if example is not None:
         example = validate_example(path, example)
     whole_body = None
@@ -197,11 +207,13 @@ def validate_example(path: str, example: Any) -> Any:
         size = len(json.dumps(serializable, allow_nan=False).encode())
     except (SerializationError, TypeError, ValueError) as e:
         raise JobDefinitionError(
-            f'{_BAD_EXAMPLE}failed to encode input example (for {path} endpoint) to JSON: {e}') from e
+            f'{_BAD_EXAMPLE}failed to encode input example (for {path} endpoint) to JSON: {e}'
+        ) from e
     if size > MAX_EXAMPLE_BYTES:
         raise JobDefinitionError(
             f'{_BAD_EXAMPLE}input example (for {path} endpoint) encoded to JSON ({size} bytes) '
-            f'exceeds maximum size ({MAX_EXAMPLE_BYTES} bytes)')
+            f'exceeds maximum size ({MAX_EXAMPLE_BYTES} bytes)'
+        )
     return serializable
 
 
@@ -228,8 +240,9 @@ def describe_parameters(spec: EndpointSpec) -> list[dict[str, Any]]:
         elif parameter.default is MISSING:
             required.append({'name': parameter.name, 'type': type_})
         else:
-            optional.append({'name': parameter.name, 'default_value': _listed_default(parameter.default),
-                             'type': type_})
+            optional.append(
+                {'name': parameter.name, 'default_value': _listed_default(parameter.default), 'type': type_}
+            )
     return required + variadic + optional + keyword_only
 
 
@@ -258,8 +271,9 @@ def _type_hints(handler: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(target, include_extras=True)
     except Exception as e:  # a forward reference the module cannot resolve
-        logger.warning('cannot resolve annotations of %s (%s); using them as written',
-                       getattr(handler, '__qualname__', handler), e)
+        logger.warning(
+            'cannot resolve annotations of %s (%s); using them as written', getattr(handler, '__qualname__', handler), e
+        )
         return {}
 
 

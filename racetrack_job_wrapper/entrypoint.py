@@ -4,6 +4,7 @@ Subclassing it is never required: a job is any class with `perform`. Each option
 here returns the empty value that the server treats exactly as if the job did not define
 the method at all (no webview, no examples, no extra endpoints, no gauges).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -1,4 +1,5 @@
 """`HealthState`: whether the job is live and ready, and why not; the probe endpoints' bodies."""
+
 from __future__ import annotations
 
 import threading
@@ -64,4 +65,3 @@ def health_body(health: HealthState, settings: JobSettings) -> tuple[int, dict[s
         'job_type_version': deployment.job_type_version,
     }
     return (200 if status == 'pass' else 500), body
-

@@ -6,6 +6,7 @@ refused, so no second request can be smuggled inside the first. Every refusal is
 with `close=True` and its `rejected` reason. The functions work on any `Reader`, so each rule is
 testable from bytes; sockets, timeouts and answers belong to the server.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,9 +16,9 @@ from typing import NamedTuple, Protocol
 from racetrack_job_wrapper.messages import Headers, HTTPError
 
 CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
-MIN_BODY_RATE = 64 * 1024   # bytes/s a slow client must sustain once its body has started
-MAX_CHUNK_LINE = 1024       # a chunk size line with its extensions
-_READ_SIZE = 1 << 16        # a body is read in pieces, so a large Content-Length reserves no memory up front
+MIN_BODY_RATE = 64 * 1024  # bytes/s a slow client must sustain once its body has started
+MAX_CHUNK_LINE = 1024  # a chunk size line with its extensions
+_READ_SIZE = 1 << 16  # a body is read in pieces, so a large Content-Length reserves no memory up front
 
 _TOKEN = re.compile(rb'[!#$%&\'*+\-.^_`|~0-9A-Za-z]+')
 _HEX = re.compile(rb'[0-9A-Fa-f]+')
@@ -65,9 +66,9 @@ class Head(NamedTuple):
 
     headers: Headers
     keep_alive: bool
-    content_length: int     # 0 when there is no body, or when it is chunked
+    content_length: int  # 0 when there is no body, or when it is chunked
     chunked: bool
-    expect_continue: bool   # the client waits for `CONTINUE` before it sends the body
+    expect_continue: bool  # the client waits for `CONTINUE` before it sends the body
 
 
 def read_request_line(reader: Reader, limits: Limits, deadline: float) -> tuple[str, str, str]:
@@ -85,8 +86,13 @@ def read_request_line(reader: Reader, limits: Limits, deadline: float) -> tuple[
     except TimeoutError:
         raise _timeout() from None
     if len(line) > limits.max_request_line_bytes:
-        raise HTTPError(414, f'request line is longer than {limits.max_request_line_bytes} bytes',
-                        error_type='URITooLong', close=True, rejected='uri_too_long')
+        raise HTTPError(
+            414,
+            f'request line is longer than {limits.max_request_line_bytes} bytes',
+            error_type='URITooLong',
+            close=True,
+            rejected='uri_too_long',
+        )
     if not line.endswith(b'\n'):
         raise IncompleteRequest()
     if not line.endswith(b'\r\n'):
@@ -103,7 +109,7 @@ def read_request_line(reader: Reader, limits: Limits, deadline: float) -> tuple[
         raise _bad_request('only HTTP/1.0 and HTTP/1.1 are supported')
     # Origin form only: this server is nobody's proxy, and an absolute URI would be a second
     # source of the host beside the Host header.
-    if not target.startswith(b'/') or any(byte <= 0x20 or byte >= 0x7f for byte in target):
+    if not target.startswith(b'/') or any(byte <= 0x20 or byte >= 0x7F for byte in target):
         raise _bad_request('request target must be an absolute path of visible ASCII characters')
     return method.decode('ascii'), target.decode('ascii'), version.decode('ascii')
 
@@ -129,15 +135,20 @@ def read_head(reader: Reader, version: str, limits: Limits, deadline: float) -> 
         if lengths:
             raise _bad_request('Content-Length and Transfer-Encoding together are not accepted')
         if encoding.strip().lower() != 'chunked':
-            raise HTTPError(501, f'Transfer-Encoding {encoding!r} is not supported; only chunked is',
-                            close=True, rejected='not_implemented')
+            raise HTTPError(
+                501,
+                f'Transfer-Encoding {encoding!r} is not supported; only chunked is',
+                close=True,
+                rejected='not_implemented',
+            )
         chunked, length = True, 0
     else:
         chunked, length = False, _content_length(lengths, limits.max_body_bytes) if lengths else 0
     # An HTTP/1.0 client cannot be waiting for a 100 (RFC 9110 section 10.1.1), and a request
     # without a body has nothing to wait for.
-    expect_continue = ((chunked or length > 0) and version == 'HTTP/1.1'
-                       and (headers.get('Expect') or '').lower() == '100-continue')
+    expect_continue = (
+        (chunked or length > 0) and version == 'HTTP/1.1' and (headers.get('Expect') or '').lower() == '100-continue'
+    )
     return Head(headers, keep_alive, length, chunked, expect_continue)
 
 
@@ -159,8 +170,9 @@ def read_body(reader: Reader, head: Head, limits: Limits, timeout: float) -> byt
 
 
 def _timeout() -> HTTPError:
-    return HTTPError(408, 'the request was not received in time', error_type='RequestTimeout', close=True,
-                     rejected='timeout')
+    return HTTPError(
+        408, 'the request was not received in time', error_type='RequestTimeout', close=True, rejected='timeout'
+    )
 
 
 def _bad_request(detail: str) -> HTTPError:

@@ -4,6 +4,7 @@ Both distributions install the import package `racetrack_job_wrapper` and the co
 `racetrack_job_runner`. pip lets the second install mix its files into the first one's, and
 uninstalling racetrack-job-runner afterwards deletes files the two share.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,14 @@ def warn_if_conflicting_install(paths: Iterable[str] | None = None) -> None:
     if found is None:
         return
     stem = found.name.rsplit('.', 1)[0]  # racetrack_job_runner-1.18.0, or racetrack_job_runner-1.18.0-py3.11
-    version = stem[len(_METADATA_PREFIX):].split('-')[0]
-    logger.warning('%s %s is installed in this environment too (%s): it ships the same racetrack_job_wrapper'
-                   ' package and racetrack_job_runner command, so the two are mixed. Run `pip uninstall %s`,'
-                   ' then `pip install --force-reinstall --no-deps racetrack-job-wrapper`: the uninstall'
-                   ' deletes files both share.', CONFLICTING_DISTRIBUTION, version, found, CONFLICTING_DISTRIBUTION)
+    version = stem[len(_METADATA_PREFIX) :].split('-')[0]
+    logger.warning(
+        '%s %s is installed in this environment too (%s): it ships the same racetrack_job_wrapper'
+        ' package and racetrack_job_runner command, so the two are mixed. Run `pip uninstall %s`,'
+        ' then `pip install --force-reinstall --no-deps racetrack-job-wrapper`: the uninstall'
+        ' deletes files both share.',
+        CONFLICTING_DISTRIBUTION,
+        version,
+        found,
+        CONFLICTING_DISTRIBUTION,
+    )

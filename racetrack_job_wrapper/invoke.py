@@ -1,4 +1,5 @@
 """The one way job code is called on the request path: bind, validate, admit, call, serialize."""
+
 from __future__ import annotations
 
 import contextvars
@@ -50,9 +51,17 @@ class _Binding:
 class Invoker:
     """Calls one job endpoint for a request: the handler behind its route."""
 
-    def __init__(self, spec: EndpointSpec, *, metrics: JobMetrics, context: RequestContext,
-                 limiter: ConcurrencyLimiter | None = None, async_runner: AsyncRunner | None = None,
-                 validate: ValidationMode = ValidationMode.LAX, max_json_depth: int = 100):
+    def __init__(
+        self,
+        spec: EndpointSpec,
+        *,
+        metrics: JobMetrics,
+        context: RequestContext,
+        limiter: ConcurrencyLimiter | None = None,
+        async_runner: AsyncRunner | None = None,
+        validate: ValidationMode = ValidationMode.LAX,
+        max_json_depth: int = 100,
+    ):
         self.spec = spec
         self._metrics: EndpointMetrics = metrics.endpoint(spec.metric_label)
         self._calls_running = metrics.calls_running
@@ -61,8 +70,7 @@ class Invoker:
         self._limiter = limiter
         self._async_runner = async_runner
         self._max_json_depth = max_json_depth
-        self._bindings = {
-            param.name: _Binding(param, _converter_for(param, validate)) for param in spec.params}
+        self._bindings = {param.name: _Binding(param, _converter_for(param, validate)) for param in spec.params}
         self._body_params = [binding for binding in self._bindings.values() if binding.param.source == 'body']
         self._query_params = [binding for binding in self._bindings.values() if binding.param.source == 'query']
         self._path_params = [binding for binding in self._bindings.values() if binding.param.source == 'path']
@@ -114,34 +122,42 @@ class Invoker:
                 result = floats_where_annotated(result, self.spec.returns)
             return encode_json(to_json_serializable(result))
         except (SerializationError, ValueError, TypeError) as e:
-            raise HTTPError(500, f'the result of {self.spec.path} cannot be returned as JSON: {e}',
-                            error_type='SerializationError') from e
+            raise HTTPError(
+                500, f'the result of {self.spec.path} cannot be returned as JSON: {e}', error_type='SerializationError'
+            ) from e
 
     def _arguments(self, request: Request) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         empty = not request.body.strip()
         if self.spec.whole_body is not None:
             if not empty:
-                kwargs[self.spec.whole_body] = _convert(self._bindings[self.spec.whole_body],
-                                                        request.json(self._max_json_depth))
-        elif self._body_params or (request.method not in ('GET', 'HEAD') and
-                                   (self.spec.accepts_any_kwargs or not self.spec.fastapi_rules)):
+                kwargs[self.spec.whole_body] = _convert(
+                    self._bindings[self.spec.whole_body], request.json(self._max_json_depth)
+                )
+        elif self._body_params or (
+            request.method not in ('GET', 'HEAD') and (self.spec.accepts_any_kwargs or not self.spec.fastapi_rules)
+        ):
             if empty and self.spec.empty_body is not None:
                 payload = dict(self.spec.empty_body)
             else:
                 payload = request.json(self._max_json_depth)
             if not isinstance(payload, dict):
-                raise HTTPError(400, f'request body must be a JSON object of parameters, got {_json_type(payload)}',
-                                error_type='InvalidPayload')
+                raise HTTPError(
+                    400,
+                    f'request body must be a JSON object of parameters, got {_json_type(payload)}',
+                    error_type='InvalidPayload',
+                )
             for name, value in payload.items():
                 binding = self._bindings.get(name)
                 if binding is None or binding.param.source != 'body':
                     if self.spec.accepts_any_kwargs:
                         kwargs[name] = value
                     elif not self.spec.fastapi_rules:  # FastAPI ignores the fields it does not know
-                        raise HTTPError(400, f'unexpected parameter {name!r}; '
-                                             f'{self.spec.path} accepts: {self._accepted}',
-                                        error_type='InvalidPayload')
+                        raise HTTPError(
+                            400,
+                            f'unexpected parameter {name!r}; {self.spec.path} accepts: {self._accepted}',
+                            error_type='InvalidPayload',
+                        )
                     continue
                 kwargs[name] = _convert(binding, value)
         elif not empty and request.method not in ('GET', 'HEAD'):
@@ -155,8 +171,11 @@ class Invoker:
         missing = [name for name in self._required if name not in kwargs]
         if missing:
             names = ', '.join(repr(name) for name in missing)
-            raise HTTPError(400, f'missing required parameter{"s" if len(missing) > 1 else ""} {names} '
-                                 f'for {self.spec.path}', error_type='InvalidPayload')
+            raise HTTPError(
+                400,
+                f'missing required parameter{"s" if len(missing) > 1 else ""} {names} for {self.spec.path}',
+                error_type='InvalidPayload',
+            )
         return kwargs
 
 
@@ -183,7 +202,12 @@ def _wants_list(binding: _Binding) -> bool:
 
 
 def _json_type(value: Any) -> str:
-    names = {list: 'an array', str: 'a string', bool: 'a boolean', int: 'a number', float: 'a number',
-             type(None): 'null'}
+    names = {
+        list: 'an array',
+        str: 'a string',
+        bool: 'a boolean',
+        int: 'a number',
+        float: 'a number',
+        type(None): 'null',
+    }
     return names.get(type(value), type(value).__name__)
-

@@ -1,4 +1,5 @@
 """The concurrency cap of job calls: `max_concurrency` at once, `max_concurrency_queue` waiting."""
+
 from __future__ import annotations
 
 import math
@@ -38,11 +39,14 @@ class ConcurrencyLimiter:
             if self.max_queue is not None and len(self._waiters) >= self.max_queue:
                 retry_after = self._retry_after()
                 raise HTTPError(
-                    429, f'too many requests: the job runs {self.max_concurrency} call(s) at a time '
-                         f'(max_concurrency) and {len(self._waiters)} are waiting, the queue limit '
-                         f'(max_concurrency_queue) is {self.max_queue}',
-                    headers={'Retry-After': str(retry_after)}, error_type='TooManyRequests',
-                    rejected='queue_full')
+                    429,
+                    f'too many requests: the job runs {self.max_concurrency} call(s) at a time '
+                    f'(max_concurrency) and {len(self._waiters)} are waiting, the queue limit '
+                    f'(max_concurrency_queue) is {self.max_queue}',
+                    headers={'Retry-After': str(retry_after)},
+                    error_type='TooManyRequests',
+                    rejected='queue_full',
+                )
             event = threading.Event()
             self._waiters.append(event)
             self._update_gauges()

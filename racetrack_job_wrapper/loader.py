@@ -1,4 +1,5 @@
 """Importing a job file or module and finding its entrypoint class."""
+
 from __future__ import annotations
 
 import importlib
@@ -39,8 +40,7 @@ def load_job_class(reference: str, class_name: str | None = None) -> type:
         return with_perform[0]
     if not classes:
         raise JobLoadError(f'{target} defines no class; name one with {target}:ClassName')
-    raise JobLoadError(f'{target} defines several classes ({_names(classes)}); '
-                       f'name one with {target}:ClassName')
+    raise JobLoadError(f'{target} defines several classes ({_names(classes)}); name one with {target}:ClassName')
 
 
 def _import(target: str) -> ModuleType:
@@ -71,8 +71,7 @@ def _import(target: str) -> ModuleType:
 
 
 def _classes(module: ModuleType) -> list[type]:
-    return [value for value in vars(module).values()
-            if inspect.isclass(value) and value.__module__ == module.__name__]
+    return [value for value in vars(module).values() if inspect.isclass(value) and value.__module__ == module.__name__]
 
 
 def _names(classes: list[type]) -> str:
@@ -95,8 +94,10 @@ def describe_failure(error: BaseException) -> str:
     else:
         # The deepest exception was raised where the job went wrong; the ones wrapping it, in this library.
         frames = [_last_job_frame(link.__traceback__) for link in reversed(chain)]
-        frame = next((found for found in frames if found is not None and _is_job_frame(found)),
-                     next((found for found in frames if found is not None), None))
+        frame = next(
+            (found for found in frames if found is not None and _is_job_frame(found)),
+            next((found for found in frames if found is not None), None),
+        )
         if frame is not None:
             location = f'{frame.filename}:{frame.lineno}'
     message = f'{type(error).__name__}: {error}, cause={type(root).__name__}'

@@ -1,4 +1,5 @@
 """Log configuration: level from LOG_LEVEL, text or JSON lines, and request fields on every record."""
+
 from __future__ import annotations
 
 import datetime
@@ -17,16 +18,31 @@ logger = logging.getLogger(__name__)
 
 # The logger the existing implementation's job samples log to, at DEBUG there; kept so unless LOG_LEVEL is set.
 JOB_LOGGER = 'racetrack'
-LEVELS = {'debug': logging.DEBUG, 'info': logging.INFO, 'warn': logging.WARNING,
-          'warning': logging.WARNING, 'error': logging.ERROR, 'critical': logging.CRITICAL}
+LEVELS = {
+    'debug': logging.DEBUG,
+    'info': logging.INFO,
+    'warn': logging.WARNING,
+    'warning': logging.WARNING,
+    'error': logging.ERROR,
+    'critical': logging.CRITICAL,
+}
 # Record attributes the request filter adds, in the order text lines show them.
 REQUEST_FIELDS = ('tracing_id', 'caller_name', 'traceparent', 'tracestate')
-_COLORS = {logging.DEBUG: '\033[0;32m', logging.INFO: '\033[0;34m', logging.WARNING: '\033[0;33m',
-           logging.ERROR: '\033[1;31m', logging.CRITICAL: '\033[1;31m'}
+_COLORS = {
+    logging.DEBUG: '\033[0;32m',
+    logging.INFO: '\033[0;34m',
+    logging.WARNING: '\033[0;33m',
+    logging.ERROR: '\033[1;31m',
+    logging.CRITICAL: '\033[1;31m',
+}
 _SHORT_NAMES = {logging.WARNING: 'WARN', logging.CRITICAL: 'CRIT'}
 # Attributes every LogRecord has; anything else on a record came from `extra=` and goes into JSON lines.
 _RECORD_ATTRIBUTES = frozenset(logging.LogRecord('', 0, '', 0, '', (), None).__dict__) | {
-    'message', 'asctime', 'taskName', *REQUEST_FIELDS}
+    'message',
+    'asctime',
+    'taskName',
+    *REQUEST_FIELDS,
+}
 
 
 class RequestContextFilter(logging.Filter):
@@ -237,8 +253,9 @@ def build_handler(settings: ObservabilitySettings, stream: TextIO | None = None)
     return handler
 
 
-def configure_logs(log_level: str | None = None, settings: ObservabilitySettings | None = None,
-                   stream: TextIO | None = None) -> None:
+def configure_logs(
+    log_level: str | None = None, settings: ObservabilitySettings | None = None, stream: TextIO | None = None
+) -> None:
     """Set up the root logger: level, formatter and request filter, with one handler however often called.
 
     A later call re-applies the settings to the handler installed earlier, except a formatter

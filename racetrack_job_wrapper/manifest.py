@@ -1,4 +1,5 @@
 """Finding and reading the job manifest, and applying its runtime env and env files."""
+
 from __future__ import annotations
 
 import datetime
@@ -42,14 +43,16 @@ def load_yaml(text: str, source: str) -> Any:
 
 def _load_yaml_subset(text: str, source: str) -> Any:
     from racetrack_job_wrapper import yamlsub  # only read when a manifest exists and PyYAML does not
+
     try:
         return yamlsub.load(text)
     except yamlsub.YamlSubsetError as exc:
         raise ManifestError(f'cannot read {source}: {exc}') from None
 
 
-def read_manifest(manifest_path: str | None = None, environ: Mapping[str, str] = os.environ,
-                  cwd: Path | None = None) -> dict[str, Any]:
+def read_manifest(
+    manifest_path: str | None = None, environ: Mapping[str, str] = os.environ, cwd: Path | None = None
+) -> dict[str, Any]:
     """Read the manifest: an explicit path, else $JOB_MANIFEST_YAML, else ./job.yaml, else {}."""
     base = Path.cwd() if cwd is None else Path(cwd)
     if manifest_path:
@@ -64,8 +67,7 @@ def read_manifest(manifest_path: str | None = None, environ: Mapping[str, str] =
     path = base / MANIFEST_FILENAME
     if path.is_file():
         return _read_manifest_file(path, str(path))
-    logger.debug('no manifest: no manifest path given, %s is not set and %s does not exist',
-                 MANIFEST_ENV_VAR, path)
+    logger.debug('no manifest: no manifest path given, %s is not set and %s does not exist', MANIFEST_ENV_VAR, path)
     return {}
 
 
@@ -81,8 +83,10 @@ def _top_level(document: Any, source: str) -> dict[str, Any]:
     if document is None:
         return {}
     if not isinstance(document, dict):
-        raise ManifestError(f'the manifest {source} must be a mapping of fields at the top level,'
-                            f' got {type(document).__name__}: {document!r}')
+        raise ManifestError(
+            f'the manifest {source} must be a mapping of fields at the top level,'
+            f' got {type(document).__name__}: {document!r}'
+        )
     return document
 
 
@@ -91,8 +95,9 @@ def describe_value(value: Any) -> str:
     return f'{type(value).__name__} {value!r}'
 
 
-def apply_runtime_env(manifest: Mapping[str, Any], environ: MutableMapping[str, str] = os.environ,
-                      cwd: Path | None = None) -> dict[str, str]:
+def apply_runtime_env(
+    manifest: Mapping[str, Any], environ: MutableMapping[str, str] = os.environ, cwd: Path | None = None
+) -> dict[str, str]:
     """Set the manifest's runtime_env where not set already, then its secret_runtime_env_file; return what was set.
 
     Variables already in the environment win over runtime_env: in a cluster the
@@ -105,13 +110,14 @@ def apply_runtime_env(manifest: Mapping[str, Any], environ: MutableMapping[str, 
     secret_file = manifest.get('secret_runtime_env_file')
     if secret_file is not None:
         if not isinstance(secret_file, str) or not secret_file:
-            raise ManifestError(f'secret_runtime_env_file must be a file path, got'
-                                f' {describe_value(secret_file)}')
+            raise ManifestError(f'secret_runtime_env_file must be a file path, got {describe_value(secret_file)}')
         secrets = _read_secret_file(secret_file, 'secret_runtime_env_file', cwd)
     for name, value in {**runtime, **secrets}.items():
         if name in RESERVED_ENV_NAMES:
-            raise ManifestError(f'runtime env var {name} is reserved (reserved names:'
-                                f' {", ".join(sorted(RESERVED_ENV_NAMES))}); rename it')
+            raise ManifestError(
+                f'runtime env var {name} is reserved (reserved names:'
+                f' {", ".join(sorted(RESERVED_ENV_NAMES))}); rename it'
+            )
         if '\0' in value:
             raise ManifestError(f'runtime env var {name} must not contain a NUL character')
     values = {name: value for name, value in runtime.items() if name not in environ}
@@ -154,8 +160,9 @@ def _env_mapping(value: Any, field_name: str) -> dict[str, str]:
             result[name] = str(item)
         else:
             hint = "; write '' for an empty string" if item is None else ''
-            raise ManifestError(f'{field_name}.{name} must be a string, number or boolean,'
-                                f' got {describe_value(item)}{hint}')
+            raise ManifestError(
+                f'{field_name}.{name} must be a string, number or boolean, got {describe_value(item)}{hint}'
+            )
     return result
 
 
@@ -167,12 +174,16 @@ def _read_secret_file(relative: str, field_name: str, cwd: Path | None) -> dict[
     """
     path = (Path.cwd() if cwd is None else Path(cwd)) / relative
     if not path.is_file():
-        message = (f"{field_name} '{relative}' does not exist (looked at {path});"
-                   ' using the variables already in the environment')
+        message = (
+            f"{field_name} '{relative}' does not exist (looked at {path});"
+            ' using the variables already in the environment'
+        )
         template = path.with_name(path.name + '.dist')
         if template.is_file():
-            message += (f". To run with secrets from the file, copy the template '{relative}.dist'"
-                        f" to '{relative}' and fill in the secret values")
+            message += (
+                f". To run with secrets from the file, copy the template '{relative}.dist'"
+                f" to '{relative}' and fill in the secret values"
+            )
         logger.warning(message)
         return {}
     try:
@@ -190,7 +201,7 @@ def parse_env_file(text: str, source: str) -> dict[str, str]:
         if not line or line.startswith('#'):
             continue
         if line.startswith('export ') or line.startswith('export\t'):
-            line = line[len('export'):].lstrip()
+            line = line[len('export') :].lstrip()
         name, equals, rest = line.partition('=')
         name = name.strip()
         if not equals or not _ENV_NAME.fullmatch(name):
@@ -212,15 +223,14 @@ def _env_value(text: str) -> str:
             ch = text[index]
             if quote == '"' and ch == '\\' and index + 1 < len(text):
                 escaped = text[index + 1]
-                chunks.append({'n': '\n', 'r': '\r', 't': '\t', '"': '"', '\\': '\\'}
-                              .get(escaped, '\\' + escaped))
+                chunks.append({'n': '\n', 'r': '\r', 't': '\t', '"': '"', '\\': '\\'}.get(escaped, '\\' + escaped))
                 index += 2
                 continue
             chunks.append(ch)
             index += 1
         if index >= len(text):
             raise ValueError(f'unterminated {quote} quote')
-        tail = text[index + 1:].strip()
+        tail = text[index + 1 :].strip()
         if tail and not tail.startswith('#'):
             raise ValueError(f'unexpected text after the closing {quote} quote')
         return ''.join(chunks)

@@ -1,4 +1,5 @@
 """Request and Response value objects, and the one JSON error shape."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,15 @@ _T = TypeVar('_T')
 class HTTPError(Exception):
     """An error with an HTTP status; the error boundary turns it into a JSON response."""
 
-    def __init__(self, status: int, detail: str, headers: Mapping[str, str] | None = None,
-                 error_type: str | None = None, close: bool = False, rejected: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        headers: Mapping[str, str] | None = None,
+        error_type: str | None = None,
+        close: bool = False,
+        rejected: str | None = None,
+    ):
         super().__init__(detail)
         self.status = status
         self.detail = detail
@@ -100,14 +108,39 @@ class Request:
     `route` that matched and, for a request refused before job code, the `rejected` reason.
     """
 
-    __slots__ = ('method', 'path', 'raw_path', 'query', 'headers', 'body', 'path_params',
-                 'client', 'base_path', 'http_version', 'server', 'is_disconnected', 'route', 'rejected',
-                 '_json', '_query_params')
+    __slots__ = (
+        'method',
+        'path',
+        'raw_path',
+        'query',
+        'headers',
+        'body',
+        'path_params',
+        'client',
+        'base_path',
+        'http_version',
+        'server',
+        'is_disconnected',
+        'route',
+        'rejected',
+        '_json',
+        '_query_params',
+    )
 
-    def __init__(self, method: str, path: str, query: str = '', headers: Headers | None = None,
-                 body: bytes = b'', client: tuple[str, int] = ('', 0), raw_path: str | None = None,
-                 base_path: str = '', http_version: str = 'HTTP/1.1', server: tuple[str, int] = ('localhost', 80),
-                 is_disconnected: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str = '',
+        headers: Headers | None = None,
+        body: bytes = b'',
+        client: tuple[str, int] = ('', 0),
+        raw_path: str | None = None,
+        base_path: str = '',
+        http_version: str = 'HTTP/1.1',
+        server: tuple[str, int] = ('localhost', 80),
+        is_disconnected: Callable[[], bool] | None = None,
+    ):
         self.method = method
         self.path = path
         self.raw_path = raw_path if raw_path is not None else path
@@ -117,7 +150,7 @@ class Request:
         self.client = client
         self.base_path = base_path
         self.http_version = http_version
-        self.server = server            # the address the server is bound to: (host, port)
+        self.server = server  # the address the server is bound to: (host, port)
         self.is_disconnected = is_disconnected
         self.path_params: dict[str, str] = {}
         self.route: Route | None = None
@@ -147,9 +180,15 @@ class Response:
 
     __slots__ = ('status', 'headers', 'body', 'stream', 'content_length', 'close')
 
-    def __init__(self, body: bytes = b'', status: int = 200, content_type: str | None = None,
-                 headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-                 stream: Iterable[bytes] | None = None, content_length: int | None = None):
+    def __init__(
+        self,
+        body: bytes = b'',
+        status: int = 200,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        stream: Iterable[bytes] | None = None,
+        content_length: int | None = None,
+    ):
         self.status = status
         self.body = body
         self.stream = stream
@@ -170,8 +209,7 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
     return Response(encode_json(data), status, JSON_TYPE, headers)
 
 
-def error_response(status: int, message: str, error_type: str,
-                   headers: Mapping[str, str] | None = None) -> Response:
+def error_response(status: int, message: str, error_type: str, headers: Mapping[str, str] | None = None) -> Response:
     """The one error shape: `{"error": message, "type": error_type}`."""
     return json_response({'error': message, 'type': error_type}, status, headers)
 
@@ -204,12 +242,14 @@ def _checked_number(convert: Any) -> Any:
         if digits > MAX_NUMBER_DIGITS:
             raise ValueError(f'a number has {digits} digits, the limit is {MAX_NUMBER_DIGITS}')
         return convert(text)
+
     return parse
 
 
 # For the rare body with a long run of digits somewhere (maybe only inside a string).
-_CHECKED_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_checked_number(int),
-                                    parse_float=_checked_number(float))
+_CHECKED_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_int=_checked_number(int), parse_float=_checked_number(float)
+)
 
 
 def decode_json(body: bytes, max_depth: int = 100) -> Any:
@@ -219,13 +259,13 @@ def decode_json(body: bytes, max_depth: int = 100) -> Any:
     try:
         text = body.decode('utf-8-sig' if body.startswith(b'\xef\xbb\xbf') else 'utf-8')
     except UnicodeDecodeError as e:
-        raise HTTPError(400, f'request body is not valid UTF-8: {e.reason} at byte {e.start}',
-                        error_type='InvalidJSON') from None
+        raise HTTPError(
+            400, f'request body is not valid UTF-8: {e.reason} at byte {e.start}', error_type='InvalidJSON'
+        ) from None
     # Counting brackets is cheap C work; only a body with many of them needs the scan.
     depth = _nesting_depth(text) if text.count('[') + text.count('{') > max_depth else 0
     if depth > max_depth:
-        raise HTTPError(400, f'JSON nesting is {depth} levels deep, the limit is {max_depth}',
-                        error_type='InvalidJSON')
+        raise HTTPError(400, f'JSON nesting is {depth} levels deep, the limit is {max_depth}', error_type='InvalidJSON')
     # One regex search decides whether the per-number checks are needed at all.
     decoder = _CHECKED_DECODER if _LONG_DIGIT_RUN.search(text) else _DECODER
     try:
@@ -235,8 +275,9 @@ def decode_json(body: bytes, max_depth: int = 100) -> Any:
         raise HTTPError(400, f'request body is not valid JSON: {e}', error_type='InvalidJSON') from None
     except RecursionError:
         # Unbalanced brackets the depth scan does not count as nesting still stop here, not deeper.
-        raise HTTPError(400, f'JSON nesting is deeper than the limit of {max_depth}',
-                        error_type='InvalidJSON') from None
+        raise HTTPError(
+            400, f'JSON nesting is deeper than the limit of {max_depth}', error_type='InvalidJSON'
+        ) from None
 
 
 def _nesting_depth(text: str) -> int:

@@ -1,4 +1,5 @@
 """Prometheus metrics of one server: job calls, every request, the concurrency queue, the job's own gauges."""
+
 from __future__ import annotations
 
 import logging
@@ -18,23 +19,48 @@ from racetrack_job_wrapper.routing import METRICS_PATH, Route
 logger = logging.getLogger(__name__)
 
 # The existing implementation's buckets, 1 ms .. 1000 s, so dashboards keep their meaning.
-DURATION_BUCKETS = (.001, .0025, .005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5,
-                    10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, float('inf'))
+DURATION_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    25.0,
+    50.0,
+    75.0,
+    100.0,
+    250.0,
+    500.0,
+    750.0,
+    1000.0,
+    float('inf'),
+)
 # Every `reason` of requests_rejected_total, as the refusals name it (`HTTPError.rejected`, or the
 # server for a refused connection). Their children are made at start-up, so they show as 0 before
 # the first refusal and cost no look-up when counted.
 REJECTION_REASONS = (
-    'bad_request',          # malformed HTTP: request line, headers, framing
-    'unauthorized',         # JOB_AUTH_TOKENS: no token or a wrong one
-    'timeout',              # request line, headers or body not received in time
-    'body_too_large',       # max_body_bytes
-    'uri_too_long',         # max_request_line_bytes
-    'queue_full',           # max_concurrency_queue
-    'headers_too_large',    # max_header_bytes, max_header_fields
-    'not_implemented',      # a Transfer-Encoding other than chunked
-    'http_version',         # neither HTTP/1.0 nor HTTP/1.1
-    'connection_limit',     # 503 before any request is read: max_connections
-    'shutting_down',        # 503 before any request is read
+    'bad_request',  # malformed HTTP: request line, headers, framing
+    'unauthorized',  # JOB_AUTH_TOKENS: no token or a wrong one
+    'timeout',  # request line, headers or body not received in time
+    'body_too_large',  # max_body_bytes
+    'uri_too_long',  # max_request_line_bytes
+    'queue_full',  # max_concurrency_queue
+    'headers_too_large',  # max_header_bytes, max_header_fields
+    'not_implemented',  # a Transfer-Encoding other than chunked
+    'http_version',  # neither HTTP/1.0 nor HTTP/1.1
+    'connection_limit',  # 503 before any request is read: max_connections
+    'shutting_down',  # 503 before any request is read
 )
 _METRIC_NAME = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*')
 _LABEL_NAME = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*')
@@ -50,45 +76,59 @@ class JobMetrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY, job_name: str = 'job', job_version: str = 'latest'):
         self.registry = registry
         self.requests_started = Counter(
-            'requests_started', 'Job calls started (may not be finished yet)', registry=registry)
-        self.requests_done = Counter(
-            'requests_done', 'Job calls finished, successfully or not', registry=registry)
+            'requests_started', 'Job calls started (may not be finished yet)', registry=registry
+        )
+        self.requests_done = Counter('requests_done', 'Job calls finished, successfully or not', registry=registry)
         self.endpoint_requests_started = Counter(
-            'endpoint_requests_started', 'Job calls started, by endpoint', ['endpoint'], registry=registry)
+            'endpoint_requests_started', 'Job calls started, by endpoint', ['endpoint'], registry=registry
+        )
         self.request_duration = Histogram(
-            'request_duration', 'Duration of job calls in seconds, queue wait excluded', ['endpoint'],
-            buckets=DURATION_BUCKETS, registry=registry)
+            'request_duration',
+            'Duration of job calls in seconds, queue wait excluded',
+            ['endpoint'],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
         self.request_internal_errors = Counter(
-            'request_internal_errors', 'Job calls that ended in an error, by endpoint', ['endpoint'],
-            registry=registry)
+            'request_internal_errors', 'Job calls that ended in an error, by endpoint', ['endpoint'], registry=registry
+        )
         self.last_call_timestamp = Gauge(
-            'last_call_timestamp', 'Unix time of the last job call', registry=registry,
-            multiprocess_mode='max')
+            'last_call_timestamp', 'Unix time of the last job call', registry=registry, multiprocess_mode='max'
+        )
         self.calls_running = Gauge(
-            'request_calls_running', 'Job calls executing now', registry=registry,
-            multiprocess_mode='livesum')
+            'request_calls_running', 'Job calls executing now', registry=registry, multiprocess_mode='livesum'
+        )
         self.calls_queued = Gauge(
-            'request_calls_queued', 'Job calls waiting in the concurrency queue', registry=registry,
-            multiprocess_mode='livesum')
+            'request_calls_queued',
+            'Job calls waiting in the concurrency queue',
+            registry=registry,
+            multiprocess_mode='livesum',
+        )
         self.queue_wait = Histogram(
-            'request_queue_wait_seconds', 'Time job calls waited in the concurrency queue',
-            buckets=DURATION_BUCKETS, registry=registry)
+            'request_queue_wait_seconds',
+            'Time job calls waited in the concurrency queue',
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
         self.requests_rejected = Counter(
-            'requests_rejected', 'Requests refused before reaching job code, by reason', ['reason'],
-            registry=registry)
-        self.commons_requests_started = Counter(
-            'commons_requests_started', 'HTTP requests received', registry=registry)
-        self.commons_requests_done = Counter(
-            'commons_requests_done', 'HTTP requests answered', registry=registry)
+            'requests_rejected', 'Requests refused before reaching job code, by reason', ['reason'], registry=registry
+        )
+        self.commons_requests_started = Counter('commons_requests_started', 'HTTP requests received', registry=registry)
+        self.commons_requests_done = Counter('commons_requests_done', 'HTTP requests answered', registry=registry)
         self.commons_request_duration = Histogram(
-            'commons_request_duration', 'Duration of HTTP requests in seconds',
-            buckets=DURATION_BUCKETS, registry=registry)
+            'commons_request_duration',
+            'Duration of HTTP requests in seconds',
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
         self.commons_internal_server_errors = Counter(
-            'commons_internal_server_errors', 'HTTP requests answered with a 5xx status', registry=registry)
+            'commons_internal_server_errors', 'HTTP requests answered with a 5xx status', registry=registry
+        )
         self.info = Info('racetrack_job', 'The job served and the version of the server library', registry=registry)
         self.info.info({'job_name': job_name, 'job_version': job_version, 'wrapper_version': __version__})
-        self._rejected: dict[str, Any] = {reason: self.requests_rejected.labels(reason=reason)
-                                          for reason in REJECTION_REASONS}
+        self._rejected: dict[str, Any] = {
+            reason: self.requests_rejected.labels(reason=reason) for reason in REJECTION_REASONS
+        }
 
     def count_rejected(self, reason: str) -> None:
         """Count a request (or connection) refused before job code, by its reason word."""
@@ -172,12 +212,18 @@ class JobGaugeCollector:
                 families[name] = (GaugeMetricFamily(name, description, labels=label_names), label_names, set())
             family, expected_names, seen = families[name]
             if label_names != expected_names:
-                logger.error('metrics() entry #%d is skipped: metric %r has labels %s here but %s in an '
-                             'earlier entry', index, name, list(label_names), list(expected_names))
+                logger.error(
+                    'metrics() entry #%d is skipped: metric %r has labels %s here but %s in an earlier entry',
+                    index,
+                    name,
+                    list(label_names),
+                    list(expected_names),
+                )
                 continue
             if label_values in seen:
-                logger.error('metrics() entry #%d is skipped: metric %r with labels %s is listed twice',
-                             index, name, labels)
+                logger.error(
+                    'metrics() entry #%d is skipped: metric %r with labels %s is listed twice', index, name, labels
+                )
                 continue
             seen.add(label_values)
             family.add_metric(list(label_values), value)
@@ -209,8 +255,12 @@ class JobGaugeCollector:
             if not isinstance(key, str) or not _LABEL_NAME.fullmatch(key) or key.startswith('__'):
                 raise ValueError(f'{key!r} is not a valid label name for metric {name!r}')
         description = entry.get('description')
-        return (name, '' if description is None else str(description),
-                {key: str(label) for key, label in labels.items()}, float(value))
+        return (
+            name,
+            '' if description is None else str(description),
+            {key: str(label) for key, label in labels.items()},
+            float(value),
+        )
 
 
 def register_job_metrics(registry: CollectorRegistry, entrypoint: object) -> JobGaugeCollector | None:
@@ -229,6 +279,7 @@ def register_job_metrics(registry: CollectorRegistry, entrypoint: object) -> Job
 
 def metrics_route(registry: CollectorRegistry) -> Route:
     """`GET /metrics`: Prometheus text, or OpenMetrics when the scraper's `Accept` asks for it."""
+
     def scrape(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get('Accept') or '')
         return Response(encoder(registry), 200, content_type)

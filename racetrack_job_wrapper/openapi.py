@@ -1,4 +1,5 @@
 """The OpenAPI 3.1 document of one job, built once at start-up from its endpoint descriptions."""
+
 from __future__ import annotations
 
 import re
@@ -25,9 +26,18 @@ _ERROR_SCHEMA = {
 _NULLABLE_STRING = {'anyOf': [{'type': 'string'}, {'type': 'null'}]}
 
 
-def build_openapi(endpoints: Iterable[EndpointSpec], *, title: str, version: str, base_path: str = '',
-                  description: str = '', auth_header: str = AUTH_HEADER, has_perform: bool = True,
-                  static_files: Iterable[tuple[str, str]] = (), has_webview: bool = False) -> dict[str, Any]:
+def build_openapi(
+    endpoints: Iterable[EndpointSpec],
+    *,
+    title: str,
+    version: str,
+    base_path: str = '',
+    description: str = '',
+    auth_header: str = AUTH_HEADER,
+    has_perform: bool = True,
+    static_files: Iterable[tuple[str, str]] = (),
+    has_webview: bool = False,
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document for a job's endpoints (paths under /api/v1) plus its status endpoints.
 
     Static files (path under /api/v1, Content-Type) and the webview are listed too, each
@@ -60,11 +70,14 @@ def build_openapi(endpoints: Iterable[EndpointSpec], *, title: str, version: str
         info['description'] = description
     components: dict[str, Any] = {
         'schemas': {**builder.components, 'Error': _ERROR_SCHEMA},
-        'securitySchemes': {AUTH_SCHEME: {
-            'type': 'apiKey', 'in': 'header', 'name': auth_header,
-            'description': 'Racetrack authentication token, checked by the Racetrack gateway '
-                           'in front of the job.',
-        }},
+        'securitySchemes': {
+            AUTH_SCHEME: {
+                'type': 'apiKey',
+                'in': 'header',
+                'name': auth_header,
+                'description': 'Racetrack authentication token, checked by the Racetrack gateway in front of the job.',
+            }
+        },
     }
     return {
         'openapi': OPENAPI_VERSION,
@@ -73,8 +86,10 @@ def build_openapi(endpoints: Iterable[EndpointSpec], *, title: str, version: str
         'paths': paths,
         'components': components,
         'security': [{AUTH_SCHEME: []}],
-        'tags': [{'name': JOB_TAG, 'description': 'Calls to the job'},
-                 {'name': STATUS_TAG, 'description': 'Probes, parameters and metrics'}],
+        'tags': [
+            {'name': JOB_TAG, 'description': 'Calls to the job'},
+            {'name': STATUS_TAG, 'description': 'Probes, parameters and metrics'},
+        ],
     }
 
 
@@ -110,16 +125,19 @@ def _operation(spec: EndpointSpec, path: str, builder: SchemaBuilder, operation_
             'description': spec.returns_description or 'The result of the call',
             'content': {'application/json': {'schema': builder.schema(spec.returns)}},
         },
-        '400': _error_response('Invalid input: a parameter is missing, unexpected or of the wrong type, '
-                               'or the job refused it with a ValueError'),
+        '400': _error_response(
+            'Invalid input: a parameter is missing, unexpected or of the wrong type, '
+            'or the job refused it with a ValueError'
+        ),
         '429': _error_response('Too many requests wait for the job already'),
         '500': _error_response('The job failed, or its result cannot be expressed in JSON'),
     }
     return operation
 
 
-def _request_body(spec: EndpointSpec, params: list[ParamSpec], builder: SchemaBuilder,
-                  example: dict[str, Any]) -> dict[str, Any]:
+def _request_body(
+    spec: EndpointSpec, params: list[ParamSpec], builder: SchemaBuilder, example: dict[str, Any]
+) -> dict[str, Any]:
     properties = {param.name: _property(param, builder) for param in params}
     required = [param.name for param in params if param.required]
     schema: dict[str, Any] = {'type': 'object', 'properties': properties}
@@ -129,8 +147,11 @@ def _request_body(spec: EndpointSpec, params: list[ParamSpec], builder: SchemaBu
         schema['additionalProperties'] = False
     media: dict[str, Any] = {'schema': schema}
     body_names = {param.name for param in params}
-    body_example = {name: value for name, value in example.items()
-                    if name in body_names or (spec.accepts_any_kwargs and spec.param(name) is None)}
+    body_example = {
+        name: value
+        for name, value in example.items()
+        if name in body_names or (spec.accepts_any_kwargs and spec.param(name) is None)
+    }
     if body_example:
         media['example'] = body_example
     # An empty body means `{}`, so the body is only required when some parameter is.
@@ -176,7 +197,8 @@ def _parameter(param: ParamSpec, builder: SchemaBuilder, example: dict[str, Any]
 def _no_perform_operation() -> dict[str, Any]:
     """`/perform` of a job without `perform`: listed, as the existing implementation lists it, and always a 400."""
     return {
-        'tags': [JOB_TAG], 'summary': 'Not available: this job has no perform() method',
+        'tags': [JOB_TAG],
+        'summary': 'Not available: this job has no perform() method',
         'operationId': 'post_perform',
         'responses': {'400': _error_response('This job has no perform() method')},
     }
@@ -185,20 +207,37 @@ def _no_perform_operation() -> dict[str, Any]:
 def _static_operation(path: str, content_type: str) -> dict[str, Any]:
     media = content_type.split(';', 1)[0].strip()
     return {
-        'tags': [JOB_TAG], 'summary': f'Static file {path}', 'operationId': _operation_id('get', path),
-        'responses': {'200': {'description': 'The file', 'content': {media: {'schema': {'type': 'string'}}}},
-                      '304': {'description': 'The copy named by If-None-Match or If-Modified-Since is current'},
-                      '404': _error_response('The file is gone')},
+        'tags': [JOB_TAG],
+        'summary': f'Static file {path}',
+        'operationId': _operation_id('get', path),
+        'responses': {
+            '200': {'description': 'The file', 'content': {media: {'schema': {'type': 'string'}}}},
+            '304': {'description': 'The copy named by If-None-Match or If-Modified-Since is current'},
+            '404': _error_response('The file is gone'),
+        },
     }
 
 
 def _webview_operation() -> dict[str, Any]:
     return {
-        'tags': [JOB_TAG], 'summary': "Pages of the job's webview app", 'operationId': 'get_webview',
-        'parameters': [{'name': 'path', 'in': 'path', 'required': True, 'schema': {'type': 'string'},
-                        'description': 'The page under the webview'}],
-        'responses': {'200': {'description': 'A page of the webview app, as the app answers it',
-                              'content': {'text/html': {'schema': {'type': 'string'}}}}},
+        'tags': [JOB_TAG],
+        'summary': "Pages of the job's webview app",
+        'operationId': 'get_webview',
+        'parameters': [
+            {
+                'name': 'path',
+                'in': 'path',
+                'required': True,
+                'schema': {'type': 'string'},
+                'description': 'The page under the webview',
+            }
+        ],
+        'responses': {
+            '200': {
+                'description': 'A page of the webview app, as the app answers it',
+                'content': {'text/html': {'schema': {'type': 'string'}}},
+            }
+        },
     }
 
 
@@ -221,19 +260,23 @@ def _status_operations() -> list[tuple[str, str, dict[str, Any]]]:
     }
     live_schema = {
         'type': 'object',
-        'properties': {'live': {'type': 'boolean'}, 'deployment_timestamp': {},
-                       'error': {'type': 'string'}},
+        'properties': {'live': {'type': 'boolean'}, 'deployment_timestamp': {}, 'error': {'type': 'string'}},
         'required': ['live'],
     }
     ready_schema = {'type': 'object', 'properties': {'ready': {'type': 'boolean'}}, 'required': ['ready']}
     health_schema = {
         'type': 'object',
         'properties': {
-            'service': {'type': 'string'}, 'job_name': {'type': 'string'},
+            'service': {'type': 'string'},
+            'job_name': {'type': 'string'},
             'status': {'type': 'string', 'enum': ['pass', 'fail']},
-            'live': {'type': 'boolean'}, 'ready': {'type': 'boolean'}, 'error': _NULLABLE_STRING,
-            'job_version': {'type': 'string'}, 'git_version': _NULLABLE_STRING,
-            'deployed_by_racetrack_version': _NULLABLE_STRING, 'deployment_timestamp': {},
+            'live': {'type': 'boolean'},
+            'ready': {'type': 'boolean'},
+            'error': _NULLABLE_STRING,
+            'job_version': {'type': 'string'},
+            'git_version': _NULLABLE_STRING,
+            'deployed_by_racetrack_version': _NULLABLE_STRING,
+            'deployment_timestamp': {},
             'job_type_version': _NULLABLE_STRING,
         },
         'required': ['status', 'live', 'ready'],
@@ -242,33 +285,67 @@ def _status_operations() -> list[tuple[str, str, dict[str, Any]]]:
     def probe(operation_id: str, summary: str, schema: dict[str, Any], failing: str) -> dict[str, Any]:
         content = {'application/json': {'schema': schema}}
         return {
-            'tags': [STATUS_TAG], 'summary': summary, 'operationId': operation_id, 'security': [],
-            'responses': {'200': {'description': 'OK', 'content': content},
-                          '500': {'description': failing, 'content': content}},
+            'tags': [STATUS_TAG],
+            'summary': summary,
+            'operationId': operation_id,
+            'security': [],
+            'responses': {
+                '200': {'description': 'OK', 'content': content},
+                '500': {'description': failing, 'content': content},
+            },
         }
 
     return [
-        (API_PREFIX + '/parameters', 'get', {
-            'tags': [STATUS_TAG], 'summary': 'Parameters of perform: name, type and default value',
-            'operationId': 'get_parameters',
-            'responses': {'200': {'description': 'The parameters of perform',
-                                  'content': {'application/json': {'schema': parameters_schema}}}},
-        }),
-        ('/', 'get', {
-            'tags': [STATUS_TAG], 'summary': 'Home: redirects to the home page (the API docs by default)',
-            'operationId': 'get_home',
-            'responses': {'307': {'description': 'The home page, under the job\'s public prefix'}},
-        }),
+        (
+            API_PREFIX + '/parameters',
+            'get',
+            {
+                'tags': [STATUS_TAG],
+                'summary': 'Parameters of perform: name, type and default value',
+                'operationId': 'get_parameters',
+                'responses': {
+                    '200': {
+                        'description': 'The parameters of perform',
+                        'content': {'application/json': {'schema': parameters_schema}},
+                    }
+                },
+            },
+        ),
+        (
+            '/',
+            'get',
+            {
+                'tags': [STATUS_TAG],
+                'summary': 'Home: redirects to the home page (the API docs by default)',
+                'operationId': 'get_home',
+                'responses': {'307': {'description': "The home page, under the job's public prefix"}},
+            },
+        ),
         (LIVE, 'get', probe('get_live', 'Liveness probe', live_schema, 'The job failed to start')),
         (READY, 'get', probe('get_ready', 'Readiness probe', ready_schema, 'The job is not ready yet')),
-        (HEALTH, 'get', probe('get_health', 'Health of the job and its versions', health_schema,
-                                 'The job is not live or not ready')),
-        (METRICS_PATH, 'get', {
-            'tags': [STATUS_TAG], 'summary': 'Prometheus metrics', 'operationId': 'get_metrics',
-            'security': [],
-            'responses': {'200': {'description': 'Metrics in the Prometheus text format',
-                                  'content': {'text/plain': {'schema': {'type': 'string'}}}}},
-        }),
+        (
+            HEALTH,
+            'get',
+            probe(
+                'get_health', 'Health of the job and its versions', health_schema, 'The job is not live or not ready'
+            ),
+        ),
+        (
+            METRICS_PATH,
+            'get',
+            {
+                'tags': [STATUS_TAG],
+                'summary': 'Prometheus metrics',
+                'operationId': 'get_metrics',
+                'security': [],
+                'responses': {
+                    '200': {
+                        'description': 'Metrics in the Prometheus text format',
+                        'content': {'text/plain': {'schema': {'type': 'string'}}},
+                    }
+                },
+            },
+        ),
     ]
 
 
@@ -295,4 +372,3 @@ def _unique(operation_id: str, taken: set[str]) -> str:
         counter += 1
     taken.add(candidate)
     return candidate
-

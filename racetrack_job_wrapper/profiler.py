@@ -4,6 +4,7 @@ memray is imported only when the profiler is enabled. Its reporters (`memray sta
 `memray flamegraph`) run as `python -m memray` with this interpreter, so they read the
 capture with the memray that wrote it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,10 @@ logger = logging.getLogger(__name__)
 REPORT_FILENAME = 'memray-report.bin'
 FLAMEGRAPH_FILENAME = 'memray-flamegraph.html'
 PROFILER_PATH = '/profiler/memray'
-NOT_INSTALLED = ('the memory profiler is enabled (MEMRAY_PROFILER=true), but memray is not installed;'
-                 ' install it with: pip install memray')
+NOT_INSTALLED = (
+    'the memory profiler is enabled (MEMRAY_PROFILER=true), but memray is not installed;'
+    ' install it with: pip install memray'
+)
 
 
 class MemoryProfiler:
@@ -87,8 +90,9 @@ class MemoryProfiler:
 
     def _report_path(self) -> Path:
         if not self.report_path.is_file():
-            raise HTTPError(400, f'memory report not found at {self.report_path}: start the profiler first',
-                            error_type='ValueError')
+            raise HTTPError(
+                400, f'memory report not found at {self.report_path}: start the profiler first', error_type='ValueError'
+            )
         return self.report_path
 
     def _run_reporter(self, *arguments: str) -> str:
@@ -96,8 +100,11 @@ class MemoryProfiler:
         done = subprocess.run(command, capture_output=True, text=True, encoding='utf-8', errors='replace')
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()
-            raise HTTPError(500, f'memray {arguments[0]} failed with exit code {done.returncode}'
-                                 f'{": " + detail[-1] if detail else ""}', error_type='ProfilerError')
+            raise HTTPError(
+                500,
+                f'memray {arguments[0]} failed with exit code {done.returncode}{": " + detail[-1] if detail else ""}',
+                error_type='ProfilerError',
+            )
         return done.stdout
 
 
@@ -125,6 +132,7 @@ def profiler_routes(profiler: MemoryProfiler, api_prefix: str) -> list[Route]:
     Without memray every one of them answers 501: the deployment lacks the feature,
     asking again will not help (503 would say it might).
     """
+
     def start(_: Request) -> Response:
         profiler.start()
         return json_response(None)
@@ -147,6 +155,7 @@ def profiler_routes(profiler: MemoryProfiler, api_prefix: str) -> list[Route]:
             if not profiler.available:
                 raise HTTPError(501, NOT_INSTALLED, error_type='ProfilerUnavailable')
             return handler(request)
+
         return answer
 
     base = api_prefix + PROFILER_PATH

@@ -1,4 +1,5 @@
 """Route table built once at start-up: exact paths in a dict, then templates, then prefixes."""
+
 from __future__ import annotations
 
 import re
@@ -11,7 +12,7 @@ from racetrack_job_wrapper.messages import HTTPError, JobDefinitionError, Reques
 Handler = Callable[[Request], Response]
 
 BASE_PATH_KINDS = ('job', 'fatman')
-API_PREFIX = '/api/v1'                       # where the job's own endpoints live
+API_PREFIX = '/api/v1'  # where the job's own endpoints live
 PROBE_PATHS = ('/live', '/ready', '/health')  # answered in every phase, never behind a token
 METRICS_PATH = '/metrics'
 _PARAM = re.compile(r'\{([A-Za-z_][A-Za-z0-9_]*)\}')
@@ -80,7 +81,7 @@ class Router:
         for route in self._prefixes:
             prefix = route.path[:-2]
             if path == prefix or path.startswith(prefix + '/'):
-                yield route, {'subpath': path[len(prefix) + 1:]}
+                yield route, {'subpath': path[len(prefix) + 1 :]}
 
     def allowed(self, path: str) -> set[str]:
         """The methods some route serves at `path` (empty when none matches)."""
@@ -107,8 +108,12 @@ class Router:
         if not allowed:
             raise HTTPError(404, f'no endpoint at {path}', error_type='NotFound')
         allow = allow_header(allowed)
-        raise HTTPError(405, f'method {method} is not allowed at {path}; allowed: {allow}',
-                        headers={'Allow': allow}, error_type='MethodNotAllowed')
+        raise HTTPError(
+            405,
+            f'method {method} is not allowed at {path}; allowed: {allow}',
+            headers={'Allow': allow},
+            error_type='MethodNotAllowed',
+        )
 
 
 def _check_conflicts(routes: list[Route]) -> None:
@@ -129,14 +134,19 @@ def _check_conflicts(routes: list[Route]) -> None:
                 # Named from the narrower of the two: the one the other would hide (or be hidden by).
                 narrow, wide = (other, route) if route.is_prefix else (route, other)
                 method = 'GET' if 'GET' in shared else sorted(shared)[0]
-                raise JobDefinitionError(f'{narrow.owner or narrow.path} collides with {wide.owner or wide.path}: '
-                                         f'both would answer {method} {narrow.path}')
+                raise JobDefinitionError(
+                    f'{narrow.owner or narrow.path} collides with {wide.owner or wide.path}: '
+                    f'both would answer {method} {narrow.path}'
+                )
 
 
 def _segments(path: str) -> list[str | None]:
     """The path's segments, None for one holding a `{param}` (it matches any segment)."""
-    return [None if _PARAM.search(segment) else segment
-            for segment in path.removesuffix('/*').strip('/').split('/') if segment]
+    return [
+        None if _PARAM.search(segment) else segment
+        for segment in path.removesuffix('/*').strip('/').split('/')
+        if segment
+    ]
 
 
 def _overlap(a: list[str | None], a_prefix: bool, b: list[str | None], b_prefix: bool) -> bool:
@@ -164,7 +174,7 @@ def _compile_template(path: str) -> re.Pattern[str]:
     pattern = ''
     position = 0
     for found in _PARAM.finditer(path):
-        pattern += re.escape(path[position:found.start()]) + f'(?P<{found.group(1)}>[^/]+)'
+        pattern += re.escape(path[position : found.start()]) + f'(?P<{found.group(1)}>[^/]+)'
         position = found.end()
     return re.compile(pattern + re.escape(path[position:]))
 
@@ -193,8 +203,9 @@ def normalize_path(raw_path: str) -> str:
     try:
         decoded = unquote(raw_path, errors='strict')
     except UnicodeDecodeError:
-        raise HTTPError(400, 'request path is not valid UTF-8 after percent-decoding',
-                        error_type='BadRequest') from None
+        raise HTTPError(
+            400, 'request path is not valid UTF-8 after percent-decoding', error_type='BadRequest'
+        ) from None
     if '\x00' in decoded:
         raise HTTPError(400, 'request path contains a NUL byte', error_type='BadRequest')
     if '\\' in decoded:

@@ -3,6 +3,7 @@
 Annotations this module does not understand (arbitrary classes, numpy arrays, `Any`, none at
 all) get the schema `{}`.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -47,8 +48,12 @@ class SchemaBuilder:
         if kind is Kind.TUPLE:
             if not info.parts:
                 return {'type': 'array', 'maxItems': 0}
-            return {'type': 'array', 'prefixItems': [self._schema(item) for item in info.parts],
-                    'minItems': len(info.parts), 'maxItems': len(info.parts)}
+            return {
+                'type': 'array',
+                'prefixItems': [self._schema(item) for item in info.parts],
+                'minItems': len(info.parts),
+                'maxItems': len(info.parts),
+            }
         if kind in (Kind.SEQUENCE, Kind.SET):
             schema: dict[str, Any] = {'type': 'array'}
             if kind is Kind.SET:

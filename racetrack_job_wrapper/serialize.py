@@ -1,4 +1,5 @@
 """Turning job results into JSON-serializable values."""
+
 from __future__ import annotations
 
 import collections.abc
@@ -46,8 +47,11 @@ def to_json_serializable(value: Any, _path: str = 'result') -> Any:
             return items
     # A dataclass is its fields even when it defines `__to_json__`, as in the existing implementation.
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: to_json_serializable(getattr(value, field.name), f'{_path}.{field.name}')
-                for field in dataclasses.fields(value) if not field.metadata.get('exclude', False)}
+        return {
+            field.name: to_json_serializable(getattr(value, field.name), f'{_path}.{field.name}')
+            for field in dataclasses.fields(value)
+            if not field.metadata.get('exclude', False)
+        }
     to_json = getattr(value, '__to_json__', None)
     if callable(to_json):
         return to_json_serializable(to_json(), _path)
@@ -80,8 +84,9 @@ def to_json_serializable(value: Any, _path: str = 'result') -> Any:
     model_dump = getattr(value, 'model_dump', None)
     if callable(model_dump):
         return to_json_serializable(model_dump(mode='json') if _takes_mode(model_dump) else model_dump(), _path)
-    raise SerializationError(f'{_path} of type {type(value).__module__}.{type(value).__qualname__} '
-                             'is not JSON-serializable')
+    raise SerializationError(
+        f'{_path} of type {type(value).__module__}.{type(value).__qualname__} is not JSON-serializable'
+    )
 
 
 def json_default(value: Any) -> tuple[bool, Any]:
@@ -108,6 +113,7 @@ def _key(key: Any, path: str) -> str:
 
 def _takes_mode(method: Any) -> bool:
     import inspect
+
     try:
         return 'mode' in inspect.signature(method).parameters
     except (TypeError, ValueError):
@@ -135,6 +141,5 @@ def floats_where_annotated(value: Any, annotation: Any) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(floats_where_annotated(item, args[0]) for item in value)
         head = tuple(floats_where_annotated(item, arg) for item, arg in zip(value, args, strict=False))
-        return head + value[len(args):]
+        return head + value[len(args) :]
     return value
-

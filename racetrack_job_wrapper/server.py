@@ -5,6 +5,7 @@ framed by `http11`) under limits before any route sees it, so every response pat
 connection clean for the next keep-alive request; a request it cannot read whole is answered
 and closed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,8 @@ from racetrack_job_wrapper.settings import Limits
 logger = logging.getLogger(__name__)
 
 _BODYLESS_STATUSES = frozenset({204, 304})
-_LINGER_SECONDS = 1.0       # after an error that closes, unread input is discarded this long ...
-_LINGER_BYTES = 1 << 20     # ... or up to this much, so the client can read the answer before the close
+_LINGER_SECONDS = 1.0  # after an error that closes, unread input is discarded this long ...
+_LINGER_BYTES = 1 << 20  # ... or up to this much, so the client can read the answer before the close
 # On a drain, a keep-alive connection that was busy this recently is likely to carry another
 # request any moment; closing it now would race that request, so it gets this long to send it.
 _DRAIN_IDLE_WINDOW = 0.5
@@ -53,8 +54,16 @@ class RequestObserver(Protocol):
 
     def connection_refused(self, reason: str) -> None: ...
 
-    def request_finished(self, request: Request | None, method: str, target: str, status: int,
-                         sent: int, seconds: float, rejected: str | None = None) -> None:
+    def request_finished(
+        self,
+        request: Request | None,
+        method: str,
+        target: str,
+        status: int,
+        sent: int,
+        seconds: float,
+        rejected: str | None = None,
+    ) -> None:
         """Called once a request is over; `rejected` is the reason when it was refused before a `Request` existed."""
 
 
@@ -68,12 +77,18 @@ class JobServer(ThreadingHTTPServer):
     """ThreadingHTTPServer serving one `app` (swappable while running) with limits and a graceful drain."""
 
     daemon_threads = True
-    request_queue_size = 1024   # the stock 5 overflows under a burst of connections
+    request_queue_size = 1024  # the stock 5 overflows under a burst of connections
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: AppLike, limits: Limits | None = None,
-                 observer: RequestObserver | None = None, bind_and_activate: bool = True,
-                 listener: socket.socket | None = None):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: AppLike,
+        limits: Limits | None = None,
+        observer: RequestObserver | None = None,
+        bind_and_activate: bool = True,
+        listener: socket.socket | None = None,
+    ):
         self.app = app
         self.limits = limits if limits is not None else Limits()
         self.observer = observer
@@ -154,10 +169,10 @@ class JobServer(ThreadingHTTPServer):
         """
         grace = self.limits.grace_period if grace_period is None else grace_period
         deadline = time.monotonic() + grace
-        self.draining = True     # from here every response says Connection: close
-        self.shutdown()          # stops serve_forever's accept loop
+        self.draining = True  # from here every response says Connection: close
+        self.shutdown()  # stops serve_forever's accept loop
         waiting = self._take_backlog()
-        self.socket.close()      # new connections are refused by the kernel from here on
+        self.socket.close()  # new connections are refused by the kernel from here on
         for request, client_address in waiting:
             self.process_request(request, client_address)
         with self._handlers_lock:
@@ -207,8 +222,10 @@ def shared_listener(address: tuple[str, int]) -> socket.socket:
 
 def _refuse(sock: socket.socket, status: int, reason: str) -> None:
     body = encode_json({'error': reason, 'type': HTTPStatus(status).phrase.replace(' ', '')})
-    head = (f'HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n'
-            f'Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n')
+    head = (
+        f'HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n'
+        f'Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n'
+    )
     try:
         sock.settimeout(1.0)
         sock.sendall(head.encode('latin-1') + body)
@@ -359,9 +376,18 @@ class RequestHandler(BaseHTTPRequestHandler):
                 rejected = e.rejected
                 return False
             path, _, query = target.partition('?')
-            request = Request(method, path, query, head.headers, body, self.client_address, raw_path=path,
-                              http_version=version, server=self._server_address,
-                              is_disconnected=self._is_disconnected)
+            request = Request(
+                method,
+                path,
+                query,
+                head.headers,
+                body,
+                self.client_address,
+                raw_path=path,
+                http_version=version,
+                server=self._server_address,
+                is_disconnected=self._is_disconnected,
+            )
             extra_headers = observer.request_received(request) if observer is not None else ()
             try:
                 response = self.server.app.handle(request)
@@ -377,8 +403,9 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.busy = False
             self.last_active = time.monotonic()
             if observer is not None:
-                observer.request_finished(request, method, target, status, sent,
-                                          time.monotonic() - self._started, rejected)
+                observer.request_finished(
+                    request, method, target, status, sent, time.monotonic() - self._started, rejected
+                )
 
     def _is_disconnected(self) -> bool:
         """True when the client has closed its end (checked while a request waits in a queue)."""

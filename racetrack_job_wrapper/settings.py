@@ -5,6 +5,7 @@ A setting comes from, in order of precedence, a keyword argument of `serve_job_c
 This module is the one reader of the environment's settings: `JobSettings.from_manifest`
 and `ObservabilitySettings.from_environ`, once, at start-up.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,8 +53,10 @@ class Limits:
         """(name, type, default, help) of every limit, in declaration order."""
         kinds = typing.get_type_hints(cls)
         # Every field is declared with _limit(), so its default is a number, never MISSING.
-        return [(item.name, kinds[item.name], typing.cast(int | float, item.default), item.metadata['help'])
-                for item in dataclasses.fields(cls)]
+        return [
+            (item.name, kinds[item.name], typing.cast(int | float, item.default), item.metadata['help'])
+            for item in dataclasses.fields(cls)
+        ]
 
     def merged(self, values: Mapping[str, Any], label: str = '', text: bool = False) -> Limits:
         """These limits with the positive numbers in `values` over them; unknown keys are ignored.
@@ -96,26 +99,54 @@ class Deployment:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Deployment:
         """Read GIT_VERSION, DEPLOYED_BY_RACETRACK_VERSION, JOB_DEPLOYMENT_TIMESTAMP, JOB_TYPE_VERSION."""
-        return cls(environ.get('GIT_VERSION'), environ.get('DEPLOYED_BY_RACETRACK_VERSION'),
-                   environ.get('JOB_DEPLOYMENT_TIMESTAMP'), environ.get('JOB_TYPE_VERSION'))
+        return cls(
+            environ.get('GIT_VERSION'),
+            environ.get('DEPLOYED_BY_RACETRACK_VERSION'),
+            environ.get('JOB_DEPLOYMENT_TIMESTAMP'),
+            environ.get('JOB_TYPE_VERSION'),
+        )
 
 
 AUTH_TOKENS_ENV_VAR = 'JOB_AUTH_TOKENS'
 DEFAULT_HOME_PAGE = '/docs'
 
 # jobtype_extra fields the server reads besides the limits.
-SETTING_FIELDS = frozenset({'home_page', 'max_concurrency', 'max_concurrency_queue',
-                            'validate_input', 'cors_allow_origins'})
+SETTING_FIELDS = frozenset(
+    {'home_page', 'max_concurrency', 'max_concurrency_queue', 'validate_input', 'cors_allow_origins'}
+)
 # Read by the image build of the Python job type, not by the server; known, so not warned about.
 BUILD_FIELDS = frozenset({'requirements_path', 'entrypoint_path', 'entrypoint_class'})
 JOBTYPE_EXTRA_FIELDS = frozenset(SETTING_FIELDS | {name for name, _, _, _ in Limits.describe()} | BUILD_FIELDS)
 # Top-level fields of Racetrack's manifest schema: the server reads some, Racetrack and image builds the rest.
-MANIFEST_FIELDS = frozenset({
-    'name', 'owner_email', 'git', 'version', 'jobtype', 'lang', 'extends', 'image_type', 'system_dependencies',
-    'build_env', 'runtime_env', 'secret_build_env_file', 'secret_runtime_env_file', 'labels', 'public_endpoints',
-    'replicas', 'resources', 'jobtype_extra', 'golang', 'python', 'docker', 'wrapper_properties',
-    'infrastructure_target'})
+MANIFEST_FIELDS = frozenset(
+    {
+        'name',
+        'owner_email',
+        'git',
+        'version',
+        'jobtype',
+        'lang',
+        'extends',
+        'image_type',
+        'system_dependencies',
+        'build_env',
+        'runtime_env',
+        'secret_build_env_file',
+        'secret_runtime_env_file',
+        'labels',
+        'public_endpoints',
+        'replicas',
+        'resources',
+        'jobtype_extra',
+        'golang',
+        'python',
+        'docker',
+        'wrapper_properties',
+        'infrastructure_target',
+    }
+)
 PUBLIC_PREFIXES = ('/pub/job/', '/pub/fatman/')
+
 
 @dataclass(frozen=True)
 class JobSettings:
@@ -137,8 +168,7 @@ class JobSettings:
     auth_tokens: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any],
-                      environ: Mapping[str, str] = os.environ) -> JobSettings:
+    def from_manifest(cls, manifest: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> JobSettings:
         """Validate a manifest (and JOB_NAME / JOB_VERSION) into settings; raises ManifestError."""
         _warn_unknown(manifest, MANIFEST_FIELDS, 'manifest')
         extra = manifest.get('jobtype_extra')
@@ -150,8 +180,10 @@ class JobSettings:
         max_concurrency = _count(extra, 'max_concurrency', minimum=1)
         max_concurrency_queue = _count(extra, 'max_concurrency_queue', minimum=0)
         if max_concurrency_queue is not None and max_concurrency is None:
-            logger.warning('jobtype_extra.max_concurrency_queue (%s) has no effect without'
-                           ' jobtype_extra.max_concurrency', max_concurrency_queue)
+            logger.warning(
+                'jobtype_extra.max_concurrency_queue (%s) has no effect without jobtype_extra.max_concurrency',
+                max_concurrency_queue,
+            )
         return cls(
             name=_identity(manifest, environ, 'name', 'JOB_NAME', 'job'),
             version=_identity(manifest, environ, 'version', 'JOB_VERSION', 'latest'),
@@ -189,8 +221,7 @@ def _has_unsafe_characters(text: str) -> bool:
     return any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
 
 
-def _identity(manifest: Mapping[str, Any], environ: Mapping[str, str], key: str, env_var: str,
-              default: str) -> str:
+def _identity(manifest: Mapping[str, Any], environ: Mapping[str, str], key: str, env_var: str, default: str) -> str:
     """Resolve the job name or version: env var, then manifest field, then default."""
     if environ.get(env_var):
         value: Any = environ[env_var]
@@ -205,8 +236,7 @@ def _identity(manifest: Mapping[str, Any], environ: Mapping[str, str], key: str,
     text = str(value)
     # Both become path segments of the public prefix and part of the Location header.
     if _has_unsafe_characters(text) or any(ch in text for ch in '/?#'):
-        raise ManifestError(f"{origin} must not contain whitespace, control characters or any of"
-                            f" '/?#', got {text!r}")
+        raise ManifestError(f"{origin} must not contain whitespace, control characters or any of '/?#', got {text!r}")
     return text
 
 
@@ -221,13 +251,15 @@ def _auth_tokens(value: str) -> tuple[str, ...]:
             continue
         # Tokens travel in a header: printable ASCII without spaces is what every client can send.
         if not all(0x21 <= ord(ch) <= 0x7E for ch in token):
-            raise ManifestError(f'{AUTH_TOKENS_ENV_VAR}: token {position} must be printable ASCII without'
-                                f' spaces or control characters')
+            raise ManifestError(
+                f'{AUTH_TOKENS_ENV_VAR}: token {position} must be printable ASCII without spaces or control characters'
+            )
         if token not in tokens:
             tokens.append(token)
     if not tokens:
-        raise ManifestError(f'{AUTH_TOKENS_ENV_VAR} is set but holds no token; unset it to serve'
-                            f' without authentication')
+        raise ManifestError(
+            f'{AUTH_TOKENS_ENV_VAR} is set but holds no token; unset it to serve without authentication'
+        )
     return tuple(tokens)
 
 
@@ -238,11 +270,14 @@ def _home_page(value: Any) -> str:
         raise ManifestError(f'jobtype_extra.home_page must be a string path, got {describe_value(value)}')
     # '//host' and '/\host' are taken by browsers as another host: an open redirect.
     if not value.startswith('/') or value.startswith(('//', '/\\')):
-        raise ManifestError(f"jobtype_extra.home_page must be a path on this job starting with a"
-                            f" single '/' (no scheme or host), got {value!r}")
+        raise ManifestError(
+            f'jobtype_extra.home_page must be a path on this job starting with a'
+            f" single '/' (no scheme or host), got {value!r}"
+        )
     if _has_unsafe_characters(value) or '\\' in value:
-        raise ManifestError(f'jobtype_extra.home_page must not contain whitespace, control'
-                            f' characters or backslashes, got {value!r}')
+        raise ManifestError(
+            f'jobtype_extra.home_page must not contain whitespace, control characters or backslashes, got {value!r}'
+        )
     return value
 
 
@@ -253,8 +288,7 @@ def _count(extra: Mapping[str, Any], key: str, minimum: int) -> int | None:
         return None
     number = _as_int(value)
     if number is None or number < minimum:
-        raise ManifestError(f'jobtype_extra.{key} must be an integer >= {minimum},'
-                            f' got {describe_value(value)}')
+        raise ManifestError(f'jobtype_extra.{key} must be an integer >= {minimum}, got {describe_value(value)}')
     return number
 
 
@@ -284,8 +318,9 @@ def _as_float(value: Any) -> float | None:
 
 
 # The manifest's spellings of jobtype_extra.validate_input; YAML booleans arrive as bool or as text.
-_VALIDATION_MODES: Mapping[str, ValidationMode] = types.MappingProxyType({
-    'true': ValidationMode.LAX, 'false': ValidationMode.OFF, 'strict': ValidationMode.STRICT})
+_VALIDATION_MODES: Mapping[str, ValidationMode] = types.MappingProxyType(
+    {'true': ValidationMode.LAX, 'false': ValidationMode.OFF, 'strict': ValidationMode.STRICT}
+)
 
 
 def _validation_mode(value: Any) -> ValidationMode:
@@ -294,8 +329,9 @@ def _validation_mode(value: Any) -> ValidationMode:
     spelling = ('true' if value else 'false') if isinstance(value, bool) else value
     mode = _VALIDATION_MODES.get(spelling.strip().lower()) if isinstance(spelling, str) else None
     if mode is None:
-        raise ManifestError(f'jobtype_extra.validate_input must be one of {", ".join(_VALIDATION_MODES)},'
-                            f' got {describe_value(value)}')
+        raise ManifestError(
+            f'jobtype_extra.validate_input must be one of {", ".join(_VALIDATION_MODES)}, got {describe_value(value)}'
+        )
     return mode
 
 
@@ -314,19 +350,22 @@ def _public_endpoints(value: Any) -> tuple[str, ...]:
 
 def _public_endpoint(item: Any) -> str:
     if not isinstance(item, str) or not item.startswith('/'):
-        raise ManifestError(f"public_endpoints entries must be paths starting with '/',"
-                            f" got {describe_value(item)}")
+        raise ManifestError(f"public_endpoints entries must be paths starting with '/', got {describe_value(item)}")
     if _has_unsafe_characters(item) or any(ch in item for ch in '?#\\'):
-        raise ManifestError(f"public_endpoints entry {item!r} must be a plain path without"
-                            f" whitespace, control characters, '?', '#' or '\\'")
+        raise ManifestError(
+            f'public_endpoints entry {item!r} must be a plain path without'
+            f" whitespace, control characters, '?', '#' or '\\'"
+        )
     segments = [segment for segment in item.split('/') if segment]
     if any(segment in ('.', '..') for segment in segments):
         raise ManifestError(f"public_endpoints entry {item!r} must not contain '.' or '..' segments")
     path = '/' + '/'.join(segments)
     if (path + '/').startswith(PUBLIC_PREFIXES) or path in ('/pub/job', '/pub/fatman'):
         short = '/' + '/'.join(segments[4:])
-        raise ManifestError(f"public_endpoints entry {item!r} includes the /pub/job/NAME/VERSION"
-                            f" prefix; use the short form, e.g. {short!r}")
+        raise ManifestError(
+            f'public_endpoints entry {item!r} includes the /pub/job/NAME/VERSION'
+            f' prefix; use the short form, e.g. {short!r}'
+        )
     return path
 
 
@@ -335,13 +374,16 @@ def _cors_origins(value: Any) -> tuple[str, ...]:
         return ('*',)
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
-        raise ManifestError(f"jobtype_extra.cors_allow_origins must be '*' or a list of origins,"
-                            f" got {describe_value(value)}")
+        raise ManifestError(
+            f"jobtype_extra.cors_allow_origins must be '*' or a list of origins, got {describe_value(value)}"
+        )
     origins: list[str] = []
     for origin in items:
         if not isinstance(origin, str) or not _is_origin(origin):
-            raise ManifestError(f"jobtype_extra.cors_allow_origins entries must be '*' or an origin"
-                                f" like 'https://example.com:8443', got {describe_value(origin)}")
+            raise ManifestError(
+                f"jobtype_extra.cors_allow_origins entries must be '*' or an origin"
+                f" like 'https://example.com:8443', got {describe_value(origin)}"
+            )
         origins.append(origin.rstrip('/') if origin != '*' else origin)
     return tuple(origins)
 
@@ -351,13 +393,19 @@ def _is_origin(origin: str) -> bool:
         return True
     scheme, separator, host = origin.partition('://')
     host = host.rstrip('/')
-    return (separator == '://' and scheme in ('http', 'https') and bool(host)
-            and not _has_unsafe_characters(host) and not any(ch in host for ch in '/?#@\\*'))
+    return (
+        separator == '://'
+        and scheme in ('http', 'https')
+        and bool(host)
+        and not _has_unsafe_characters(host)
+        and not any(ch in host for ch in '/?#@\\*')
+    )
 
 
 def parse_cors_origins(value: Any) -> tuple[str, ...]:
     """Validate `cors_allow_origins` given elsewhere than the manifest: '*' or a list of origins."""
     return _cors_origins(value)
+
 
 class ServerOptions(typing.TypedDict, total=False):
     """The keyword options of `serve_job_class` / `serve_job_instance`: the limits, and the CORS origins."""
@@ -410,17 +458,17 @@ _TRUE = frozenset({'true', 't', 'yes', 'y', '1'})
 class ObservabilitySettings:
     """What the environment says about logs, tracing, debug endpoints, the memory profiler and chain calls."""
 
-    log_level: str = ''                     # LOG_LEVEL as given ('' when unset); logs.configure_logs validates it
-    structured_logs: bool = False           # LOG_STRUCTURED: one JSON object per line
-    log_caller_name: bool = False           # LOG_CALLER_NAME: add caller_name to request records
+    log_level: str = ''  # LOG_LEVEL as given ('' when unset); logs.configure_logs validates it
+    structured_logs: bool = False  # LOG_STRUCTURED: one JSON object per line
+    log_caller_name: bool = False  # LOG_CALLER_NAME: add caller_name to request records
     tracing_header: str = DEFAULT_TRACING_HEADER
     caller_header: str = DEFAULT_CALLER_HEADER
-    debug_threads: bool = False             # DEBUG_THREADS: serve GET /debug/threads
-    pub_url: str = ''                       # PUB_URL: Racetrack's internal Pub, for chain calls
-    auth_token: str = ''                    # AUTH_TOKEN: sent as X-Racetrack-Auth on chain calls
-    job_name: str = ''                      # JOB_NAME: named in chain call errors
-    memray_profiler: bool = False           # MEMRAY_PROFILER: track memory with memray, serve the profiler endpoints
-    memray_leaks: bool = False              # MEMRAY_LEAKS: flame graphs show leaked memory, not peak usage
+    debug_threads: bool = False  # DEBUG_THREADS: serve GET /debug/threads
+    pub_url: str = ''  # PUB_URL: Racetrack's internal Pub, for chain calls
+    auth_token: str = ''  # AUTH_TOKEN: sent as X-Racetrack-Auth on chain calls
+    job_name: str = ''  # JOB_NAME: named in chain call errors
+    memray_profiler: bool = False  # MEMRAY_PROFILER: track memory with memray, serve the profiler endpoints
+    memray_leaks: bool = False  # MEMRAY_LEAKS: flame graphs show leaked memory, not peak usage
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> ObservabilitySettings:

@@ -1,4 +1,5 @@
 """Public entry points: `serve_job_class` and `serve_job_instance` block and serve a job over HTTP."""
+
 from __future__ import annotations
 
 import logging
@@ -29,20 +30,41 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = '0.0.0.0'
 DEFAULT_PORT = 7000
-def serve_job_class(entrypoint_class: type, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                    manifest_path: str | None = None, workers: int = 1, **options: Unpack[ServerOptions]) -> int:
+
+
+def serve_job_class(
+    entrypoint_class: type,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    manifest_path: str | None = None,
+    workers: int = 1,
+    **options: Unpack[ServerOptions],
+) -> int:
     """Serve probes at once, instantiate the job in the background, then serve it; blocks until stopped."""
     return serve(entrypoint_class, host=host, port=port, manifest_path=manifest_path, workers=workers, **options)
 
 
-def serve_job_instance(entrypoint: object, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                       manifest_path: str | None = None, workers: int = 1, **options: Unpack[ServerOptions]) -> int:
+def serve_job_instance(
+    entrypoint: object,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    manifest_path: str | None = None,
+    workers: int = 1,
+    **options: Unpack[ServerOptions],
+) -> int:
     """Serve an already created job instance (each worker process gets a copy); blocks until stopped."""
     return serve(lambda: entrypoint, host=host, port=port, manifest_path=manifest_path, workers=workers, **options)
 
 
-def serve(load: Callable[[], object], *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          manifest_path: str | None = None, workers: int = 1, **options: Unpack[ServerOptions]) -> int:
+def serve(
+    load: Callable[[], object],
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    manifest_path: str | None = None,
+    workers: int = 1,
+    **options: Unpack[ServerOptions],
+) -> int:
     """Run a server whose job is produced by `load()` (called in the background); returns an exit code.
 
     SIGTERM and SIGINT drain the server: /ready turns 500, accepting stops, requests in
@@ -95,10 +117,15 @@ class JobRunner:
     unless several worker processes share their metrics).
     """
 
-    def __init__(self, load: Callable[[], object], settings: JobSettings,
-                 registry: CollectorRegistry = REGISTRY, cwd: Path | None = None,
-                 observability: ObservabilitySettings | None = None,
-                 scrape_registry: CollectorRegistry | None = None):
+    def __init__(
+        self,
+        load: Callable[[], object],
+        settings: JobSettings,
+        registry: CollectorRegistry = REGISTRY,
+        cwd: Path | None = None,
+        observability: ObservabilitySettings | None = None,
+        scrape_registry: CollectorRegistry | None = None,
+    ):
         self.load = load
         self.cwd = cwd
         self.settings = settings
@@ -121,8 +148,9 @@ class JobRunner:
 
     def bind(self, host: str, port: int, listener: socket.socket | None = None) -> None:
         """Create the listening socket (or take a shared one) and start answering probes."""
-        self.server = JobServer((host, port), build_loading_app(self.health, self.settings), self.limits,
-                                self.observer, listener=listener)
+        self.server = JobServer(
+            (host, port), build_loading_app(self.health, self.settings), self.limits, self.observer, listener=listener
+        )
 
     def start_loading(self) -> None:
         """Import and instantiate the job in a background thread."""
@@ -139,8 +167,9 @@ class JobRunner:
                 extra_routes.append(debug_threads_route(self.observer.active))
             if self.profiler is not None:
                 extra_routes.extend(profiler_routes(self.profiler, API_PREFIX))
-            app, self._components = build_job_app(entrypoint, self.settings, self.health, self.metrics,
-                                                  extra_routes, cwd=self.cwd)
+            app, self._components = build_job_app(
+                entrypoint, self.settings, self.health, self.metrics, extra_routes, cwd=self.cwd
+            )
             register_job_metrics(self.scrape_registry, entrypoint)
         except BaseException as e:  # SystemExit from a job module counts as a failed load, too
             self.health.set_error(describe_failure(e))

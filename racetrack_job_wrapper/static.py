@@ -4,6 +4,7 @@ Paths are resolved once at start-up against the working directory. A directory i
 recursively and read at request time, so files added later are served too; a request can
 only ever open a regular file whose real path lies inside the directory.
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -26,16 +27,30 @@ DEFAULT_TYPE = 'application/octet-stream'
 CACHE_CONTROL = 'no-cache'  # files may change on disk: browsers revalidate with the ETag each time
 # Types the standard library's built-in table lacks or spells in an older way.
 _EXTRA_TYPES = {
-    '.md': 'text/markdown', '.markdown': 'text/markdown', '.yaml': 'application/yaml',
-    '.yml': 'application/yaml', '.js': 'text/javascript', '.mjs': 'text/javascript',
-    '.webp': 'image/webp', '.woff': 'font/woff', '.woff2': 'font/woff2', '.ico': 'image/x-icon',
-    '.toml': 'application/toml', '.ipynb': 'application/x-ipynb+json',
+    '.md': 'text/markdown',
+    '.markdown': 'text/markdown',
+    '.yaml': 'application/yaml',
+    '.yml': 'application/yaml',
+    '.js': 'text/javascript',
+    '.mjs': 'text/javascript',
+    '.webp': 'image/webp',
+    '.woff': 'font/woff',
+    '.woff2': 'font/woff2',
+    '.ico': 'image/x-icon',
+    '.toml': 'application/toml',
+    '.ipynb': 'application/x-ipynb+json',
 }
 # Non-`text/*` types whose content is text, so they carry a charset too.
-_TEXTUAL_TYPES = frozenset({
-    'application/yaml', 'application/x-yaml', 'application/xml', 'application/javascript',
-    'application/toml', 'image/svg+xml',
-})
+_TEXTUAL_TYPES = frozenset(
+    {
+        'application/yaml',
+        'application/x-yaml',
+        'application/xml',
+        'application/javascript',
+        'application/toml',
+        'image/svg+xml',
+    }
+)
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_BINARY', 0)
 
 
@@ -81,8 +96,9 @@ class StaticEndpoint:
     files: tuple[tuple[str, str], ...]  # (path under the API prefix, Content-Type)
 
 
-def static_endpoints(entries: Mapping[str, Any], cwd: Path, api_prefix: str, *,
-                     guesser: MimeGuesser | None = None) -> list[StaticEndpoint]:
+def static_endpoints(
+    entries: Mapping[str, Any], cwd: Path, api_prefix: str, *, guesser: MimeGuesser | None = None
+) -> list[StaticEndpoint]:
     """Routes for `static_endpoints()`: a file at an exact path, a directory under a prefix.
 
     Raises JobDefinitionError naming the endpoint when a value is malformed or its file is missing.
@@ -96,12 +112,16 @@ def static_endpoints(entries: Mapping[str, Any], cwd: Path, api_prefix: str, *,
         target = cwd / filename
         if target.is_dir():
             if mime_type:
-                logger.warning('static endpoint %s: the mime type %r is ignored for a directory; '
-                               'each file gets its own', path, mime_type)
+                logger.warning(
+                    'static endpoint %s: the mime type %r is ignored for a directory; each file gets its own',
+                    path,
+                    mime_type,
+                )
             directory = StaticDirectory(target, guesser)
             route = Route(f'{api_prefix}{path}/*', {'GET': directory.respond}, f'static endpoint {path}')
-            files = tuple((f'{path}/{name}', guesser.guess(name, warn=False))
-                          for name in directory.listing(MAX_LISTED_FILES))
+            files = tuple(
+                (f'{path}/{name}', guesser.guess(name, warn=False)) for name in directory.listing(MAX_LISTED_FILES)
+            )
             endpoints.append(StaticEndpoint(route, files))
             logger.info('static endpoint %s serves directory %s', path, target)
         elif target.is_file():
@@ -111,19 +131,25 @@ def static_endpoints(entries: Mapping[str, Any], cwd: Path, api_prefix: str, *,
             endpoints.append(StaticEndpoint(route, ((path, file.content_type),)))
             logger.info('static endpoint %s serves file %s (%s)', path, target, file.content_type)
         else:
-            raise JobDefinitionError(f'static endpoint {path}: file {filename!r} does not exist '
-                                     f'(relative to the working directory {cwd})')
+            raise JobDefinitionError(
+                f'static endpoint {path}: file {filename!r} does not exist (relative to the working directory {cwd})'
+            )
     return endpoints
 
 
 def _split_entry(path: str, value: Any) -> tuple[str, str | None]:
     if isinstance(value, (str, os.PathLike)):
         return os.fspath(value), None
-    if isinstance(value, (tuple, list)) and len(value) == 2 and isinstance(value[0], (str, os.PathLike)) \
-            and (value[1] is None or isinstance(value[1], str)):
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and isinstance(value[0], (str, os.PathLike))
+        and (value[1] is None or isinstance(value[1], str))
+    ):
         return os.fspath(value[0]), value[1] or None
-    raise JobDefinitionError(f'static endpoint {path}: expected a file name or a (file name, mime type) '
-                             f'tuple, got {value!r}')
+    raise JobDefinitionError(
+        f'static endpoint {path}: expected a file name or a (file name, mime type) tuple, got {value!r}'
+    )
 
 
 class StaticFile:
@@ -208,14 +234,16 @@ def file_response(request: Request, descriptor: int, content_type: str) -> Respo
         if not_modified(request, etag, int(info.st_mtime)):
             return Response(b'', 304, headers=headers)
         if request.method == 'HEAD':
-            return Response(status=200, content_type=content_type, headers=headers, stream=(),
-                            content_length=info.st_size)
+            return Response(
+                status=200, content_type=content_type, headers=headers, stream=(), content_length=info.st_size
+            )
         if os.get_blocking(descriptor) is False:
             os.set_blocking(descriptor, True)
         stream = FileStream(os.fdopen(descriptor, 'rb', buffering=0), info.st_size, request.path)
         descriptor = -1  # owned by the stream now
-        return Response(status=200, content_type=content_type, headers=headers, stream=stream,
-                        content_length=info.st_size)
+        return Response(
+            status=200, content_type=content_type, headers=headers, stream=stream, content_length=info.st_size
+        )
     finally:
         if descriptor >= 0:
             os.close(descriptor)

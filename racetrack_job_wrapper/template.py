@@ -12,6 +12,7 @@ Templates are Jinja2's, rendered by Jinja2 with its default settings as the exis
 implementation renders them. Jinja2 is a build-time tool, optional here: it is imported only
 by this command, and its absence is a clear error.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -35,8 +36,9 @@ class TemplateError(ValueError):
     """A template outside the supported syntax, or one that cannot be rendered; the message names the line."""
 
 
-def render_file(template_file: str, out_file: str, manifest_path: str = MANIFEST_FILENAME,
-                cwd: Path | None = None) -> None:
+def render_file(
+    template_file: str, out_file: str, manifest_path: str = MANIFEST_FILENAME, cwd: Path | None = None
+) -> None:
     """Render `template_file` into `out_file` with the manifest's values; paths are relative to `cwd`.
 
     Raises TemplateError (also when OUT_FILE cannot be written) or ManifestError (a missing or unusable manifest).
@@ -106,8 +108,7 @@ class ManifestFields:
 
     def get_jobtype_extra(self) -> Any:
         """`jobtype_extra`, or the first of its older names that is set."""
-        return next((self._values[name] for name in _JOBTYPE_EXTRA_FIELDS if self._values.get(name) is not None),
-                    None)
+        return next((self._values[name] for name in _JOBTYPE_EXTRA_FIELDS if self._values.get(name) is not None), None)
 
 
 def template_context(manifest: Mapping[str, Any], build_env: Mapping[str, str]) -> dict[str, Any]:
@@ -117,8 +118,7 @@ def template_context(manifest: Mapping[str, Any], build_env: Mapping[str, str]) 
         if isinstance(values.get(name), Mapping):
             values[name] = ManifestFields(values[name], known, defaults)
     fields = ManifestFields(values, sorted(MANIFEST_FIELDS), _MANIFEST_DEFAULTS)
-    return {'manifest': fields, 'manifest_jobtype_extra': fields.get_jobtype_extra() or {},
-            'env_vars': dict(build_env)}
+    return {'manifest': fields, 'manifest_jobtype_extra': fields.get_jobtype_extra() or {}, 'env_vars': dict(build_env)}
 
 
 def render(text: str, context: Mapping[str, Any], source: str = 'template') -> str:
@@ -126,8 +126,9 @@ def render(text: str, context: Mapping[str, Any], source: str = 'template') -> s
     try:
         import jinja2
     except ImportError:
-        raise TemplateError('the template command renders with Jinja2, which is not installed here; '
-                            'pip install Jinja2') from None
+        raise TemplateError(
+            'the template command renders with Jinja2, which is not installed here; pip install Jinja2'
+        ) from None
     try:
         template: jinja2.Template = jinja2.Template(text)  # Template.__new__ is typed as returning Any
         return template.render(**context)

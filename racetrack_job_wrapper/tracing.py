@@ -1,4 +1,5 @@
 """The trace of the request being served: tracing id, caller, W3C trace context, and which thread serves it."""
+
 from __future__ import annotations
 
 import contextvars
@@ -19,8 +20,16 @@ class RequestTrace:
 
     __slots__ = ('tracing_id', 'caller_name', 'traceparent', 'tracestate', 'method', 'path', 'started')
 
-    def __init__(self, tracing_id: str, caller_name: str | None = None, traceparent: str | None = None,
-                 tracestate: str | None = None, method: str = '', path: str = '', started: float = 0.0):
+    def __init__(
+        self,
+        tracing_id: str,
+        caller_name: str | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
+        method: str = '',
+        path: str = '',
+        started: float = 0.0,
+    ):
         self.tracing_id = tracing_id
         self.caller_name = caller_name
         self.traceparent = traceparent
@@ -36,7 +45,8 @@ class RequestTrace:
 # Module level, as the contextvars documentation asks: a variable created per server would leak
 # a slot in every context. It holds no state of its own; each request's context holds the value.
 CURRENT_TRACE: contextvars.ContextVar[RequestTrace | None] = contextvars.ContextVar(
-    'racetrack_request_trace', default=None)
+    'racetrack_request_trace', default=None
+)
 
 
 def current_trace() -> RequestTrace | None:
@@ -52,7 +62,7 @@ def new_tracing_id() -> str:
     return f'{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}'
 
 
-_UUID_MASK = ~((0xf000 << 64) | (0xc000 << 48)) & ((1 << 128) - 1)
+_UUID_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID_V4_BITS = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
 
 
@@ -74,9 +84,15 @@ class TraceReader:
                 tracestate = headers.get('tracestate')
             else:
                 traceparent = None  # the W3C rule: a malformed parent starts a new trace
-        return RequestTrace(headers.get(self.tracing_header) or new_tracing_id(),
-                            headers.get(self.caller_header), traceparent, tracestate,
-                            request.method, request.raw_path, time.monotonic())
+        return RequestTrace(
+            headers.get(self.tracing_header) or new_tracing_id(),
+            headers.get(self.caller_header),
+            traceparent,
+            tracestate,
+            request.method,
+            request.raw_path,
+            time.monotonic(),
+        )
 
 
 class ActiveRequests:

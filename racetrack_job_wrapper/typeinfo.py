@@ -6,6 +6,7 @@ string annotations of their fields resolved, `Required`/`NotRequired` read), and
 containers of `typing` and `collections.abc`. The JSON Schema builder and the converters ask the
 `TypeInfo` it returns what an annotation is, never `typing` itself.
 """
+
 from __future__ import annotations
 
 import collections.abc
@@ -20,8 +21,13 @@ from typing import Any, Literal, Union
 
 _NONE_TYPE = type(None)
 _UNION_TYPES = (Union, types.UnionType)
-_SEQUENCE_ORIGINS = (list, collections.abc.Sequence, collections.abc.MutableSequence,
-                     collections.abc.Iterable, collections.abc.Collection)
+_SEQUENCE_ORIGINS = (
+    list,
+    collections.abc.Sequence,
+    collections.abc.MutableSequence,
+    collections.abc.Iterable,
+    collections.abc.Collection,
+)
 _SET_ORIGINS = (set, frozenset, collections.abc.Set, collections.abc.MutableSet)
 _DICT_ORIGINS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
 
@@ -29,31 +35,41 @@ _DICT_ORIGINS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
 class Kind(enum.Enum):
     """The kinds of annotation the readers tell apart."""
 
-    ANY = 'any'              # no annotation, `Any` or `object`: any value goes
-    NONE = 'none'            # `None`
+    ANY = 'any'  # no annotation, `Any` or `object`: any value goes
+    NONE = 'none'  # `None`
     BOOL = 'bool'
     INT = 'int'
     FLOAT = 'float'
     STR = 'str'
-    BYTES = 'bytes'          # JSON has no bytes: the schema and the converters leave it unchecked
-    LITERAL = 'literal'      # `values`: the literal values
-    ENUM = 'enum'            # `values`: the members
-    UNION = 'union'          # `parts`: the members; `Optional[X]` is `X | None`
-    SEQUENCE = 'sequence'    # list, Sequence, Iterable, Collection, `tuple[X, ...]`: `item`, `container`
-    TUPLE = 'tuple'          # fixed length: `parts` are the item types, none for `tuple[()]`
-    SET = 'set'              # set, frozenset, AbstractSet: `item`, `container`
-    DICT = 'dict'            # dict, Mapping: `key`, `value`
+    BYTES = 'bytes'  # JSON has no bytes: the schema and the converters leave it unchecked
+    LITERAL = 'literal'  # `values`: the literal values
+    ENUM = 'enum'  # `values`: the members
+    UNION = 'union'  # `parts`: the members; `Optional[X]` is `X | None`
+    SEQUENCE = 'sequence'  # list, Sequence, Iterable, Collection, `tuple[X, ...]`: `item`, `container`
+    TUPLE = 'tuple'  # fixed length: `parts` are the item types, none for `tuple[()]`
+    SET = 'set'  # set, frozenset, AbstractSet: `item`, `container`
+    DICT = 'dict'  # dict, Mapping: `key`, `value`
     DATACLASS = 'dataclass'  # `fields`
     TYPEDDICT = 'typeddict'  # `fields`
-    UNKNOWN = 'unknown'      # any other class, an unresolved forward reference, a TypeVar: not checked
+    UNKNOWN = 'unknown'  # any other class, an unresolved forward reference, a TypeVar: not checked
 
 
 # The JSON Schema names of the scalar kinds.
 JSON_TYPE_NAMES: dict[Kind, str] = {
-    Kind.NONE: 'null', Kind.BOOL: 'boolean', Kind.INT: 'integer', Kind.FLOAT: 'number', Kind.STR: 'string'}
+    Kind.NONE: 'null',
+    Kind.BOOL: 'boolean',
+    Kind.INT: 'integer',
+    Kind.FLOAT: 'number',
+    Kind.STR: 'string',
+}
 _SCALARS: tuple[tuple[Any, Kind], ...] = (
-    (_NONE_TYPE, Kind.NONE), (bool, Kind.BOOL), (int, Kind.INT), (float, Kind.FLOAT), (str, Kind.STR),
-    (bytes, Kind.BYTES))
+    (_NONE_TYPE, Kind.NONE),
+    (bool, Kind.BOOL),
+    (int, Kind.INT),
+    (float, Kind.FLOAT),
+    (str, Kind.STR),
+    (bytes, Kind.BYTES),
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -168,8 +184,7 @@ def _classify(annotation: Any) -> TypeInfo:
     if base is tuple:
         # A bare `tuple` or `typing.Tuple` has no `__args__`; `tuple[()]` has empty ones.
         if not hasattr(annotation, '__args__') or (len(args) == 2 and args[1] is Ellipsis):
-            return TypeInfo(Kind.SEQUENCE, annotation, parts=(classify(args[0] if args else Any),),
-                            container=tuple)
+            return TypeInfo(Kind.SEQUENCE, annotation, parts=(classify(args[0] if args else Any),), container=tuple)
         return TypeInfo(Kind.TUPLE, annotation, parts=tuple(classify(item) for item in args))
     if base in _SET_ORIGINS:
         # The immutable set annotations become frozensets, as pydantic has it.
@@ -207,8 +222,11 @@ def _class_hints(cls: type) -> dict[str, Any]:
         # With extras: Annotated is stripped where read, and a TypedDict's NotRequired[...] stays visible.
         return typing.get_type_hints(cls, include_extras=True)
     except Exception:  # noqa: BLE001 -- an unresolvable forward reference raises what its evaluation raises
-        return {name: value for klass in reversed(cls.__mro__)
-                for name, value in getattr(klass, '__annotations__', {}).items()}
+        return {
+            name: value
+            for klass in reversed(cls.__mro__)
+            for name, value in getattr(klass, '__annotations__', {}).items()
+        }
 
 
 def _dataclass_fields(cls: type) -> tuple[FieldInfo, ...]:
@@ -217,9 +235,16 @@ def _dataclass_fields(cls: type) -> tuple[FieldInfo, ...]:
     for field in dataclasses.fields(cls):
         has_default = field.default is not dataclasses.MISSING
         required = field.init and not has_default and field.default_factory is dataclasses.MISSING
-        fields.append(FieldInfo(field.name, hints.get(field.name, field.type), required=required,
-                                has_default=has_default, default=field.default if has_default else None,
-                                init=field.init))
+        fields.append(
+            FieldInfo(
+                field.name,
+                hints.get(field.name, field.type),
+                required=required,
+                has_default=has_default,
+                default=field.default if has_default else None,
+                init=field.init,
+            )
+        )
     return tuple(fields)
 
 

@@ -16,6 +16,7 @@ it): `path` and `raw_path` are the whole request path as it arrived, `root_path`
 to and including `/api/v1/webview` (with the prefix and version the request named, or bare at
 the root), so a FastAPI app routes on `/` and its links carry the prefix the request used.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -38,8 +39,19 @@ logger = logging.getLogger(__name__)
 MOUNT = '/webview'
 METHODS = ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')
 # Connection-level headers belong to the server, never to the app (PEP 3333, "Other HTTP Features").
-_HOP_BY_HOP = frozenset({'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te',
-                         'trailers', 'transfer-encoding', 'upgrade', 'content-length'})
+_HOP_BY_HOP = frozenset(
+    {
+        'connection',
+        'keep-alive',
+        'proxy-authenticate',
+        'proxy-authorization',
+        'te',
+        'trailers',
+        'transfer-encoding',
+        'upgrade',
+        'content-length',
+    }
+)
 # The request body reaches the app de-chunked and whole, so these request headers no longer describe it.
 _CONSUMED_REQUEST_HEADERS = frozenset({'content-type', 'content-length', 'transfer-encoding'})
 
@@ -85,8 +97,15 @@ def create_webview_app(entrypoint: Any, base_url: str) -> Any:
     return app
 
 
-def webview_routes(app: Any, base_url: str, api_prefix: str, *, static_dir: Any = None,
-                   async_runner: AsyncRunner | None = None, guesser: MimeGuesser | None = None) -> list[Route]:
+def webview_routes(
+    app: Any,
+    base_url: str,
+    api_prefix: str,
+    *,
+    static_dir: Any = None,
+    async_runner: AsyncRunner | None = None,
+    guesser: MimeGuesser | None = None,
+) -> list[Route]:
     """Routes mounting `app` at `{api_prefix}/webview/`, its redirect, and `static_dir` (if a directory)."""
     mount = api_prefix + MOUNT
     if is_asgi(app):
@@ -169,6 +188,7 @@ class _LogStream(io.TextIOBase):
 
 # -- WSGI ---------------------------------------------------------------------------------------
 
+
 def build_environ(request: Request, path_info: str) -> dict[str, Any]:
     """A PEP 3333 environ for `request`, shaped like wsgiref's, with PATH_INFO `path_info` and no SCRIPT_NAME."""
     server_name, server_port = _server(request)
@@ -217,8 +237,9 @@ class _WSGIExchange:
         self.written: list[bytes] = []
         self.headers_sent = False
 
-    def start_response(self, status: str, headers: list[tuple[str, str]],
-                       exc_info: Any = None) -> Callable[[bytes], None]:
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
         if exc_info:
             try:
                 if self.headers_sent:
@@ -297,8 +318,10 @@ class WSGIBridge:
             if inspect.isawaitable(result):
                 getattr(result, 'close', lambda: None)()  # an unawaited coroutine would warn
                 result = None
-                raise TypeError('the webview app returned an awaitable when called as WSGI; '
-                                'to serve an ASGI app, return ASGIApp(app) from webview_app()')
+                raise TypeError(
+                    'the webview app returned an awaitable when called as WSGI; '
+                    'to serve an ASGI app, return ASGIApp(app) from webview_app()'
+                )
             iterator = iter(result)
             first = _first_chunk(iterator)
             if exchange.status is None:
@@ -314,8 +337,9 @@ class WSGIBridge:
             body = b''.join(head)
             return Response(body, exchange.status, headers=exchange.headers)
         stream = _WSGIStream(head, iterator if first is not None else iter(()), result, request)
-        return Response(status=exchange.status, headers=exchange.headers, stream=stream,
-                        content_length=exchange.content_length)
+        return Response(
+            status=exchange.status, headers=exchange.headers, stream=stream, content_length=exchange.content_length
+        )
 
 
 def _first_chunk(iterator: Iterator[Any]) -> bytes | None:
@@ -349,8 +373,11 @@ class _WSGIStream:
                 logger.exception('webview app failed while streaming %s; closing the connection', self._label)
                 raise _Aborted(str(e)) from e
             if not isinstance(chunk, bytes):
-                logger.error('webview app yielded %s while streaming %s; WSGI bodies are bytes',
-                             type(chunk).__name__, self._label)
+                logger.error(
+                    'webview app yielded %s while streaming %s; WSGI bodies are bytes',
+                    type(chunk).__name__,
+                    self._label,
+                )
                 raise _Aborted('non-bytes chunk')
             yield chunk
 
@@ -361,6 +388,7 @@ class _WSGIStream:
 
 # -- ASGI ---------------------------------------------------------------------------------------
 
+
 def build_scope(request: Request, mount: str) -> dict[str, Any]:
     """An ASGI 3 `http` scope for `request` to an app mounted at `mount` (`/api/v1/webview`).
 
@@ -369,9 +397,11 @@ def build_scope(request: Request, mount: str) -> dict[str, Any]:
     """
     server_name, server_port = _server(request)
     version = request.http_version.removeprefix('HTTP/')
-    headers = [(name.lower().encode('latin-1'), value.encode('latin-1'))
-               for name, value in request.headers.items()
-               if name.lower() != 'transfer-encoding']  # the body arrives de-chunked
+    headers = [
+        (name.lower().encode('latin-1'), value.encode('latin-1'))
+        for name, value in request.headers.items()
+        if name.lower() != 'transfer-encoding'
+    ]  # the body arrives de-chunked
     return {
         'type': 'http',
         'asgi': {'version': '3.0', 'spec_version': '2.3'},
@@ -410,6 +440,7 @@ class _ASGIChannel:
 
     async def run(self, app: Callable[..., Any], scope: dict[str, Any]) -> None:
         import asyncio  # only ASGI webviews pay for the import
+
         self._loop = asyncio.get_running_loop()
         self._finished = self._loop.create_future()
         try:
@@ -497,8 +528,9 @@ class ASGIBridge:
             body = _asgi_body(first)
         except Exception as e:
             channel.close()
-            logger.error('webview app failed on %s %s', request.method, request.raw_path,
-                         exc_info=(type(e), e, e.__traceback__))
+            logger.error(
+                'webview app failed on %s %s', request.method, request.raw_path, exc_info=(type(e), e, e.__traceback__)
+            )
             return error_response(500, str(e), type(e).__name__)  # the message alone, as every 500
         if not first.get('more_body', False):
             channel.finish()
@@ -523,8 +555,9 @@ def _parse_asgi_start(message: dict[str, Any]) -> tuple[int, list[tuple[str, str
     status = message.get('status')
     if not isinstance(status, int) or not 100 <= status <= 999:
         raise ValueError(f'ASGI status must be an int, got {status!r}')
-    headers = [(bytes(name).decode('latin-1'), bytes(value).decode('latin-1'))
-               for name, value in message.get('headers') or ()]
+    headers = [
+        (bytes(name).decode('latin-1'), bytes(value).decode('latin-1')) for name, value in message.get('headers') or ()
+    ]
     return (status, *_response_headers(headers, 'ASGI'))
 
 
@@ -550,8 +583,11 @@ class _ASGIStream:
             message, error = self._channel.next_message()
             if message == _DONE:
                 if error is not None:
-                    logger.error('webview app failed while streaming %s; closing the connection', self._label,
-                                 exc_info=(type(error), error, error.__traceback__))
+                    logger.error(
+                        'webview app failed while streaming %s; closing the connection',
+                        self._label,
+                        exc_info=(type(error), error, error.__traceback__),
+                    )
                     raise _Aborted(str(error))
                 logger.error('webview app returned mid-body while streaming %s', self._label)
                 raise _Aborted('incomplete body')

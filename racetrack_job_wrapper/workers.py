@@ -9,6 +9,7 @@ Metrics of all workers add up through prometheus_client's multiprocess mode: eve
 writes its values to files in one directory (PROMETHEUS_MULTIPROC_DIR), and `/metrics`,
 whichever worker answers it, reads them all.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,9 +38,9 @@ _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # Passed on to every worker (SIGUSR1: log a thread dump) instead of ending the supervisor.
 _FORWARDED_SIGNALS = {signal.SIGUSR1} if hasattr(signal, 'SIGUSR1') else set()
 _POLL_SECONDS = 0.1
-_EARLY_DEATH_SECONDS = 5.0   # a worker that dies sooner than this after its start delays the next restart
+_EARLY_DEATH_SECONDS = 5.0  # a worker that dies sooner than this after its start delays the next restart
 _MAX_RESTART_DELAY = 10.0
-_KILL_AFTER_GRACE = 5.0      # seconds past the grace period before a worker that still runs is killed
+_KILL_AFTER_GRACE = 5.0  # seconds past the grace period before a worker that still runs is killed
 
 
 class Worker(Protocol):
@@ -112,8 +113,14 @@ class Supervisor:
     Runs in the main thread of a process with no other threads (forking copies only the caller).
     """
 
-    def __init__(self, make_worker: WorkerFactory, listener: socket.socket, count: int,
-                 grace_period: float, metrics_dir: MetricsDirectory):
+    def __init__(
+        self,
+        make_worker: WorkerFactory,
+        listener: socket.socket,
+        count: int,
+        grace_period: float,
+        metrics_dir: MetricsDirectory,
+    ):
         self._make_worker = make_worker
         self._listener = listener
         self._count = count
@@ -121,7 +128,7 @@ class Supervisor:
         self._metrics_dir = metrics_dir
         self._pid = os.getpid()
         self._children: dict[int, tuple[int, float]] = {}  # pid -> (slot, started at)
-        self._restarts: dict[int, float] = {}              # slot -> when to start it again
+        self._restarts: dict[int, float] = {}  # slot -> when to start it again
         self._early_deaths = [0] * count
         self._stop_signal: int | None = None
         self._deadline = 0.0
@@ -162,8 +169,9 @@ class Supervisor:
             _signal(pid, signum)
 
     def _begin_stop(self) -> None:
-        logger.info('shutting down: draining %d worker(s) (grace period %.0fs)',
-                    len(self._children), self._grace_period)
+        logger.info(
+            'shutting down: draining %d worker(s) (grace period %.0fs)', len(self._children), self._grace_period
+        )
         self._deadline = time.monotonic() + self._grace_period + _KILL_AFTER_GRACE
         self._listener.close()  # with the workers' copies closed too, the kernel refuses new connections
         self._restarts.clear()
@@ -171,8 +179,11 @@ class Supervisor:
             _signal(pid, signal.SIGTERM)
 
     def _kill_remaining(self) -> None:
-        logger.error('%d worker(s) still running %.0fs after the grace period; killing them',
-                     len(self._children), _KILL_AFTER_GRACE)
+        logger.error(
+            '%d worker(s) still running %.0fs after the grace period; killing them',
+            len(self._children),
+            _KILL_AFTER_GRACE,
+        )
         self._clean = False
         self._killed = True
         for pid in self._children:
@@ -197,8 +208,14 @@ class Supervisor:
                 continue
             lived = time.monotonic() - started
             delay = self._schedule_restart(slot, early=lived < _EARLY_DEATH_SECONDS)
-            logger.error('worker %d (pid %d) ended with %s after %.1fs; starting a new one%s', slot, pid,
-                         _describe_exit(code), lived, f' in {delay:.1f}s' if delay else '')
+            logger.error(
+                'worker %d (pid %d) ended with %s after %.1fs; starting a new one%s',
+                slot,
+                pid,
+                _describe_exit(code),
+                lived,
+                f' in {delay:.1f}s' if delay else '',
+            )
 
     def _schedule_restart(self, slot: int, early: bool) -> float:
         """Restart a slot at once, or after a delay that doubles while its workers keep dying early."""
@@ -232,8 +249,13 @@ class Supervisor:
         logger.info('worker %d started (pid %d)', slot, pid)
 
 
-def _run_worker(make_worker: WorkerFactory, listener: socket.socket, metrics_dir: MetricsDirectory,
-                parent: int, mask: set[int | signal.Signals]) -> None:
+def _run_worker(
+    make_worker: WorkerFactory,
+    listener: socket.socket,
+    metrics_dir: MetricsDirectory,
+    parent: int,
+    mask: set[int | signal.Signals],
+) -> None:
     """The body of a forked worker process; never returns."""
     code = 1
     try:

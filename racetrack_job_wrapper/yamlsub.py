@@ -6,6 +6,7 @@ are booleans, ``010`` is octal, ``1e3`` is a string, ``2024-01-01`` is a ``datet
 Everything outside the subset (anchors, aliases, tags, directives, complex keys, merge keys,
 several documents, tabs used as whitespace) raises ``YamlSubsetError`` instead of being guessed.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -36,35 +37,59 @@ def load(text: str) -> Any:
 _NULLS = frozenset({'~', 'null', 'Null', 'NULL'})
 _TRUES = frozenset({'yes', 'Yes', 'YES', 'true', 'True', 'TRUE', 'on', 'On', 'ON'})
 _FALSES = frozenset({'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF'})
-_INT = re.compile(r'''
+_INT = re.compile(
+    r"""
       [-+]?0b[01_]+                       # binary
     | [-+]?0[0-7_]+                       # octal (leading zero)
     | [-+]?(?:0|[1-9][0-9_]*)             # decimal
     | [-+]?0x[0-9a-fA-F_]+                # hexadecimal
     | [-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+  # base 60
-    ''', re.VERBOSE)
-_FLOAT = re.compile(r'''
+    """,
+    re.VERBOSE,
+)
+_FLOAT = re.compile(
+    r"""
       [-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?   # exponent needs a sign in YAML 1.1
     | \.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
     | [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*    # base 60
     | [-+]?\.(?:inf|Inf|INF)
     | \.(?:nan|NaN|NAN)
-    ''', re.VERBOSE)
-_TIMESTAMP = re.compile(r'''
+    """,
+    re.VERBOSE,
+)
+_TIMESTAMP = re.compile(
+    r"""
     (?P<year>[0-9]{4})-(?P<month>[0-9]{1,2})-(?P<day>[0-9]{1,2})
     (?:(?:[Tt]|[ \t]+)
        (?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})
        (?:\.(?P<fraction>[0-9]*))?
        (?:[ \t]*(?P<tz>Z|(?P<tz_sign>[-+])(?P<tz_hour>[0-9]{1,2})(?::(?P<tz_minute>[0-9]{2}))?))?
     )?
-    ''', re.VERBOSE)
+    """,
+    re.VERBOSE,
+)
 # A date alone must be written with two-digit month and day; only full timestamps allow one.
 _DATE_ONLY = re.compile(r'[0-9]{4}-[0-9]{2}-[0-9]{2}')
 
 _ESCAPES = {
-    '0': '\0', 'a': '\x07', 'b': '\x08', 't': '\t', '\t': '\t', 'n': '\n', 'v': '\x0b',
-    'f': '\x0c', 'r': '\r', 'e': '\x1b', ' ': ' ', '"': '"', '/': '/', '\\': '\\',
-    'N': '\x85', '_': '\xa0', 'L': '\u2028', 'P': '\u2029',
+    '0': '\0',
+    'a': '\x07',
+    'b': '\x08',
+    't': '\t',
+    '\t': '\t',
+    'n': '\n',
+    'v': '\x0b',
+    'f': '\x0c',
+    'r': '\r',
+    'e': '\x1b',
+    ' ': ' ',
+    '"': '"',
+    '/': '/',
+    '\\': '\\',
+    'N': '\x85',
+    '_': '\xa0',
+    'L': '\u2028',
+    'P': '\u2029',
 }
 _HEX_ESCAPES = {'x': 2, 'u': 4, 'U': 8}
 _HEX_DIGITS = frozenset('0123456789abcdefABCDEF')
@@ -82,8 +107,14 @@ _FLOW_INDICATORS = frozenset(',[]{}')
 def _is_printable(ch: str) -> bool:
     """Tell whether YAML allows the character in a stream (tab and line feed included)."""
     code = ord(ch)
-    return (ch in '\t\n' or 0x20 <= code <= 0x7E or code == 0x85 or 0xA0 <= code <= 0xD7FF
-            or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF)
+    return (
+        ch in '\t\n'
+        or 0x20 <= code <= 0x7E
+        or code == 0x85
+        or 0xA0 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
 
 
 def _resolve_plain(value: str, parser: _Parser, start: int) -> Any:
@@ -156,13 +187,20 @@ def _construct_timestamp(match: re.Match[str], parser: _Parser, start: int) -> d
         fraction = (match['fraction'] or '')[:6].ljust(6, '0')
         tzinfo = None
         if match['tz_sign']:
-            delta = datetime.timedelta(hours=int(match['tz_hour']),
-                                       minutes=int(match['tz_minute'] or 0))
+            delta = datetime.timedelta(hours=int(match['tz_hour']), minutes=int(match['tz_minute'] or 0))
             tzinfo = datetime.timezone(-delta if match['tz_sign'] == '-' else delta)
         elif match['tz']:
             tzinfo = datetime.UTC
-        return datetime.datetime(year, month, day, int(match['hour']), int(match['minute']),
-                                 int(match['second']), int(fraction), tzinfo=tzinfo)
+        return datetime.datetime(
+            year,
+            month,
+            day,
+            int(match['hour']),
+            int(match['minute']),
+            int(match['second']),
+            int(fraction),
+            tzinfo=tzinfo,
+        )
     except ValueError as exc:
         raise parser.error(f'invalid date or time {match.group(0)!r}: {exc}', start) from None
 
@@ -205,16 +243,14 @@ class _Parser:
         return ch in ('', ' ', '\t', '\n')
 
     def _at_document_marker(self) -> bool:
-        return (self.column() == 0 and self.text.startswith(('---', '...'), self.pos)
-                and self._is_blank(self.peek(3)))
+        return self.column() == 0 and self.text.startswith(('---', '...'), self.pos) and self._is_blank(self.peek(3))
 
     def _at_sequence_entry(self) -> bool:
         return self.peek() == '-' and self._is_blank(self.peek(1))
 
     def _reject_tab(self) -> None:
         if self.peek() == '\t':
-            raise self.error('tab characters are not allowed as indentation or separators;'
-                             ' use spaces')
+            raise self.error('tab characters are not allowed as indentation or separators; use spaces')
 
     def _skip_spaces(self) -> None:
         while self.peek() == ' ':
@@ -251,7 +287,7 @@ class _Parser:
         if self.peek() in ('', '\n'):
             return
         line_start = self.line_starts[bisect.bisect_right(self.line_starts, self.pos) - 1]
-        if self.text[line_start:self.pos].strip(' '):
+        if self.text[line_start : self.pos].strip(' '):
             if self.peek() == ':':
                 raise self.error('mapping values are not allowed here')
             raise self.error('unexpected content after a value')
@@ -313,8 +349,7 @@ class _Parser:
             value = self._parse_flow_collection()
             self._skip_spaces()
             if self.peek() == ':' and self._is_blank(self.peek(1)):
-                raise self.error('complex mapping keys (collections as keys) are not supported',
-                                 start)
+                raise self.error('complex mapping keys (collections as keys) are not supported', start)
             return value
         if ch in '\'"':
             return self._scan_quoted()
@@ -366,8 +401,7 @@ class _Parser:
             if self.column() > indent:
                 raise self.error('bad indentation of a mapping entry')
             if self._at_sequence_entry():
-                raise self.error('a sequence entry cannot follow mapping entries at the same'
-                                 ' indentation')
+                raise self.error('a sequence entry cannot follow mapping entries at the same indentation')
 
     def _parse_key(self) -> Any:
         """Parse a single-line block mapping key at the cursor."""
@@ -377,7 +411,7 @@ class _Parser:
             raise self.error('complex mapping keys (?) are not supported')
         if ch in ('[', '{'):
             raise self.error('complex mapping keys (collections as keys) are not supported')
-        if ch in ('\'', '"'):
+        if ch in ("'", '"'):
             line = self._line_of(self.pos)
             key = self._scan_quoted()
             if self._line_of(self.pos) != line:
@@ -446,7 +480,7 @@ class _Parser:
             if self.pos == start:
                 break
             chunks.append(pending)
-            chunks.append(self.text[start:self.pos])
+            chunks.append(self.text[start : self.pos])
             spaces = self._scan_plain_spaces(single_line)
             if spaces is None or (not flow and self.column() <= parent_indent):
                 break
@@ -460,7 +494,7 @@ class _Parser:
             self.pos += 1
         self._reject_tab()
         if self.peek() != '\n':
-            return self.text[start:self.pos] if self.pos > start else None
+            return self.text[start : self.pos] if self.pos > start else None
         if single_line:
             return None
         breaks = 0
@@ -508,7 +542,7 @@ class _Parser:
             return _ESCAPES[code]
         if code in _HEX_ESCAPES:
             width = _HEX_ESCAPES[code]
-            digits = self.text[self.pos + 2:self.pos + 2 + width]
+            digits = self.text[self.pos + 2 : self.pos + 2 + width]
             if len(digits) != width or not set(digits) <= _HEX_DIGITS:
                 raise self.error(f'expected {width} hexadecimal digits after \\{code}', start)
             self.pos += 2 + width
@@ -525,7 +559,7 @@ class _Parser:
         while self.peek() in (' ', '\t'):
             self.pos += 1
         if self.peek() != '\n':
-            return self.text[begin:self.pos]
+            return self.text[begin : self.pos]
         self.pos += 1
         breaks = self._skip_quoted_breaks(start)
         return '\n' * breaks if breaks else ' '
@@ -561,8 +595,10 @@ class _Parser:
                 break
             self.pos += 1
         if not self._is_blank(self.peek()):
-            raise self.error('expected a chomping (+ -) or indentation (1-9) indicator, a space'
-                             ' or a line break after a block scalar indicator')
+            raise self.error(
+                'expected a chomping (+ -) or indentation (1-9) indicator, a space'
+                ' or a line break after a block scalar indicator'
+            )
         self._skip_spaces()
         self._skip_comment()
         if self.peek() not in ('', '\n'):
@@ -583,7 +619,7 @@ class _Parser:
             leading_non_space = self.peek() not in ' \t'
             end = self.text.find('\n', self.pos)
             end = len(self.text) if end == -1 else end
-            chunks.append(self.text[self.pos:end])
+            chunks.append(self.text[self.pos : end])
             self.pos = end
             line_break = ''
             if self.peek() == '\n':
@@ -670,8 +706,7 @@ class _Parser:
                 raise self.error("a key and its ':' must be on the same line", entry_start)
             if has_value:
                 if not is_mapping and isinstance(key, (list, dict)):
-                    raise self.error('complex mapping keys (collections as keys) are not'
-                                     ' supported', entry_start)
+                    raise self.error('complex mapping keys (collections as keys) are not supported', entry_start)
                 self.pos += 1
                 self._skip_to_content(in_flow=True)
                 if self.peek() not in (',', close):

@@ -2,6 +2,7 @@
 
 No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time.
 """
+
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel

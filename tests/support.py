@@ -1,4 +1,5 @@
 """Test support: real servers on 127.0.0.1, free ports, stopped by each test; a small HTTP client."""
+
 from __future__ import annotations
 
 import http.client
@@ -53,8 +54,14 @@ class JobClient:
         self.base_url = f'http://{host}:{port}'
         self._connection: http.client.HTTPConnection | None = None
 
-    def request(self, method: str, path: str, body: bytes | str | None = None,
-                headers: Mapping[str, str] | None = None, json_body: Any = None) -> ClientResponse:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+    ) -> ClientResponse:
         """Send one request and read the whole response."""
         headers = dict(headers or {})
         if json_body is not None:
@@ -124,18 +131,39 @@ class RunningJob:
 class ServerTestCase(unittest.TestCase):
     """Starts job servers on 127.0.0.1 with fresh metric registries; every one is stopped after the test."""
 
-    def serve(self, job: Any, manifest: Mapping[str, Any] | None = None, *, wait: bool = True,
-              environ: Mapping[str, str] | None = None, cwd: Path | None = None, **limits: Any) -> JobClient:
+    def serve(
+        self,
+        job: Any,
+        manifest: Mapping[str, Any] | None = None,
+        *,
+        wait: bool = True,
+        environ: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        **limits: Any,
+    ) -> JobClient:
         """Serve `job` (a class, an instance, or a zero-argument loader) and return a client."""
         return self.start(job, manifest, wait=wait, environ=environ, cwd=cwd, **limits).client()
 
-    def start(self, job: Any, manifest: Mapping[str, Any] | None = None, *, wait: bool = True,
-              environ: Mapping[str, str] | None = None, cwd: Path | None = None, **limits: Any) -> RunningJob:
+    def start(
+        self,
+        job: Any,
+        manifest: Mapping[str, Any] | None = None,
+        *,
+        wait: bool = True,
+        environ: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        **limits: Any,
+    ) -> RunningJob:
         """Serve `job` and return the running server; `cwd` stands in for the working directory."""
         settings = apply_options(JobSettings.from_manifest(dict(manifest or {}), environ or {}), limits)
         load: Callable[[], Any] = job if callable(job) and not hasattr(job, 'perform') else (lambda: job)
-        runner = JobRunner(load, settings, registry=CollectorRegistry(), cwd=cwd,
-                           observability=ObservabilitySettings.from_environ(environ or {}))
+        runner = JobRunner(
+            load,
+            settings,
+            registry=CollectorRegistry(),
+            cwd=cwd,
+            observability=ObservabilitySettings.from_environ(environ or {}),
+        )
         runner.bind('127.0.0.1', 0)
         result: dict[str, int] = {}
         thread = threading.Thread(target=lambda: result.setdefault('code', runner.run_forever()), daemon=True)
@@ -159,7 +187,11 @@ class ProcessJob:
         self.output = ''
         self.process = subprocess.Popen(
             [sys.executable, '-m', 'racetrack_job_wrapper', *args, '--host', '127.0.0.1', '--port', str(self.port)],
-            cwd=cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=cwd,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         self._clients: list[JobClient] = []
 
     def wait_listening(self, timeout: float = 20.0) -> None:
@@ -276,7 +308,7 @@ class RawConnection:
                 raise EOFError(f'connection closed; received {bytes(self._buffer)!r}')
         end = self._buffer.index(b'\r\n\r\n')
         head = bytes(self._buffer[:end])
-        del self._buffer[:end + 4]
+        del self._buffer[: end + 4]
         status_line, *lines = head.decode('latin-1').split('\r\n')
         raw = [tuple(part.strip() for part in line.split(':', 1)) for line in lines]
         headers = {name.lower(): value for name, value in raw}

@@ -1,4 +1,5 @@
 """The app without a socket: `App.handle(Request(...))` for routing, errors, redirects, access control and CORS."""
+
 import json
 import unittest
 from contextlib import nullcontext
@@ -36,8 +37,9 @@ def body_of(response: Response) -> Any:
 
 class AppTest(unittest.TestCase):
     def setUp(self) -> None:
-        settings = JobSettings(name='adder', version='1.0', auth_tokens=('secret',),
-                               public_endpoints=('/api/v1/perform',))
+        settings = JobSettings(
+            name='adder', version='1.0', auth_tokens=('secret',), public_endpoints=('/api/v1/perform',)
+        )
         health = HealthState()
         health.set_ready()
         self.app, components = build_job_app(Job(), settings, health, JobMetrics(CollectorRegistry()))
@@ -68,8 +70,12 @@ class AppTest(unittest.TestCase):
         self.assertIsNone(request.rejected)
 
     def test_the_route_that_matched_is_on_the_request(self) -> None:
-        request = Request('POST', '/pub/job/adder/1.0/api/v1/perform', body=b'{"numbers": [1]}',
-                          raw_path='/pub/job/adder/1.0/api/v1/perform')
+        request = Request(
+            'POST',
+            '/pub/job/adder/1.0/api/v1/perform',
+            body=b'{"numbers": [1]}',
+            raw_path='/pub/job/adder/1.0/api/v1/perform',
+        )
         self.assertEqual(self.app.handle(request).status, 200)
         self.assertEqual((request.base_path, request.path), ('/pub/job/adder/1.0', '/api/v1/perform'))
         self.assertIsNotNone(request.route)
@@ -77,8 +83,11 @@ class AppTest(unittest.TestCase):
 
     def test_redirects(self) -> None:
         auth = {'X-Racetrack-Auth': 'secret'}
-        cases = [('/pub/job/adder/1.0', '/pub/job/adder/1.0/'), ('/', '/pub/job/adder/1.0/docs'),
-                 ('/api/v1/parameters/?a=1', '/api/v1/parameters?a=1')]
+        cases = [
+            ('/pub/job/adder/1.0', '/pub/job/adder/1.0/'),
+            ('/', '/pub/job/adder/1.0/docs'),
+            ('/api/v1/parameters/?a=1', '/api/v1/parameters?a=1'),
+        ]
         for path, location in cases:
             with self.subTest(path=path):
                 response = handle(self.app, 'GET', path, headers=auth)

@@ -1,4 +1,5 @@
 """The package's shape: imports between its modules form no cycle, and the lower layers import no upper one."""
+
 import ast
 import unittest
 from pathlib import Path
@@ -29,8 +30,11 @@ def module_imports() -> dict[str, set[str]]:
                 else:
                     imported.update(alias.name for alias in node.names)
             elif isinstance(node, ast.Import):
-                imported.update(alias.name.removeprefix(PACKAGE + '.') for alias in node.names
-                                if alias.name.startswith(PACKAGE + '.'))
+                imported.update(
+                    alias.name.removeprefix(PACKAGE + '.')
+                    for alias in node.names
+                    if alias.name.startswith(PACKAGE + '.')
+                )
         graph[name] = imported - {name}
     return graph
 
@@ -42,7 +46,7 @@ class ArchitectureTest(unittest.TestCase):
 
         def visit(module: str, path: list[str]) -> None:
             if module in path:
-                self.fail('import cycle: ' + ' -> '.join(path[path.index(module):] + [module]))
+                self.fail('import cycle: ' + ' -> '.join(path[path.index(module) :] + [module]))
             if module in done:
                 return
             for target in sorted(graph.get(module, ())):

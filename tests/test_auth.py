@@ -1,4 +1,5 @@
 """Access control with JOB_AUTH_TOKENS over real sockets: tokens, exempt paths, and paths that try to slip past."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,11 @@ from tests.support import ServerTestCase, raw_exchange
 
 TOKENS = {'JOB_AUTH_TOKENS': ' alpha-1 , Beta_2 '}
 MANIFEST = {'name': 'guarded', 'version': '1.0.0', 'public_endpoints': ['/api/v1/open']}
-MISSING = {'error': 'authentication required: send one of the tokens of JOB_AUTH_TOKENS in the'
-                    ' X-Racetrack-Auth header or as "Authorization: Bearer <token>"', 'type': 'Unauthorized'}
+MISSING = {
+    'error': 'authentication required: send one of the tokens of JOB_AUTH_TOKENS in the'
+    ' X-Racetrack-Auth header or as "Authorization: Bearer <token>"',
+    'type': 'Unauthorized',
+}
 INVALID = {'error': 'the authentication token is not valid for this job', 'type': 'Unauthorized'}
 GOOD = {'X-Racetrack-Auth': 'alpha-1'}
 
@@ -60,8 +64,13 @@ class TokenTest(ServerTestCase):
             self.assertUnauthorized(self.client.post('/api/v1/perform', headers={'X-Racetrack-Auth': token}), INVALID)
 
     def test_every_configured_token_passes_in_either_header(self):
-        for headers in (GOOD, {'X-Racetrack-Auth': 'Beta_2'}, {'Authorization': 'Bearer alpha-1'},
-                        {'Authorization': 'bearer Beta_2'}, {'x-racetrack-auth': ' alpha-1 '}):
+        for headers in (
+            GOOD,
+            {'X-Racetrack-Auth': 'Beta_2'},
+            {'Authorization': 'Bearer alpha-1'},
+            {'Authorization': 'bearer Beta_2'},
+            {'x-racetrack-auth': ' alpha-1 '},
+        ):
             response = self.client.post('/api/v1/perform', headers=headers)
             self.assertEqual((response.status, response.json()), (200, 'performed'), headers)
 
@@ -71,9 +80,12 @@ class TokenTest(ServerTestCase):
 
     def test_two_headers_cannot_carry_a_good_and_a_bad_token(self):
         # Repeated fields are combined, so the value is 'alpha-1, wrong' and matches nothing.
-        reply = raw_exchange(self.client.port, b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\n'
-                                               b'X-Racetrack-Auth: alpha-1\r\nX-Racetrack-Auth: wrong\r\n'
-                                               b'Content-Length: 0\r\nConnection: close\r\n\r\n')
+        reply = raw_exchange(
+            self.client.port,
+            b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\n'
+            b'X-Racetrack-Auth: alpha-1\r\nX-Racetrack-Auth: wrong\r\n'
+            b'Content-Length: 0\r\nConnection: close\r\n\r\n',
+        )
         self.assertTrue(reply.startswith(b'HTTP/1.1 401 '), reply)
         self.assertTrue(reply.endswith(json.dumps(INVALID, separators=(',', ':')).encode()), reply)
 
@@ -84,14 +96,23 @@ class TokenTest(ServerTestCase):
     def test_metrics_docs_and_home_follow_the_rule(self):
         for path in ('/metrics', '/docs', '/openapi.json', '/', '/api/v1/parameters', '/no/such/path'):
             self.assertUnauthorized(self.client.get(path))
-        for path, status in (('/metrics', 200), ('/docs', 200), ('/openapi.json', 200), ('/', 307),
-                             ('/api/v1/parameters', 200), ('/no/such/path', 404)):
+        for path, status in (
+            ('/metrics', 200),
+            ('/docs', 200),
+            ('/openapi.json', 200),
+            ('/', 307),
+            ('/api/v1/parameters', 200),
+            ('/no/such/path', 404),
+        ):
             self.assertEqual(self.client.get(path, headers=GOOD).status, status, path)
 
     def test_public_endpoint_and_its_subpaths_are_exempt(self):
-        for path, result in (('/api/v1/open', 'open'), ('/api/v1/open/deep', 'deep'),
-                             ('/pub/job/guarded/1.0.0/api/v1/open', 'open'),
-                             ('/pub/fatman/guarded/1.0.0/api/v1/open/deep', 'deep')):
+        for path, result in (
+            ('/api/v1/open', 'open'),
+            ('/api/v1/open/deep', 'deep'),
+            ('/pub/job/guarded/1.0.0/api/v1/open', 'open'),
+            ('/pub/fatman/guarded/1.0.0/api/v1/open/deep', 'deep'),
+        ):
             response = self.client.post(path)
             self.assertEqual((response.status, response.json()), (200, result), path)
         self.assertEqual(self.client.post('/api/v1/open/missing').status, 404)
@@ -124,9 +145,15 @@ class TokenTest(ServerTestCase):
                 self.assertEqual(self.client.post(path, headers=GOOD).json(), 'performed')
 
     def test_cors_preflight_passes_without_credentials_but_plain_options_does_not(self):
-        preflight = self.client.request('OPTIONS', '/api/v1/perform', headers={
-            'Origin': 'https://app.example', 'Access-Control-Request-Method': 'POST',
-            'Access-Control-Request-Headers': 'X-Racetrack-Auth'})
+        preflight = self.client.request(
+            'OPTIONS',
+            '/api/v1/perform',
+            headers={
+                'Origin': 'https://app.example',
+                'Access-Control-Request-Method': 'POST',
+                'Access-Control-Request-Headers': 'X-Racetrack-Auth',
+            },
+        )
         self.assertEqual(preflight.status, 200)
         self.assertEqual(preflight.headers['access-control-allow-origin'], 'https://app.example')
         self.assertEqual(preflight.headers['access-control-allow-headers'], 'X-Racetrack-Auth')
@@ -174,8 +201,15 @@ class PolicyTest(unittest.TestCase):
 
     def test_prefix_semantics(self):
         policy = AccessPolicy(('t',), ('/api/v1/webview', '/static/'))
-        for path in ('/api/v1/webview', '/api/v1/webview/', '/api/v1/webview/x/y', '/static/a.css',
-                     '/live', '/ready', '/health'):
+        for path in (
+            '/api/v1/webview',
+            '/api/v1/webview/',
+            '/api/v1/webview/x/y',
+            '/static/a.css',
+            '/live',
+            '/ready',
+            '/health',
+        ):
             self.assertTrue(policy.is_public(path), path)
         for path in ('/api/v1/webviewx', '/api/v1/web', '/api/v1', '/staticx', '/livex', '/live/x', '/'):
             self.assertFalse(policy.is_public(path), path)
@@ -196,8 +230,10 @@ class PolicyTest(unittest.TestCase):
         policy.check(self.request('/x', **{'X-Racetrack-Auth': 'secret'}))
         with self.assertRaises(HTTPError) as caught:
             policy.check(self.request('/x', **{'X-Racetrack-Auth': 'secreT'}))
-        self.assertEqual((caught.exception.status, caught.exception.headers),
-                         (401, {'WWW-Authenticate': 'Bearer realm="r", error="invalid_token"'}))
+        self.assertEqual(
+            (caught.exception.status, caught.exception.headers),
+            (401, {'WWW-Authenticate': 'Bearer realm="r", error="invalid_token"'}),
+        )
 
 
 class TokenSettingsTest(unittest.TestCase):
@@ -211,13 +247,16 @@ class TokenSettingsTest(unittest.TestCase):
     def test_bad_tokens_are_start_up_errors_that_do_not_echo_them(self):
         with self.assertRaises(ManifestError) as caught:
             JobSettings.from_manifest({}, {'JOB_AUTH_TOKENS': ' , ,'})
-        self.assertEqual(str(caught.exception), 'JOB_AUTH_TOKENS is set but holds no token;'
-                                                ' unset it to serve without authentication')
+        self.assertEqual(
+            str(caught.exception), 'JOB_AUTH_TOKENS is set but holds no token; unset it to serve without authentication'
+        )
         for value in ('good,sec ret', 'good,s\u00e9cret', 'good,se\tcret'):
             with self.assertRaises(ManifestError) as caught:
                 JobSettings.from_manifest({}, {'JOB_AUTH_TOKENS': value})
-            self.assertEqual(str(caught.exception), 'JOB_AUTH_TOKENS: token 2 must be printable ASCII'
-                                                    ' without spaces or control characters')
+            self.assertEqual(
+                str(caught.exception),
+                'JOB_AUTH_TOKENS: token 2 must be printable ASCII without spaces or control characters',
+            )
 
 
 if __name__ == '__main__':

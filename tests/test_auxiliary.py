@@ -1,4 +1,5 @@
 """Auxiliary endpoints v1 and v2 over real sockets: binding, markers, errors, limiter, metrics, docs."""
+
 from __future__ import annotations
 
 import asyncio
@@ -50,8 +51,14 @@ class AuxJob:
         return x + y
 
     def auxiliary_endpoints(self):
-        return {'/explain': self.explain, 'no_slash': self.no_slash, '/slow': self.slow, '/later': self.later,
-                '/refuse': self.refuse, '/crash': self.crash}
+        return {
+            '/explain': self.explain,
+            'no_slash': self.no_slash,
+            '/slow': self.slow,
+            '/later': self.later,
+            '/refuse': self.refuse,
+            '/crash': self.crash,
+        }
 
     def explain(self, x: float, y: float) -> dict[str, float]:
         """
@@ -92,9 +99,18 @@ class V2Job:
 
     def auxiliary_endpoints_v2(self):
         return [
-            EndpointConfig('/random', HTTPMethod.GET, self.random,
-                           {'tags': ['numbers'], 'summary': 'Random number', 'description': 'Uniform.',
-                            'response_model': 'ignored', 'unknown_flag': True}),
+            EndpointConfig(
+                '/random',
+                HTTPMethod.GET,
+                self.random,
+                {
+                    'tags': ['numbers'],
+                    'summary': 'Random number',
+                    'description': 'Uniform.',
+                    'response_model': 'ignored',
+                    'unknown_flag': True,
+                },
+            ),
             EndpointConfig('multiply/{path}', 'post', self.multiply),
             EndpointConfig('/fast/{item}', 'PUT', self.fast),
             EndpointConfig('/ours/{item}', HTTPMethod.POST, self.ours),
@@ -107,13 +123,20 @@ class V2Job:
     def multiply(self, path: float, factor: float = 2.0) -> float:
         return path * factor
 
-    def fast(self, item: Annotated[float, FastPath(example=234.21)],
-             scale: Annotated[float, FastQuery(example=2.4, description='Scale factor')],
-             offset: Annotated[float, FastBody(examples=[1.2])]) -> list:
+    def fast(
+        self,
+        item: Annotated[float, FastPath(example=234.21)],
+        scale: Annotated[float, FastQuery(example=2.4, description='Scale factor')],
+        offset: Annotated[float, FastBody(examples=[1.2])],
+    ) -> list:
         return [item, scale, offset]
 
-    def ours(self, item: Annotated[int, Path(description='Item id')],
-             flag: Annotated[bool, Query()] = False, note: Annotated[str, Body(examples=['hi'])] = '') -> list:
+    def ours(
+        self,
+        item: Annotated[int, Path(description='Item id')],
+        flag: Annotated[bool, Query()] = False,
+        note: Annotated[str, Body(examples=['hi'])] = '',
+    ) -> list:
         return [item, flag, note]
 
     def items(self, ids: list[int]) -> list[int]:
@@ -142,8 +165,10 @@ class GuideExplainTest(ServerTestCase):
         self.assertEqual(client.request('POST', '/api/v1/multiply/2.5').json(), 5.0)
         document = client.get('/openapi.json').json()
         self.assertEqual(document['paths']['/api/v1/random']['get']['tags'], ['random'])
-        self.assertEqual(document['paths']['/api/v1/explain']['post']['requestBody']['content']
-                         ['application/json']['example'], {'x': 1, 'y': 2})
+        self.assertEqual(
+            document['paths']['/api/v1/explain']['post']['requestBody']['content']['application/json']['example'],
+            {'x': 1, 'y': 2},
+        )
 
 
 class AuxiliaryV1Test(ServerTestCase):
@@ -156,14 +181,19 @@ class AuxiliaryV1Test(ServerTestCase):
 
     def test_binding_errors_name_the_parameter(self):
         response = self.client.post('/api/v1/explain', {'x': 1})
-        self.assertEqual((response.status, response.json()),
-                         (400, {'error': "missing required parameter 'y' for /explain", 'type': 'InvalidPayload'}))
+        self.assertEqual(
+            (response.status, response.json()),
+            (400, {'error': "missing required parameter 'y' for /explain", 'type': 'InvalidPayload'}),
+        )
         response = self.client.post('/api/v1/explain', {'x': 1, 'y': 2, 'z': 3})
-        self.assertEqual(response.json(), {'error': "unexpected parameter 'z'; /explain accepts: x, y",
-                                           'type': 'InvalidPayload'})
+        self.assertEqual(
+            response.json(), {'error': "unexpected parameter 'z'; /explain accepts: x, y", 'type': 'InvalidPayload'}
+        )
         response = self.client.post('/api/v1/explain', {'x': 'one', 'y': 2})
-        self.assertEqual((response.status, response.json()),
-                         (400, {'error': 'x: expected number, got string', 'type': 'ValidationError'}))
+        self.assertEqual(
+            (response.status, response.json()),
+            (400, {'error': 'x: expected number, got string', 'type': 'ValidationError'}),
+        )
 
     def test_value_error_is_400_and_crash_is_500(self):
         response = self.client.post('/api/v1/refuse', {'value': 7})
@@ -178,8 +208,11 @@ class AuxiliaryV1Test(ServerTestCase):
 
     def test_concurrency_limiter_is_shared_with_perform(self):
         results = {}
-        thread = threading.Thread(target=lambda: results.setdefault(
-            'slow', self.running.client().post('/api/v1/slow', {'seconds': 1.0}).status))
+        thread = threading.Thread(
+            target=lambda: results.setdefault(
+                'slow', self.running.client().post('/api/v1/slow', {'seconds': 1.0}).status
+            )
+        )
         thread.start()
         deadline = time.monotonic() + 10
         registry = self.running.runner.registry
@@ -207,8 +240,10 @@ class AuxiliaryV1Test(ServerTestCase):
         media = operation['requestBody']['content']['application/json']
         self.assertEqual(media['example'], {'x': 1, 'y': 2})
         self.assertEqual(media['schema']['properties']['x']['description'], 'First element to add.')
-        self.assertEqual(document['paths']['/api/v1/perform']['post']['requestBody']['content']
-                         ['application/json']['example'], {'x': 40, 'y': 2})
+        self.assertEqual(
+            document['paths']['/api/v1/perform']['post']['requestBody']['content']['application/json']['example'],
+            {'x': 40, 'y': 2},
+        )
         self.assertIn('/api/v1/no_slash', document['paths'])
 
 
@@ -235,9 +270,11 @@ class StartUpErrorTest(ServerTestCase):
     def test_collision_with_builtin_route_names_it(self):
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             running = self.start(CollisionJob)
-        self.assertEqual(load_error(running),
-                         'JobDefinitionError: endpoint /parameters collides with the built-in /api/v1/parameters: '
-                         'both would answer GET /api/v1/parameters')
+        self.assertEqual(
+            load_error(running),
+            'JobDefinitionError: endpoint /parameters collides with the built-in /api/v1/parameters: '
+            'both would answer GET /api/v1/parameters',
+        )
         self.assertEqual(running.client().get('/live').status, 500)
 
     def test_same_endpoint_twice_names_it(self):
@@ -256,11 +293,14 @@ class AuxiliaryV2Test(ServerTestCase):
         response = self.client.get('/api/v1/random?start=1.5&end=2')
         self.assertEqual(response.json(), {'start': 1.5, 'end': 2.0, 'types': ['float', 'float']})
         response = self.client.get('/api/v1/random?start=abc&end=2')
-        self.assertEqual((response.status, response.json()),
-                         (400, {'error': 'start: expected number, got "abc"', 'type': 'ValidationError'}))
+        self.assertEqual(
+            (response.status, response.json()),
+            (400, {'error': 'start: expected number, got "abc"', 'type': 'ValidationError'}),
+        )
         response = self.client.get('/api/v1/random?start=1')
-        self.assertEqual(response.json(), {'error': "missing required parameter 'end' for /random",
-                                           'type': 'InvalidPayload'})
+        self.assertEqual(
+            response.json(), {'error': "missing required parameter 'end' for /random", 'type': 'InvalidPayload'}
+        )
 
     def test_list_query_parameter_takes_every_value(self):
         self.assertEqual(self.client.get('/api/v1/items?ids=1&ids=2&ids=3').json(), [1, 2, 3])
@@ -275,16 +315,20 @@ class AuxiliaryV2Test(ServerTestCase):
         self.assertEqual(self.client.post('/api/v1/multiply/1.5?factor=3').json(), 4.5)
         self.assertEqual(self.client.request('POST', '/pub/job/job/latest/api/v1/multiply/2').json(), 4.0)
         response = self.client.post('/api/v1/multiply/two')
-        self.assertEqual((response.status, response.json()),
-                         (400, {'error': 'path: expected number, got "two"', 'type': 'ValidationError'}))
+        self.assertEqual(
+            (response.status, response.json()),
+            (400, {'error': 'path: expected number, got "two"', 'type': 'ValidationError'}),
+        )
 
     def test_fastapi_markers_by_class_name(self):
         # The lone body parameter takes the whole body, as in FastAPI.
         response = self.client.request('PUT', '/api/v1/fast/3.5?scale=2', json_body=1.5)
         self.assertEqual(response.json(), [3.5, 2.0, 1.5])
         response = self.client.request('PUT', '/api/v1/fast/3.5?scale=2', json_body={'offset': 1})
-        self.assertEqual((response.status, response.json()),
-                         (400, {'error': 'offset: expected number, got object', 'type': 'ValidationError'}))
+        self.assertEqual(
+            (response.status, response.json()),
+            (400, {'error': 'offset: expected number, got object', 'type': 'ValidationError'}),
+        )
 
     def test_own_markers(self):
         self.assertEqual(self.client.post('/api/v1/ours/7?flag=true', 'n').json(), [7, True, 'n'])
@@ -295,22 +339,32 @@ class AuxiliaryV2Test(ServerTestCase):
         self.assertEqual(self.client.get('/api/v1/random?start=0&end=0').status, 200)
 
     def test_unknown_options_warn_and_known_reach_the_docs(self):
-        self.assertEqual(self.warnings, [
-            'WARNING:racetrack_job_wrapper.app:auxiliary endpoint /random: ignoring unsupported other_options '
-            'response_model, unknown_flag'])
+        self.assertEqual(
+            self.warnings,
+            [
+                'WARNING:racetrack_job_wrapper.app:auxiliary endpoint /random: ignoring unsupported other_options '
+                'response_model, unknown_flag'
+            ],
+        )
         document = self.client.get('/openapi.json').json()
         operation = document['paths']['/api/v1/random']['get']
-        self.assertEqual((operation['tags'], operation['summary'], operation['description']),
-                         (['numbers'], 'Random number', 'Uniform.'))
-        self.assertEqual([(p['name'], p['in'], p.get('example')) for p in operation['parameters']],
-                         [('start', 'query', 1.5), ('end', 'query', 2)])
+        self.assertEqual(
+            (operation['tags'], operation['summary'], operation['description']),
+            (['numbers'], 'Random number', 'Uniform.'),
+        )
+        self.assertEqual(
+            [(p['name'], p['in'], p.get('example')) for p in operation['parameters']],
+            [('start', 'query', 1.5), ('end', 'query', 2)],
+        )
         self.assertNotIn('requestBody', operation)
 
     def test_marker_examples_and_descriptions_reach_the_docs(self):
         paths = self.client.get('/openapi.json').json()['paths']
         fast = paths['/api/v1/fast/{item}']['put']
-        self.assertEqual([(p['name'], p['in'], p['example']) for p in fast['parameters']],
-                         [('item', 'path', 234.21), ('scale', 'query', 2.4)])
+        self.assertEqual(
+            [(p['name'], p['in'], p['example']) for p in fast['parameters']],
+            [('item', 'path', 234.21), ('scale', 'query', 2.4)],
+        )
         self.assertEqual(fast['parameters'][1]['description'], 'Scale factor')
         body = fast['requestBody']['content']['application/json']['schema']
         self.assertEqual((body['type'], body['examples']), ('number', [1.2]))
@@ -319,8 +373,10 @@ class AuxiliaryV2Test(ServerTestCase):
         self.assertEqual(ours['requestBody']['content']['application/json']['schema']['examples'], ['hi'])
         multiply = paths['/api/v1/multiply/{path}']['post']
         self.assertNotIn('requestBody', multiply)
-        self.assertEqual([(p['name'], p['in'], p.get('example')) for p in multiply['parameters']],
-                         [('path', 'path', None), ('factor', 'query', 3)])
+        self.assertEqual(
+            [(p['name'], p['in'], p.get('example')) for p in multiply['parameters']],
+            [('path', 'path', None), ('factor', 'query', 3)],
+        )
 
 
 class ImportTest(unittest.TestCase):

@@ -3,6 +3,7 @@
 Chromium is driven through the DevTools protocol over `--remote-debugging-pipe` (file
 descriptors 3 and 4, NUL-separated JSON), so no client library is needed.
 """
+
 import contextlib
 import fcntl
 import json
@@ -16,9 +17,17 @@ from typing import Any
 
 from tests.support import ServerTestCase, slow
 
-CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-                  '--disable-dev-shm-usage']
+CHROMIUM_FLAGS = [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--disable-dev-shm-usage',
+]
 MANIFEST = {'name': 'adder', 'version': '1.2.3'}
 
 # Clicks through Swagger UI as a person would: open perform, "Try it out", "Execute",
@@ -74,15 +83,20 @@ class DevTools:
         # Chromium reads commands on fd 3 and writes replies on fd 4.
         self.process = subprocess.Popen(
             [binary, *CHROMIUM_FLAGS, f'--user-data-dir={profile}', '--remote-debugging-pipe', 'about:blank'],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(3, 4), preexec_fn=lambda: _place_fds(to_browser_read, from_browser_write))
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(3, 4),
+            preexec_fn=lambda: _place_fds(to_browser_read, from_browser_write),
+        )
         os.close(to_browser_read)
         os.close(from_browser_write)
         self._buffer = b''
         self._next_id = 0
 
-    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
-             timeout: float = 30.0) -> dict[str, Any]:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
         """Send one command and wait for its reply; raises on a protocol error."""
         self._next_id += 1
         message: dict[str, Any] = {'id': self._next_id, 'method': method, 'params': params or {}}
@@ -138,9 +152,18 @@ class BrowserTest(ServerTestCase):
     def test_docs_page_renders_perform(self):
         job = self.start(AdderJob, MANIFEST)
         result = subprocess.run(
-            [self.chromium, *CHROMIUM_FLAGS, f'--user-data-dir={self.profile.name}', '--dump-dom',
-             '--virtual-time-budget=10000', f'http://127.0.0.1:{job.port}/pub/job/adder/1.2.3/docs'],
-            capture_output=True, text=True, timeout=90)
+            [
+                self.chromium,
+                *CHROMIUM_FLAGS,
+                f'--user-data-dir={self.profile.name}',
+                '--dump-dom',
+                '--virtual-time-budget=10000',
+                f'http://127.0.0.1:{job.port}/pub/job/adder/1.2.3/docs',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
         dom = result.stdout
         self.assertIn('<title>Job - adder - Swagger UI</title>', dom, result.stderr[-2000:])
         self.assertIn('data-path="/api/v1/perform"', dom)
@@ -155,8 +178,12 @@ class BrowserTest(ServerTestCase):
         target = browser.call('Target.createTarget', {'url': f'http://127.0.0.1:{job.port}/docs'})
         session = browser.call('Target.attachToTarget', {'targetId': target['targetId'], 'flatten': True})['sessionId']
         self.wait_loaded(browser, session, f'http://127.0.0.1:{job.port}/docs')
-        reply = browser.call('Runtime.evaluate', {'expression': TRY_IT_OUT_JS, 'awaitPromise': True,
-                                                  'returnByValue': True}, session=session, timeout=60)
+        reply = browser.call(
+            'Runtime.evaluate',
+            {'expression': TRY_IT_OUT_JS, 'awaitPromise': True, 'returnByValue': True},
+            session=session,
+            timeout=60,
+        )
         self.assertNotIn('exceptionDetails', reply, reply.get('exceptionDetails'))
         shown = reply['result']['value']
         self.assertEqual(shown['status'], '200')
@@ -169,8 +196,9 @@ class BrowserTest(ServerTestCase):
         seen = None
         for _ in range(200):
             try:
-                seen = browser.call('Runtime.evaluate', {'expression': expression, 'returnByValue': True},
-                                    session=session)['result'].get('value')
+                seen = browser.call(
+                    'Runtime.evaluate', {'expression': expression, 'returnByValue': True}, session=session
+                )['result'].get('value')
             except RuntimeError:  # the context is replaced while the page navigates
                 seen = None
             if seen == f'{url} complete':

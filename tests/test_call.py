@@ -1,4 +1,5 @@
 """Chain calls: job A calls job B (a child process) through PUB_URL; identity headers travel, errors surface."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from racetrack_job_wrapper.loader import load_job_class
 from racetrack_job_wrapper.settings import ObservabilitySettings
 from tests.support import EXAMPLES_DIR, ProcessJob, ServerTestCase, free_port
 
-CALLEE_JOB = '''
+CALLEE_JOB = """
 import logging
 import time
 
@@ -33,7 +34,7 @@ class Job:
         time.sleep(seconds)
         headers = self.request_context.get().headers
         return {name: headers.get(name) for name in SEEN}
-'''
+"""
 TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
 
 
@@ -58,8 +59,11 @@ class ChainCallTest(ServerTestCase):
     def setUpClass(cls):
         cls.directory = tempfile.TemporaryDirectory()
         Path(cls.directory.name, 'callee.py').write_text(CALLEE_JOB)
-        cls.callee = ProcessJob(['callee.py:Job'], cwd=cls.directory.name,
-                                env={'LOG_STRUCTURED': 'true', 'LOG_CALLER_NAME': 'true', 'JOB_NAME': 'callee'})
+        cls.callee = ProcessJob(
+            ['callee.py:Job'],
+            cwd=cls.directory.name,
+            env={'LOG_STRUCTURED': 'true', 'LOG_CALLER_NAME': 'true', 'JOB_NAME': 'callee'},
+        )
         try:
             cls.callee.wait_ready()
         except BaseException:
@@ -73,8 +77,11 @@ class ChainCallTest(ServerTestCase):
         cls.directory.cleanup()
 
     def setUp(self):
-        environ = {'PUB_URL': f'http://127.0.0.1:{self.callee.port}/pub', 'AUTH_TOKEN': 'secret-token',
-                   'JOB_NAME': 'caller'}
+        environ = {
+            'PUB_URL': f'http://127.0.0.1:{self.callee.port}/pub',
+            'AUTH_TOKEN': 'secret-token',
+            'JOB_NAME': 'caller',
+        }
         patcher = mock.patch.dict(os.environ, environ)
         patcher.start()
         self.addCleanup(patcher.stop)
@@ -91,16 +98,33 @@ class ChainCallTest(ServerTestCase):
 
     def test_identity_headers_reach_the_callee_and_its_logs(self):
         client = self.serve(CallerJob)
-        response = client.post('/api/v1/perform', {}, {
-            'X-Request-Tracing-Id': 'chain-1', 'X-Caller-Name': 'alice', 'traceparent': TRACEPARENT,
-            'tracestate': 'congo=t61', 'X-Recordkeeper-Predecessor-Id': 'rk-1'})
+        response = client.post(
+            '/api/v1/perform',
+            {},
+            {
+                'X-Request-Tracing-Id': 'chain-1',
+                'X-Caller-Name': 'alice',
+                'traceparent': TRACEPARENT,
+                'tracestate': 'congo=t61',
+                'X-Recordkeeper-Predecessor-Id': 'rk-1',
+            },
+        )
         self.assertEqual(response.status, 200, response.body)
-        self.assertEqual(response.json(), {
-            'X-Racetrack-Auth': 'secret-token', 'X-Request-Tracing-Id': 'chain-1', 'X-Caller-Name': 'alice',
-            'X-Recordkeeper-Predecessor-Id': 'rk-1', 'traceparent': TRACEPARENT, 'tracestate': 'congo=t61'})
+        self.assertEqual(
+            response.json(),
+            {
+                'X-Racetrack-Auth': 'secret-token',
+                'X-Request-Tracing-Id': 'chain-1',
+                'X-Caller-Name': 'alice',
+                'X-Recordkeeper-Predecessor-Id': 'rk-1',
+                'traceparent': TRACEPARENT,
+                'tracestate': 'congo=t61',
+            },
+        )
         job_line, access_line = self.callee_lines('chain-1', 2)
-        self.assertEqual((job_line['logger'], job_line['msg'], job_line['caller_name']),
-                         ('callee', 'callee runs ok', 'alice'))
+        self.assertEqual(
+            (job_line['logger'], job_line['msg'], job_line['caller_name']), ('callee', 'callee runs ok', 'alice')
+        )
         self.assertEqual(access_line['logger'], 'racetrack_job_wrapper.access')
         self.assertTrue(access_line['msg'].startswith('POST /pub/job/callee/latest/api/v1/perform 200 '))
         self.assertEqual((access_line['caller_name'], access_line['traceparent']), ('alice', TRACEPARENT))
@@ -123,18 +147,24 @@ class ChainCallTest(ServerTestCase):
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             response = client.post('/api/v1/perform', {'mode': 'bad'})
         self.assertEqual(response.status, 500)
-        self.assertEqual(response.json(), {
-            'error': 'call to job "callee" version "latest" by job "caller" failed with '
-                     '400 Bad Request: mode bad is refused (ValueError)',
-            'type': 'RuntimeError'})
+        self.assertEqual(
+            response.json(),
+            {
+                'error': 'call to job "callee" version "latest" by job "caller" failed with '
+                '400 Bad Request: mode bad is refused (ValueError)',
+                'type': 'RuntimeError',
+            },
+        )
 
     def test_the_callees_500_surfaces_in_the_callers_error(self):
         client = self.serve(CallerJob)
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             response = client.post('/api/v1/perform', {'mode': 'bug'})
-        self.assertEqual(response.json()['error'],
-                         'call to job "callee" version "latest" by job "caller" failed with '
-                         '500 Internal Server Error: callee bug (RuntimeError)')
+        self.assertEqual(
+            response.json()['error'],
+            'call to job "callee" version "latest" by job "caller" failed with '
+            '500 Internal Server Error: callee bug (RuntimeError)',
+        )
 
     def test_the_timeout_is_honoured(self):
         client = self.serve(CallerJob)
@@ -143,9 +173,11 @@ class ChainCallTest(ServerTestCase):
             response = client.post('/api/v1/perform', {'seconds': 2, 'timeout': 0.3})
         elapsed = time.monotonic() - started
         self.assertLess(elapsed, 1.5)
-        self.assertEqual(response.json()['error'],
-                         'call to job "callee" version "latest" by job "caller" timed out after '
-                         f'0.3s (http://127.0.0.1:{self.callee.port}/pub/job/callee/latest/api/v1/perform)')
+        self.assertEqual(
+            response.json()['error'],
+            'call to job "callee" version "latest" by job "caller" timed out after '
+            f'0.3s (http://127.0.0.1:{self.callee.port}/pub/job/callee/latest/api/v1/perform)',
+        )
 
     def test_async_call_from_an_async_job(self):
         self.assertIs(call_job_coroutine, call_job_async)
@@ -167,23 +199,34 @@ class CallErrorsTest(ServerTestCase):
     def test_without_pub_url(self):
         with mock.patch.dict(os.environ, {'PUB_URL': ''}), self.assertRaises(RuntimeError) as raised:
             call_job(object(), 'other')
-        self.assertEqual(str(raised.exception),
-                         'cannot call job "other": the PUB_URL environment variable is not set (Racetrack sets '
-                         'it; locally, point it at a Pub, e.g. http://127.0.0.1:7000/pub)')
+        self.assertEqual(
+            str(raised.exception),
+            'cannot call job "other": the PUB_URL environment variable is not set (Racetrack sets '
+            'it; locally, point it at a Pub, e.g. http://127.0.0.1:7000/pub)',
+        )
 
     def test_unreachable_pub(self):
         port = free_port()
-        with (mock.patch.dict(os.environ, {'PUB_URL': f'http://127.0.0.1:{port}/pub', 'JOB_NAME': ''}),
-              self.assertRaises(RuntimeError) as raised):
+        with (
+            mock.patch.dict(os.environ, {'PUB_URL': f'http://127.0.0.1:{port}/pub', 'JOB_NAME': ''}),
+            self.assertRaises(RuntimeError) as raised,
+        ):
             call_job(object(), 'other', version='2.0')
-        self.assertTrue(str(raised.exception).startswith(
-            f'call to job "other" version "2.0" failed: cannot reach http://127.0.0.1:{port}/pub/job/other/2.0'
-            '/api/v1/perform: '), str(raised.exception))
+        self.assertTrue(
+            str(raised.exception).startswith(
+                f'call to job "other" version "2.0" failed: cannot reach http://127.0.0.1:{port}/pub/job/other/2.0'
+                '/api/v1/perform: '
+            ),
+            str(raised.exception),
+        )
 
     def test_bad_arguments(self):
         settings = ObservabilitySettings(pub_url='http://pub')
-        for name, version, message in (('', 'latest', "job_name must be a non-empty name"),
-                                       ('a/b', 'latest', "got 'a/b'"), ('a', 'x y', "version must be")):
+        for name, version, message in (
+            ('', 'latest', 'job_name must be a non-empty name'),
+            ('a/b', 'latest', "got 'a/b'"),
+            ('a', 'x y', 'version must be'),
+        ):
             with self.assertRaises(ValueError) as raised:
                 build_request(object(), settings, name, '/api/v1/perform', None, version, 'POST')
             self.assertIn(message, str(raised.exception))
@@ -193,13 +236,16 @@ class CallErrorsTest(ServerTestCase):
     def test_request_shape(self):
         settings = ObservabilitySettings(pub_url='http://pub:7005/pub', auth_token='tok')
         post = build_request(object(), settings, 'adder', 'api/v1/perform', {'numbers': [1]}, '1.2', 'post')
-        self.assertEqual((post.full_url, post.get_method(), post.data),
-                         ('http://pub:7005/pub/job/adder/1.2/api/v1/perform', 'POST', b'{"numbers": [1]}'))
+        self.assertEqual(
+            (post.full_url, post.get_method(), post.data),
+            ('http://pub:7005/pub/job/adder/1.2/api/v1/perform', 'POST', b'{"numbers": [1]}'),
+        )
         self.assertEqual(post.get_header('X-racetrack-auth'), 'tok')
-        get = build_request(object(), settings, 'adder', '/api/v1/lookup', {'key': 'a b', 'n': [1, 2]}, 'latest',
-                            'GET')
-        self.assertEqual((get.full_url, get.get_method(), get.data),
-                         ('http://pub:7005/pub/job/adder/latest/api/v1/lookup?key=a+b&n=1&n=2', 'GET', None))
+        get = build_request(object(), settings, 'adder', '/api/v1/lookup', {'key': 'a b', 'n': [1, 2]}, 'latest', 'GET')
+        self.assertEqual(
+            (get.full_url, get.get_method(), get.data),
+            ('http://pub:7005/pub/job/adder/latest/api/v1/lookup?key=a+b&n=1&n=2', 'GET', None),
+        )
 
 
 if __name__ == '__main__':

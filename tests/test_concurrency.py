@@ -1,4 +1,5 @@
 """max_concurrency and max_concurrency_queue with real concurrent clients on loopback."""
+
 from __future__ import annotations
 
 import socket
@@ -126,17 +127,22 @@ class ConcurrencyTest(ServerTestCase):
         for path in ('/api/v1/perform', '/api/v1/aux'):
             refused = client.post(path, {'tag': 'late'})
             self.assertEqual(refused.status, 429)
-            self.assertEqual(refused.json(), {
-                'error': 'too many requests: the job runs 1 call(s) at a time (max_concurrency) and 2 are'
-                         ' waiting, the queue limit (max_concurrency_queue) is 2',
-                'type': 'TooManyRequests'})
+            self.assertEqual(
+                refused.json(),
+                {
+                    'error': 'too many requests: the job runs 1 call(s) at a time (max_concurrency) and 2 are'
+                    ' waiting, the queue limit (max_concurrency_queue) is 2',
+                    'type': 'TooManyRequests',
+                },
+            )
             # No call has finished yet, so the estimate has no duration to go on: the minimum.
             self.assertEqual(refused.headers['retry-after'], '1')
         job.gate.set()
         self.assertEqual([caller.join().json() for caller in callers], ['c0', 'c1', 'c2'])
         self.assertEqual(client.post('/api/v1/perform', {'tag': 'again'}).json(), 'again')
-        self.assertEqual(running.runner.registry.get_sample_value(
-            'requests_rejected_total', {'reason': 'queue_full'}), 2)
+        self.assertEqual(
+            running.runner.registry.get_sample_value('requests_rejected_total', {'reason': 'queue_full'}), 2
+        )
 
     def test_burst_never_overshoots_the_queue_bound(self):
         running, job = self.start_gated(max_concurrency=1, max_concurrency_queue=5)
@@ -152,8 +158,9 @@ class ConcurrencyTest(ServerTestCase):
         statuses = [caller.join().status for caller in callers]
         self.assertEqual((statuses.count(200), statuses.count(429)), (6, 24))
         self.assertEqual(len(job.started), 6)
-        self.assertEqual(running.runner.registry.get_sample_value(
-            'requests_rejected_total', {'reason': 'queue_full'}), 24)
+        self.assertEqual(
+            running.runner.registry.get_sample_value('requests_rejected_total', {'reason': 'queue_full'}), 24
+        )
 
     def test_client_that_disconnects_while_queued_frees_its_place(self):
         running, job = self.start_gated(max_concurrency=1, max_concurrency_queue=1)
@@ -161,8 +168,10 @@ class ConcurrencyTest(ServerTestCase):
         wait_until(lambda: job.started == ['first'])
         body = b'{"tag": "gone"}'
         quitter = socket.create_connection(('127.0.0.1', running.port), timeout=10)
-        quitter.sendall(b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
-                        b'Content-Length: %d\r\n\r\n%s' % (len(body), body))
+        quitter.sendall(
+            b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+            b'Content-Length: %d\r\n\r\n%s' % (len(body), body)
+        )
         self.queue_reaches(running, 1)
         with self.assertNoLogs('racetrack_job_wrapper.app', 'ERROR'):
             quitter.close()

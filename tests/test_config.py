@@ -1,4 +1,5 @@
 """Configuration end to end in child processes: manifest sources, runtime env, start-up errors, examples."""
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 from tests.support import EXAMPLES_DIR, REPO_DIR, ClientResponse, JobClient, ProcessJob
 
 # Reads its configuration when imported, as jobs do; leaves a marker so tests can tell it was imported.
-ENV_JOB = '''
+ENV_JOB = """
 import os
 from pathlib import Path
 
@@ -27,7 +28,7 @@ SEEN = {name: os.environ.get(name) for name in ('GREETING', 'LEVEL', 'FLAG', 'CO
 class Job:
     def perform(self) -> dict:
         return SEEN
-'''
+"""
 
 
 def write(directory: Path, name: str, text: str) -> Path:
@@ -48,16 +49,25 @@ class ConfigProcessTest(unittest.TestCase):
         job.wait_ready()
         return job
 
-    def run_failing(self, *args: str, env: dict[str, str] | None = None,
-                    cwd: Path | None = None) -> subprocess.CompletedProcess:
+    def run_failing(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
         """Start a job expected to refuse its configuration; it must exit by itself, promptly."""
         full_env = {**os.environ, **(env or {}), 'PYTHONPATH': str(REPO_DIR)}
-        return subprocess.run([sys.executable, '-m', 'racetrack_job_wrapper', *args, '--host', '127.0.0.1',
-                               '--port', '0'], cwd=cwd or self.tmp, env=full_env, capture_output=True,
-                              text=True, timeout=30)
+        return subprocess.run(
+            [sys.executable, '-m', 'racetrack_job_wrapper', *args, '--host', '127.0.0.1', '--port', '0'],
+            cwd=cwd or self.tmp,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     def test_manifest_path_runtime_env_secrets_and_identity(self):
-        write(self.tmp, 'settings.yaml', '''
+        write(
+            self.tmp,
+            'settings.yaml',
+            """
             name: env-job
             version: 2.1.0
             runtime_env:
@@ -68,13 +78,16 @@ class ConfigProcessTest(unittest.TestCase):
             secret_runtime_env_file: secrets.env
             jobtype_extra:
               colour: blue
-        ''')
+        """,
+        )
         write(self.tmp, 'secrets.env', 'LEVEL = "secret"\n')
         write(self.tmp, 'job.yaml', 'name: not-this-one\n')
         job = self.run_job('job.py:Job', '--manifest-path', 'settings.yaml')
         client = job.client()
-        self.assertEqual(client.post('/api/v1/perform').json(),
-                         {'GREETING': 'hello', 'LEVEL': 'secret', 'FLAG': 'true', 'COUNT': '3'})
+        self.assertEqual(
+            client.post('/api/v1/perform').json(),
+            {'GREETING': 'hello', 'LEVEL': 'secret', 'FLAG': 'true', 'COUNT': '3'},
+        )
         health = client.get('/health').json()
         self.assertEqual((health['job_name'], health['job_version']), ('env-job', '2.1.0'))
         self.assertEqual(client.get('/').headers['location'], '/pub/job/env-job/2.1.0/docs')
@@ -83,8 +96,10 @@ class ConfigProcessTest(unittest.TestCase):
 
     def test_manifest_from_env_var_wins_over_job_yaml_and_job_name_env_over_manifest(self):
         write(self.tmp, 'job.yaml', 'runtime_env:\n  GREETING: from-file\n')
-        inline = (r'name: inline\nversion: 0.0.7\nruntime_env:\n  GREETING: from-env\n'
-                  r'jobtype_extra:\n  home_page: /api/v1/parameters')
+        inline = (
+            r'name: inline\nversion: 0.0.7\nruntime_env:\n  GREETING: from-env\n'
+            r'jobtype_extra:\n  home_page: /api/v1/parameters'
+        )
         job = self.run_job('job.py:Job', env={'JOB_MANIFEST_YAML': inline, 'JOB_VERSION': '0.0.8'})
         client = job.client()
         self.assertEqual(client.post('/api/v1/perform').json()['GREETING'], 'from-env')
@@ -111,19 +126,29 @@ class ConfigProcessTest(unittest.TestCase):
 
     def test_bad_configuration_exits_at_once_with_the_reason_on_stderr(self):
         cases = [
-            ({'jobtype_extra': "{max_concurrency: 'abc'}"},
-             "jobtype_extra.max_concurrency must be an integer >= 1, got str 'abc'"),
-            ({'jobtype_extra': '{max_concurrency: 0}'},
-             'jobtype_extra.max_concurrency must be an integer >= 1, got int 0'),
-            ({'jobtype_extra': '{max_concurrency_queue: [1]}'},
-             'jobtype_extra.max_concurrency_queue must be an integer >= 0, got list [1]'),
-            ({'jobtype_extra': "{home_page: 'https://elsewhere.example/'}"},
-             "jobtype_extra.home_page must be a path on this job starting with a single '/' (no scheme or host),"
-             " got 'https://elsewhere.example/'"),
+            (
+                {'jobtype_extra': "{max_concurrency: 'abc'}"},
+                "jobtype_extra.max_concurrency must be an integer >= 1, got str 'abc'",
+            ),
+            (
+                {'jobtype_extra': '{max_concurrency: 0}'},
+                'jobtype_extra.max_concurrency must be an integer >= 1, got int 0',
+            ),
+            (
+                {'jobtype_extra': '{max_concurrency_queue: [1]}'},
+                'jobtype_extra.max_concurrency_queue must be an integer >= 0, got list [1]',
+            ),
+            (
+                {'jobtype_extra': "{home_page: 'https://elsewhere.example/'}"},
+                "jobtype_extra.home_page must be a path on this job starting with a single '/' (no scheme or host),"
+                " got 'https://elsewhere.example/'",
+            ),
             ({'build_env': '[a, b]'}, "build_env must be a mapping of NAME: value, got list ['a', 'b']"),
             ({'runtime_env': '{PUB_URL: x}'}, 'runtime env var PUB_URL is reserved'),
-            ({'public_endpoints': '/api/v1/perform'},
-             "public_endpoints must be a list of paths, got str '/api/v1/perform'"),
+            (
+                {'public_endpoints': '/api/v1/perform'},
+                "public_endpoints must be a list of paths, got str '/api/v1/perform'",
+            ),
         ]
         for fields, message in cases:
             with self.subTest(fields=fields):
@@ -156,17 +181,22 @@ class ExamplesTest(unittest.TestCase):
         job = ProcessJob(['job.py:JobEntrypoint'], cwd=directory, env={'API_TOKEN': 'from-the-cluster'})
         self.addCleanup(job.stop)
         job.wait_ready()
-        self.assertEqual(job.client().post('/api/v1/perform').json(),
-                         {'debug': True, 'model_zoo': 'zoo', 'api_token_configured': True})
-        self.assertIn("copy the template '.env.runtime.dist' to '.env.runtime' and fill in the secret values",
-                      job.read_output())
+        self.assertEqual(
+            job.client().post('/api/v1/perform').json(),
+            {'debug': True, 'model_zoo': 'zoo', 'api_token_configured': True},
+        )
+        self.assertIn(
+            "copy the template '.env.runtime.dist' to '.env.runtime' and fill in the secret values", job.read_output()
+        )
         job.stop()
         shutil.copy(directory / '.env.runtime.dist', directory / '.env.runtime')
         job = ProcessJob(['job.py:JobEntrypoint'], cwd=directory)
         self.addCleanup(job.stop)
         job.wait_ready()
-        self.assertEqual(job.client().post('/api/v1/perform').json(),
-                         {'debug': True, 'model_zoo': 'zoo', 'api_token_configured': True})
+        self.assertEqual(
+            job.client().post('/api/v1/perform').json(),
+            {'debug': True, 'model_zoo': 'zoo', 'api_token_configured': True},
+        )
         self.assertEqual(job.client().get('/health').json()['job_name'], 'python-env-secret')
 
     def test_concurrency_example_queues_then_refuses(self):
@@ -207,8 +237,10 @@ class ExamplesTest(unittest.TestCase):
         self.assertEqual(refused.headers['retry-after'], '1')
         for thread in threads:
             thread.join(30)
-        self.assertEqual({text: (r.status, r.json()) for text, r in answers.items()},
-                         {'slow': (200, 'SLOW'), **{f'q{i}': (200, f'Q{i}') for i in range(10)}})
+        self.assertEqual(
+            {text: (r.status, r.json()) for text, r in answers.items()},
+            {'slow': (200, 'SLOW'), **{f'q{i}': (200, f'Q{i}') for i in range(10)}},
+        )
 
 
 if __name__ == '__main__':

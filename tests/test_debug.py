@@ -1,4 +1,5 @@
 """Thread dumps: GET /debug/threads (opt-in) and SIGUSR1 show every stack and the request each thread serves."""
+
 from __future__ import annotations
 
 import signal
@@ -34,8 +35,11 @@ class DumpTest(unittest.TestCase):
             active.end()
         lines = dump.splitlines()
         self.assertRegex(lines[0], r'^\d+ threads, 1 serving a request$')
-        self.assertRegex(lines[2], r"^Thread 'MainThread' \(id \d+\) serving POST /api/v1/perform "
-                                   r'tracing_id=t-7 for 2\.\ds$')
+        self.assertRegex(
+            lines[2],
+            r"^Thread 'MainThread' \(id \d+\) serving POST /api/v1/perform "
+            r'tracing_id=t-7 for 2\.\ds$',
+        )
         self.assertIn('in test_a_thread_serving_a_request_comes_first_with_its_request', dump)
         self.assertEqual(active.snapshot(), {})
 
@@ -44,8 +48,9 @@ class DebugThreadsEndpointTest(ServerTestCase):
     def test_shows_the_stuck_request_and_its_stack(self):
         job = BlockingJob()
         running = self.start(job, environ={'DEBUG_THREADS': 'true'})
-        caller = threading.Thread(target=lambda: running.client().post(
-            '/api/v1/perform', {}, {'X-Request-Tracing-Id': 'stuck-1'}))
+        caller = threading.Thread(
+            target=lambda: running.client().post('/api/v1/perform', {}, {'X-Request-Tracing-Id': 'stuck-1'})
+        )
         caller.start()
         self.assertTrue(job.entered.wait(10))
         try:
@@ -56,8 +61,11 @@ class DebugThreadsEndpointTest(ServerTestCase):
         self.assertEqual(response.status, 200)
         self.assertEqual(response.headers['content-type'], 'text/plain; charset=utf-8')
         text = response.body.decode()
-        self.assertRegex(text, r"\nThread '[^']+' \(id \d+\) serving POST /api/v1/perform tracing_id=stuck-1 "
-                               r'for \d+\.\ds\n')
+        self.assertRegex(
+            text,
+            r"\nThread '[^']+' \(id \d+\) serving POST /api/v1/perform tracing_id=stuck-1 "
+            r'for \d+\.\ds\n',
+        )
         stuck = text.split('tracing_id=stuck-1', 1)[1].split('\n\n', 1)[0]
         self.assertIn('in perform\n', stuck)
         self.assertIn('self.release.wait(20)', stuck)
@@ -68,7 +76,7 @@ class DebugThreadsEndpointTest(ServerTestCase):
         self.assertEqual(client.get('/debug/threads').status, 404)
 
 
-SLEEPY_JOB = '''
+SLEEPY_JOB = """
 import time
 
 
@@ -76,7 +84,7 @@ class Job:
     def perform(self, seconds: float = 0) -> float:
         time.sleep(seconds)
         return seconds
-'''
+"""
 
 
 class SignalDumpTest(unittest.TestCase):
@@ -86,8 +94,11 @@ class SignalDumpTest(unittest.TestCase):
             job = ProcessJob(['job.py:Job'], cwd=directory)
             try:
                 job.wait_ready()
-                caller = threading.Thread(target=lambda: job.client().post(
-                    '/api/v1/perform', {'seconds': 1.5}, {'X-Request-Tracing-Id': 'slow-1'}))
+                caller = threading.Thread(
+                    target=lambda: job.client().post(
+                        '/api/v1/perform', {'seconds': 1.5}, {'X-Request-Tracing-Id': 'slow-1'}
+                    )
+                )
                 caller.start()
                 time.sleep(0.5)
                 job.process.send_signal(signal.SIGUSR1)

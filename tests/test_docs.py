@@ -75,8 +75,9 @@ class DocsRoutesTest(unittest.TestCase):
     """The routes on their own, without a socket."""
 
     def setUp(self):
-        self.router = Router(docs_routes({'openapi': '3.1.0', 'info': {'title': 'Job - é', 'version': '1'}},
-                                         title='Job - <é>'))
+        self.router = Router(
+            docs_routes({'openapi': '3.1.0', 'info': {'title': 'Job - é', 'version': '1'}}, title='Job - <é>')
+        )
 
     def get(self, path, headers=()):
         route, handler, params = self.router.match('GET', path)
@@ -94,13 +95,27 @@ class DocsRoutesTest(unittest.TestCase):
     def test_page_is_escaped_and_relative(self):
         response, body = self.get('/docs')
         self.assertIn(b'<title>Job - &lt;\xc3\xa9&gt; - Swagger UI</title>', body)
-        self.assertEqual(referenced_urls(body.decode()), [
-            'docs/swagger-ui.css', 'docs/favicon-32x32.png', 'openapi.json',
-            'docs/swagger-ui-bundle.js', 'docs/swagger-initializer.js'])
+        self.assertEqual(
+            referenced_urls(body.decode()),
+            [
+                'docs/swagger-ui.css',
+                'docs/favicon-32x32.png',
+                'openapi.json',
+                'docs/swagger-ui-bundle.js',
+                'docs/swagger-initializer.js',
+            ],
+        )
         _, folder_body = self.get('/docs/')
-        self.assertEqual(referenced_urls(folder_body.decode()), [
-            'swagger-ui.css', 'favicon-32x32.png', '../openapi.json',
-            'swagger-ui-bundle.js', 'swagger-initializer.js'])
+        self.assertEqual(
+            referenced_urls(folder_body.decode()),
+            [
+                'swagger-ui.css',
+                'favicon-32x32.png',
+                '../openapi.json',
+                'swagger-ui-bundle.js',
+                'swagger-initializer.js',
+            ],
+        )
         self.assertEqual(render_page('Job - <é>', 'docs/', 'openapi.json'), body)
 
     def test_etag_and_304(self):
@@ -147,8 +162,16 @@ class DocsServerTest(ServerTestCase):
         client = self.serve(AdderJob, MANIFEST)
         self.addCleanup(client.close)
         fetched = check_docs(self, client, '/docs', 'Job - adder')
-        self.assertEqual(fetched, ['/docs/swagger-ui.css', '/docs/favicon-32x32.png', '/openapi.json',
-                                   '/docs/swagger-ui-bundle.js', '/docs/swagger-initializer.js'])
+        self.assertEqual(
+            fetched,
+            [
+                '/docs/swagger-ui.css',
+                '/docs/favicon-32x32.png',
+                '/openapi.json',
+                '/docs/swagger-ui-bundle.js',
+                '/docs/swagger-initializer.js',
+            ],
+        )
 
     def test_docs_under_public_prefix_and_folder_url(self):
         client = self.serve(AdderJob, MANIFEST)
@@ -185,30 +208,48 @@ class WheelTest(unittest.TestCase):
     def test_installed_wheel_serves_docs(self):
         with tempfile.TemporaryDirectory() as tmp:
             tmp_path = Path(tmp)
-            subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-q',
-                            str(REPO_DIR), '-w', str(tmp_path / 'dist')], check=True, cwd=tmp)
+            subprocess.run(
+                [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-q', str(REPO_DIR), '-w', str(tmp_path / 'dist')],
+                check=True,
+                cwd=tmp,
+            )
             wheels = list((tmp_path / 'dist').glob('racetrack_job_wrapper-*.whl'))
             self.assertEqual(len(wheels), 1, wheels)
             venv.EnvBuilder(system_site_packages=True, with_pip=False).create(tmp_path / 'venv')
             python = tmp_path / 'venv' / 'bin' / 'python'
             env = dict(os.environ)  # without this checkout on the path
             env['PYTHONPATH'] = os.pathsep.join(
-                entry for entry in env.get('PYTHONPATH', '').split(os.pathsep)
-                if entry and Path(entry).resolve() != REPO_DIR)
+                entry
+                for entry in env.get('PYTHONPATH', '').split(os.pathsep)
+                if entry and Path(entry).resolve() != REPO_DIR
+            )
             # The venv sees pip and prometheus-client through the system site-packages; the wheel goes
             # into the venv itself, so the job imports the installed copy, not this checkout.
-            subprocess.run([str(python), '-m', 'pip', 'install', '-q', '--no-deps', '--no-index',
-                            str(wheels[0])], check=True, cwd=tmp, env=env)
+            subprocess.run(
+                [str(python), '-m', 'pip', 'install', '-q', '--no-deps', '--no-index', str(wheels[0])],
+                check=True,
+                cwd=tmp,
+                env=env,
+            )
             located = subprocess.run(
                 [str(python), '-c', 'import racetrack_job_wrapper.docs as d; print(d.swagger_dir())'],
-                check=True, cwd=tmp, env=env, capture_output=True, text=True).stdout.strip()
+                check=True,
+                cwd=tmp,
+                env=env,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             self.assertTrue(located.startswith(str(tmp_path / 'venv')), located)
             (tmp_path / 'job.py').write_text(WHEEL_JOB)
             port = free_port()
             with open(tmp_path / 'job.log', 'wb') as log:
                 process = subprocess.Popen(
                     [str(python), '-m', 'racetrack_job_wrapper', 'job.py', '--host', '127.0.0.1', '--port', str(port)],
-                    cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
+                    cwd=tmp,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             client = JobClient(port)
             try:
                 self.wait_ready(client, process, tmp_path / 'job.log')

@@ -1,4 +1,5 @@
 """Faults stay with the request that caused them: failing jobs, lost clients, and shutdown under load."""
+
 from __future__ import annotations
 
 import signal
@@ -59,8 +60,7 @@ class JobFaultTest(ServerTestCase):
         client = running.client()
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             failed = client.post('/api/v1/perform', {'mode': 'raise'})
-        self.assertEqual((failed.status, failed.json()),
-                         (500, {'error': 'the job broke', 'type': 'RuntimeError'}))
+        self.assertEqual((failed.status, failed.json()), (500, {'error': 'the job broke', 'type': 'RuntimeError'}))
         self.assertEqual(client.post('/api/v1/perform', {'mode': 'ok'}).json(), 'ok')
         job.gate.set()
         self.assertEqual(hung.read_response().json(), 'hold')
@@ -183,8 +183,11 @@ class DrainTest(ServerTestCase):
         with self.assertLogs('racetrack_job_wrapper.server', 'ERROR') as logs:
             running.runner.stop()
             running.thread.join(10)
-        self.assertRegex(logs.output[0], r'grace period of 0\.3s over; 1 request\(s\) cut: '
-                                         r'POST /api/v1/perform from 127\.0\.0\.1 for 0\.\d+s')
+        self.assertRegex(
+            logs.output[0],
+            r'grace period of 0\.3s over; 1 request\(s\) cut: '
+            r'POST /api/v1/perform from 127\.0\.0\.1 for 0\.\d+s',
+        )
         self.assertFalse(running.runner._clean_exit)
 
 
@@ -197,14 +200,14 @@ def _refused(port: int) -> bool:
 
 
 class SigtermTest(unittest.TestCase):
-    JOB = '''
+    JOB = """
         import time
 
         class Slow:
             def perform(self, seconds: float = 0.0):
                 time.sleep(seconds)
                 return seconds
-    '''
+    """
 
     def start_job(self, *args):
         tmp = Path(tempfile.mkdtemp())

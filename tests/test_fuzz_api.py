@@ -1,4 +1,5 @@
 """Property-based requests from the job's own OpenAPI document (schemathesis CLI): no 5xx, responses match."""
+
 import enum
 import os
 import shutil
@@ -30,9 +31,14 @@ class Stats(TypedDict):
 
 
 class FuzzedJob:
-    def perform(self, numbers: list[float], mode: Literal['min', 'count'] = 'min',
-                origin: Optional[Point] = None, tags: Optional[set[str]] = None,
-                pair: tuple[int, str] = (0, '')) -> Stats:
+    def perform(
+        self,
+        numbers: list[float],
+        mode: Literal['min', 'count'] = 'min',
+        origin: Optional[Point] = None,
+        tags: Optional[set[str]] = None,
+        pair: tuple[int, str] = (0, ''),
+    ) -> Stats:
         """Summarise numbers.
         :param numbers: Numbers to summarise.
         :param mode: What to compute.
@@ -53,8 +59,9 @@ class FuzzedJob:
     def auxiliary_endpoints_v2(self):
         return [EndpointConfig('/lookup/{key}', 'GET', self.lookup)]
 
-    def lookup(self, key: int, flag: Annotated[bool, Query()] = False,
-               ids: Annotated[list[int], Query()] = []) -> dict[str, int | bool | list[int]]:
+    def lookup(
+        self, key: int, flag: Annotated[bool, Query()] = False, ids: Annotated[list[int], Query()] = []
+    ) -> dict[str, int | bool | list[int]]:
         """Query and path parameters."""
         return {'key': key, 'flag': flag, 'ids': ids}
 
@@ -76,14 +83,35 @@ class FuzzAPITest(ServerTestCase):
         started = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp:
             result = subprocess.run(
-                [command, 'run', f'{base}/openapi.json', '--url', base,
-                 '--checks', 'not_a_server_error,response_schema_conformance',
-                 '--phases', 'examples,coverage,fuzzing', '--max-examples', '25', '--seed', '1',
-                 # One worker: hypothesis builds strategies with ast.parse, which is not thread-safe
-                 # on Python 3.11 ('AST constructor recursion depth mismatch').
-                 '--workers', '1', '--no-color', '--generation-database', 'none',
-                 '--report-dir', tmp],
-                cwd=tmp, capture_output=True, text=True, timeout=120)
+                [
+                    command,
+                    'run',
+                    f'{base}/openapi.json',
+                    '--url',
+                    base,
+                    '--checks',
+                    'not_a_server_error,response_schema_conformance',
+                    '--phases',
+                    'examples,coverage,fuzzing',
+                    '--max-examples',
+                    '25',
+                    '--seed',
+                    '1',
+                    # One worker: hypothesis builds strategies with ast.parse, which is not thread-safe
+                    # on Python 3.11 ('AST constructor recursion depth mismatch').
+                    '--workers',
+                    '1',
+                    '--no-color',
+                    '--generation-database',
+                    'none',
+                    '--report-dir',
+                    tmp,
+                ],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
         self.assertEqual(result.returncode, 0, result.stdout[-6000:] + result.stderr[-2000:])
         # perform, /move, /lookup/{key}, /parameters, /, /live, /ready, /health, /metrics
         self.assertRegex(result.stdout, r'Tested: 9\n')

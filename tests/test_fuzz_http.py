@@ -4,6 +4,7 @@ Every answer is a well-formed HTTP/1.1 response with an expected status (or just
 nothing is logged as an unexpected error, and a normal perform still works after each case.
 Set HTTP_FUZZ_EXAMPLES for a longer run (`nox -s fuzz`); CI runs the bounded default.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,9 +19,13 @@ from hypothesis import strategies as st
 from tests.support import RawConnection, ServerTestCase
 
 EXAMPLES = int(os.environ.get('HTTP_FUZZ_EXAMPLES', '150'))
-FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                         derandomize=os.environ.get("HTTP_FUZZ_RANDOM") is None,
-                         suppress_health_check=list(HealthCheck))
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=os.environ.get('HTTP_FUZZ_RANDOM') is None,
+    suppress_health_check=list(HealthCheck),
+)
 STATUS_LINE = re.compile(rb'HTTP/1\.1 (\d{3}) [A-Za-z \-]+\r\n')
 EXPECTED_STATUSES = {100, 200, 204, 307, 400, 404, 405, 408, 413, 414, 431, 501, 505}
 
@@ -46,19 +51,76 @@ class _ErrorRecords(logging.Handler):
 
 methods = st.sampled_from(['GET', 'POST', 'OPTIONS', 'PUT', 'DELETE', 'BREW', 'get', 'P\x00ST', ''])
 targets = st.one_of(
-    st.sampled_from(['/api/v1/perform', '/ready', '/pub/job/x/1/api/v1/perform', '*', '', '/%ff', '/a b',
-                     '/../../etc/passwd', 'http://h/ready', '/ready?x=%00', '/' + 'a' * 9000]),
-    st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=0x2ff), max_size=30).map(lambda t: '/' + t))
+    st.sampled_from(
+        [
+            '/api/v1/perform',
+            '/ready',
+            '/pub/job/x/1/api/v1/perform',
+            '*',
+            '',
+            '/%ff',
+            '/a b',
+            '/../../etc/passwd',
+            'http://h/ready',
+            '/ready?x=%00',
+            '/' + 'a' * 9000,
+        ]
+    ),
+    st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=0x2FF), max_size=30).map(lambda t: '/' + t),
+)
 versions = st.sampled_from(['HTTP/1.1', 'HTTP/1.0', 'HTTP/2.0', 'HTTP/1.1 ', 'http/1.1', 'HTTP/1', ''])
 line_ends = st.sampled_from(['\r\n', '\r\n', '\r\n', '\n', '\r', '\r\r\n', ''])
-header_names = st.sampled_from(['Host', 'Content-Length', 'Transfer-Encoding', 'Connection', 'Expect',
-                                'Content-Type', 'Origin', 'X-A', 'X A', '', 'Host ', ' Host'])
+header_names = st.sampled_from(
+    [
+        'Host',
+        'Content-Length',
+        'Transfer-Encoding',
+        'Connection',
+        'Expect',
+        'Content-Type',
+        'Origin',
+        'X-A',
+        'X A',
+        '',
+        'Host ',
+        ' Host',
+    ]
+)
 header_values = st.one_of(
-    st.sampled_from(['t', '0', '5', '-1', '99999999999', '18446744073709551617', 'chunked', 'gzip',
-                     'chunked, chunked', 'close', 'keep-alive', '100-continue', 'application/json', '']),
-    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0xff), max_size=20))
-bodies = st.sampled_from([b'', b'{}', b'{"x": 1}', b'[1]', b'{"x": NaN}', b'5\r\nhello\r\n0\r\n\r\n',
-                          b'0\r\n\r\n', b'{"x": ' + b'[' * 500 + b'}', b'\xff\xfe', b'{"x": 1, "x": 2}'])
+    st.sampled_from(
+        [
+            't',
+            '0',
+            '5',
+            '-1',
+            '99999999999',
+            '18446744073709551617',
+            'chunked',
+            'gzip',
+            'chunked, chunked',
+            'close',
+            'keep-alive',
+            '100-continue',
+            'application/json',
+            '',
+        ]
+    ),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0xFF), max_size=20),
+)
+bodies = st.sampled_from(
+    [
+        b'',
+        b'{}',
+        b'{"x": 1}',
+        b'[1]',
+        b'{"x": NaN}',
+        b'5\r\nhello\r\n0\r\n\r\n',
+        b'0\r\n\r\n',
+        b'{"x": ' + b'[' * 500 + b'}',
+        b'\xff\xfe',
+        b'{"x": 1, "x": 2}',
+    ]
+)
 
 
 @st.composite
@@ -73,9 +135,12 @@ def almost_valid_requests(draw) -> bytes:
         headers.append(('Content-Length', str(len(body))))
     head = line + end + ''.join(f'{name}: {value}{end}' for name, value in headers) + end
     data = bytearray(head.encode('utf-8', 'surrogateescape') + body)
-    for position, byte, kind in draw(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255),
-                                                        st.sampled_from(['insert', 'replace', 'delete'])),
-                                              max_size=3)):
+    for position, byte, kind in draw(
+        st.lists(
+            st.tuples(st.integers(0, 10_000), st.integers(0, 255), st.sampled_from(['insert', 'replace', 'delete'])),
+            max_size=3,
+        )
+    ):
         at = position % (len(data) + 1)
         if kind == 'insert':
             data.insert(at, byte)

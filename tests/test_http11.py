@@ -1,4 +1,5 @@
 """HTTP/1.1 framing from bytes: every request line, header, length and chunk rule, without a socket."""
+
 from __future__ import annotations
 
 import contextlib
@@ -114,7 +115,7 @@ class RequestLineTest(FramingTestCase):
         cases = {
             b'GET / HTTP/1.1\n': 'request line must end with CRLF',
             b'GET / HTTP/1.1\r\r\n': 'only HTTP/1.0 and HTTP/1.1 are supported',
-            b'GET /\r\n': 'malformed request line',                      # HTTP/0.9
+            b'GET /\r\n': 'malformed request line',  # HTTP/0.9
             b'GET  / HTTP/1.1\r\n': 'malformed request line',
             b'GET / HTTP/1.1 \r\n': 'malformed request line',
             b'GET\t/ HTTP/1.1\r\n': 'malformed request line',
@@ -150,8 +151,11 @@ class RequestLineTest(FramingTestCase):
             http11.read_request_line(BytesReader(b'GET / HTTP/1.1\r\n'), LIMITS, time.monotonic() - 1)
 
     def test_error_types_name_the_refusal(self):
-        for data, error_type in ((b'GET /\r\n', 'BadRequest'), (b'GET / HTTP/2.0\r\n', 'HTTPVersionNotSupported'),
-                                 (b'GET /' + b'a' * 9000 + b' HTTP/1.1\r\n', 'URITooLong')):
+        for data, error_type in (
+            (b'GET /\r\n', 'BadRequest'),
+            (b'GET / HTTP/2.0\r\n', 'HTTPVersionNotSupported'),
+            (b'GET /' + b'a' * 9000 + b' HTTP/1.1\r\n', 'URITooLong'),
+        ):
             with self.subTest(error_type=error_type), self.assertRaises(HTTPError) as raised:
                 request_line(data)
             self.assertEqual(raised.exception.error_type, error_type)
@@ -160,8 +164,10 @@ class RequestLineTest(FramingTestCase):
 class HeaderFieldTest(FramingTestCase):
     def test_fields_keep_order_repeats_and_latin_1_values(self):
         parsed = head(HOST + b'X-A:  one \t\r\nx-a: two\r\nX-Name: \xff\xfe\r\nX-Tab: a\tb\r\nX-Empty:\r\n')
-        self.assertEqual(parsed.headers.items(), [
-            ('Host', 't'), ('X-A', 'one'), ('x-a', 'two'), ('X-Name', '\xff\xfe'), ('X-Tab', 'a\tb'), ('X-Empty', '')])
+        self.assertEqual(
+            parsed.headers.items(),
+            [('Host', 't'), ('X-A', 'one'), ('x-a', 'two'), ('X-Name', '\xff\xfe'), ('X-Tab', 'a\tb'), ('X-Empty', '')],
+        )
         self.assertEqual(parsed.headers.get_all('X-A'), ['one', 'two'])
         self.assertEqual(parsed.headers['x-a'], 'one, two')
 
@@ -173,7 +179,7 @@ class HeaderFieldTest(FramingTestCase):
 
     def test_the_byte_limit_counts_every_line_with_the_empty_one(self):
         limits = Limits(max_header_bytes=30)
-        fields = HOST + b'X: ' + b'a' * 14 + b'\r\n'   # 9 + 19 bytes, and 2 for the empty line
+        fields = HOST + b'X: ' + b'a' * 14 + b'\r\n'  # 9 + 19 bytes, and 2 for the empty line
         self.assertEqual(head(fields, limits=limits).headers['x'], 'a' * 14)
         with self.assertRefused(431, 'headers_too_large', 'request headers exceed 30 bytes'):
             head(HOST + b'X: ' + b'a' * 15 + b'\r\n', limits=limits)
@@ -223,9 +229,14 @@ class HeaderFieldTest(FramingTestCase):
         self.assertEqual(len(head(b'', 'HTTP/1.0').headers), 0)
 
     def test_keep_alive(self):
-        cases = [('HTTP/1.1', b'', True), ('HTTP/1.1', b'Connection: close\r\n', False),
-                 ('HTTP/1.1', b'Connection: Keep-Alive, Close\r\n', False), ('HTTP/1.0', b'', False),
-                 ('HTTP/1.0', b'Connection: keep-alive\r\n', True), ('HTTP/1.0', b'Connection: close\r\n', False)]
+        cases = [
+            ('HTTP/1.1', b'', True),
+            ('HTTP/1.1', b'Connection: close\r\n', False),
+            ('HTTP/1.1', b'Connection: Keep-Alive, Close\r\n', False),
+            ('HTTP/1.0', b'', False),
+            ('HTTP/1.0', b'Connection: keep-alive\r\n', True),
+            ('HTTP/1.0', b'Connection: close\r\n', False),
+        ]
         for version, fields, keep_alive in cases:
             with self.subTest(version=version, fields=fields):
                 self.assertIs(head(HOST + fields, version).keep_alive, keep_alive)
@@ -250,14 +261,21 @@ class BodyFramingTest(FramingTestCase):
         self.assertEqual(body(HOST + b'Transfer-Encoding: chunked\r\n', chunked + b'next', piece=7), (data, b'next'))
 
     def test_equal_lengths_are_one_length(self):
-        for fields in (b'Content-Length: 3\r\nContent-Length: 3\r\n', b'Content-Length: 3, 3\r\n',
-                       b'Content-Length: 3,3\r\ncontent-length: 3\r\n'):
+        for fields in (
+            b'Content-Length: 3\r\nContent-Length: 3\r\n',
+            b'Content-Length: 3, 3\r\n',
+            b'Content-Length: 3,3\r\ncontent-length: 3\r\n',
+        ):
             with self.subTest(fields=fields):
                 self.assertEqual(head(HOST + fields).content_length, 3)
 
     def test_differing_lengths_are_400(self):
-        for fields in (b'Content-Length: 5\r\nContent-Length: 6\r\n', b'Content-Length: 5, 6\r\n',
-                       b'Content-Length: 5\r\nContent-Length: 05\r\n', b'Content-Length: 5,\r\n'):
+        for fields in (
+            b'Content-Length: 5\r\nContent-Length: 6\r\n',
+            b'Content-Length: 5, 6\r\n',
+            b'Content-Length: 5\r\nContent-Length: 05\r\n',
+            b'Content-Length: 5,\r\n',
+        ):
             with self.subTest(fields=fields), self.assertRefused(400, 'bad_request', 'conflicting Content-Length'):
                 head(HOST + fields)
 
@@ -267,11 +285,17 @@ class BodyFramingTest(FramingTestCase):
                 head(HOST + b'Content-Length: ' + value + b'\r\n')
 
     def test_content_length_beside_transfer_encoding_is_400(self):
-        for fields in (b'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n',
-                       b'Transfer-Encoding: chunked\r\nContent-Length: 5\r\n',
-                       b'Transfer-Encoding: gzip\r\nContent-Length: 0\r\n'):
-            with self.subTest(fields=fields), self.assertRefused(
-                    400, 'bad_request', 'Content-Length and Transfer-Encoding together are not accepted'):
+        for fields in (
+            b'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n',
+            b'Transfer-Encoding: chunked\r\nContent-Length: 5\r\n',
+            b'Transfer-Encoding: gzip\r\nContent-Length: 0\r\n',
+        ):
+            with (
+                self.subTest(fields=fields),
+                self.assertRefused(
+                    400, 'bad_request', 'Content-Length and Transfer-Encoding together are not accepted'
+                ),
+            ):
                 head(HOST + fields)
 
     def test_only_chunked_transfer_encoding(self):
@@ -291,9 +315,12 @@ class BodyFramingTest(FramingTestCase):
             head(HOST + b'Content-Length: ' + b'0' * 19 + b'\r\n', limits=limits)
 
     def test_a_body_cut_short_has_nobody_to_answer(self):
-        for fields, data in ((b'Content-Length: 10\r\n', b'hello'), (b'Transfer-Encoding: chunked\r\n', b'a\r\nhello'),
-                             (b'Transfer-Encoding: chunked\r\n', b'5\r\nhello\r\n0\r\n'),
-                             (b'Transfer-Encoding: chunked\r\n', b'5')):
+        for fields, data in (
+            (b'Content-Length: 10\r\n', b'hello'),
+            (b'Transfer-Encoding: chunked\r\n', b'a\r\nhello'),
+            (b'Transfer-Encoding: chunked\r\n', b'5\r\nhello\r\n0\r\n'),
+            (b'Transfer-Encoding: chunked\r\n', b'5'),
+        ):
             with self.subTest(data=data), self.assertRaises(IncompleteRequest):
                 body(HOST + fields, data)
 
@@ -317,11 +344,13 @@ class ChunkedTest(FramingTestCase):
     CHUNKED = HOST + b'Transfer-Encoding: chunked\r\n'
 
     def test_sizes_extensions_and_trailers(self):
-        data = (b'4;name=value\r\n{"x"\r\n'
-                b'5 ;ext\r\n: [1,\r\n'
-                b'a\t;a=1;b="q;uoted"\r\n 2], "y":3\r\n'
-                b'01\r\n}\r\n'
-                b'0;last\r\nTrailer-Field: yes\r\nOther: 1\r\n\r\n')
+        data = (
+            b'4;name=value\r\n{"x"\r\n'
+            b'5 ;ext\r\n: [1,\r\n'
+            b'a\t;a=1;b="q;uoted"\r\n 2], "y":3\r\n'
+            b'01\r\n}\r\n'
+            b'0;last\r\nTrailer-Field: yes\r\nOther: 1\r\n\r\n'
+        )
         self.assertEqual(body(self.CHUNKED, data + b'GET'), (b'{"x": [1, 2], "y":3}', b'GET'))
         self.assertEqual(body(self.CHUNKED, b'A\r\n0123456789\r\n000\r\n\r\n'), (b'0123456789', b''))
 
@@ -362,8 +391,11 @@ class ChunkedTest(FramingTestCase):
         with self.assertRefused(431, 'headers_too_large', 'request headers exceed 30 bytes'):
             body(self.CHUNKED, b'0\r\nX: ' + b'a' * 30 + b'\r\n\r\n', Limits(max_header_bytes=30))
         with self.assertRefused(431, 'headers_too_large', 'more than 2 header fields'):
-            body(HOST + b'Transfer-Encoding: chunked\r\n', b'0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n',
-                 Limits(max_header_fields=2))
+            body(
+                HOST + b'Transfer-Encoding: chunked\r\n',
+                b'0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n',
+                Limits(max_header_fields=2),
+            )
 
 
 class ContinueTest(FramingTestCase):

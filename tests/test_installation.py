@@ -1,4 +1,5 @@
 """The start-up warning when racetrack-job-runner is installed in the same environment."""
+
 from __future__ import annotations
 
 import tempfile
@@ -9,10 +10,12 @@ from pathlib import Path
 from racetrack_job_wrapper.installation import find_conflicting_install
 from tests.support import REPO_DIR, ProcessJob
 
-WARNING = ('racetrack-job-runner 1.18.0 is installed in this environment too ({path}): it ships the same'
-           ' racetrack_job_wrapper package and racetrack_job_runner command, so the two are mixed. Run'
-           ' `pip uninstall racetrack-job-runner`, then `pip install --force-reinstall --no-deps'
-           ' racetrack-job-wrapper`: the uninstall deletes files both share.')
+WARNING = (
+    'racetrack-job-runner 1.18.0 is installed in this environment too ({path}): it ships the same'
+    ' racetrack_job_wrapper package and racetrack_job_runner command, so the two are mixed. Run'
+    ' `pip uninstall racetrack-job-runner`, then `pip install --force-reinstall --no-deps'
+    ' racetrack-job-wrapper`: the uninstall deletes files both share.'
+)
 
 
 class FindTest(unittest.TestCase):
@@ -57,8 +60,9 @@ class StartUpWarningTest(unittest.TestCase):
         lines, site = self.serve_with_path_entry('racetrack_job_runner-1.18.0.dist-info')
         self.assertEqual(len(lines), 1, lines)
         self.assertIn(' WARN  racetrack_job_wrapper.installation: ', lines[0])
-        self.assertTrue(lines[0].endswith(WARNING.format(path=site / 'racetrack_job_runner-1.18.0.dist-info')),
-                        lines[0])
+        self.assertTrue(
+            lines[0].endswith(WARNING.format(path=site / 'racetrack_job_runner-1.18.0.dist-info')), lines[0]
+        )
 
     def test_no_warning_for_this_distribution(self):
         self.assertEqual(self.serve_with_path_entry('racetrack_job_wrapper-0.1.0.dist-info')[0], [])

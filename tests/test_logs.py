@@ -1,4 +1,5 @@
 """Logs: formatters, configure_logs, and the request's tracing id, caller name and trace context on records."""
+
 from __future__ import annotations
 
 import asyncio
@@ -60,8 +61,9 @@ class AsyncJob:
         return 'ok'
 
 
-def make_record(message: str = 'hello %s', args: tuple = ('world',), level: int = logging.INFO,
-                exc_info=None, **extra) -> logging.LogRecord:
+def make_record(
+    message: str = 'hello %s', args: tuple = ('world',), level: int = logging.INFO, exc_info=None, **extra
+) -> logging.LogRecord:
     record = logging.LogRecord('tests.job', level, __file__, 10, message, args, exc_info)
     record.created = 1714564800.123456  # 2024-05-01T12:00:00.123456Z
     record.__dict__.update(extra)
@@ -99,14 +101,25 @@ class FormatterTest(unittest.TestCase):
     def test_structured_line(self):
         record = make_record(tracing_id='t-1', caller_name='alice', order=7)
         line = json.loads(StructuredFormatter().format(record))
-        self.assertEqual(line, {'time': '2024-05-01T12:00:00.123456Z', 'lvl': 'INFO', 'msg': 'hello world',
-                                'logger': 'tests.job', 'tracing_id': 't-1', 'caller_name': 'alice', 'order': 7})
+        self.assertEqual(
+            line,
+            {
+                'time': '2024-05-01T12:00:00.123456Z',
+                'lvl': 'INFO',
+                'msg': 'hello world',
+                'logger': 'tests.job',
+                'tracing_id': 't-1',
+                'caller_name': 'alice',
+                'order': 7,
+            },
+        )
 
     def test_structured_line_with_a_traceback_stays_one_line(self):
         try:
             raise KeyError('missing')
         except KeyError:
             import sys
+
             record = make_record('failed', (), logging.ERROR, sys.exc_info())
         text = StructuredFormatter().format(record)
         self.assertNotIn('\n', text)
@@ -117,10 +130,14 @@ class FormatterTest(unittest.TestCase):
 
     def test_text_line_plain_and_colored(self):
         record = make_record(tracing_id='t-1', caller_name='bob')
-        self.assertEqual(TextFormatter().format(record),
-                         '2024-05-01T12:00:00.123Z INFO  tests.job: hello world tracing_id=t-1 caller_name=bob')
-        self.assertEqual(TextFormatter(color=True).format(make_record(level=logging.WARNING)),
-                         '2024-05-01T12:00:00.123Z \033[0;33mWARN \033[0m tests.job: hello world')
+        self.assertEqual(
+            TextFormatter().format(record),
+            '2024-05-01T12:00:00.123Z INFO  tests.job: hello world tracing_id=t-1 caller_name=bob',
+        )
+        self.assertEqual(
+            TextFormatter(color=True).format(make_record(level=logging.WARNING)),
+            '2024-05-01T12:00:00.123Z \033[0;33mWARN \033[0m tests.job: hello world',
+        )
 
     def test_color_only_on_a_tty(self):
         class Terminal(io.StringIO):
@@ -142,8 +159,10 @@ class FormatterTest(unittest.TestCase):
             self.assertTrue(handler_filter.filter(inside))
         finally:
             CURRENT_TRACE.reset(token)
-        self.assertEqual((inside.tracing_id, inside.caller_name, inside.traceparent, inside.tracestate),
-                         ('t-9', 'carol', TRACEPARENT, 'vendor=1'))
+        self.assertEqual(
+            (inside.tracing_id, inside.caller_name, inside.traceparent, inside.tracestate),
+            ('t-9', 'carol', TRACEPARENT, 'vendor=1'),
+        )
 
     def test_caller_name_only_when_enabled(self):
         token = CURRENT_TRACE.set(RequestTrace('t-9', 'carol'))
@@ -181,8 +200,12 @@ class ConfigureLogsTest(unittest.TestCase):
         self.assertEqual(len(self.root.handlers[0].filters), 1)
 
     def test_log_level_from_the_environment(self):
-        for value, level in (('debug', logging.DEBUG), ('INFO', logging.INFO), ('warn', logging.WARNING),
-                             ('error', logging.ERROR)):
+        for value, level in (
+            ('debug', logging.DEBUG),
+            ('INFO', logging.INFO),
+            ('warn', logging.WARNING),
+            ('error', logging.ERROR),
+        ):
             with mock.patch.dict('os.environ', {'LOG_LEVEL': value}):
                 configure_logs(stream=io.StringIO())
             self.assertEqual(self.root.level, level, value)
@@ -203,8 +226,10 @@ class ConfigureLogsTest(unittest.TestCase):
         stream = io.StringIO()
         configure_logs(settings=ObservabilitySettings(log_level='verbose'), stream=stream)
         self.assertEqual(self.root.level, logging.INFO)
-        self.assertIn("WARN  racetrack_job_wrapper.logs: LOG_LEVEL 'verbose' is not one of debug, info, warn,"
-                      " error; using info", stream.getvalue())
+        self.assertIn(
+            "WARN  racetrack_job_wrapper.logs: LOG_LEVEL 'verbose' is not one of debug, info, warn, error; using info",
+            stream.getvalue(),
+        )
 
     def test_a_formatter_the_job_installed_is_kept(self):
         configure_logs(settings=ObservabilitySettings(), stream=io.StringIO())
@@ -232,11 +257,11 @@ class RequestLogsTest(ServerTestCase):
         client = self.serve(LoggingJob)
         response = client.post('/api/v1/perform', {'word': 'yo'}, {'X-Request-Tracing-Id': 'trace-42'})
         self.assertEqual(response.headers['x-request-tracing-id'], 'trace-42')
-        job_line, = logs.by_logger('tests.job')
+        (job_line,) = logs.by_logger('tests.job')
         self.assertEqual(job_line['msg'], 'perform says yo')
         self.assertEqual(job_line['tracing_id'], 'trace-42')
         self.assertEqual(set(job_line), {'time', 'lvl', 'msg', 'logger', 'tracing_id'})
-        access, = logs.by_logger(ACCESS, 1)
+        (access,) = logs.by_logger(ACCESS, 1)
         self.assertEqual(access['tracing_id'], 'trace-42')
         self.assertRegex(access['msg'], r'^POST /api/v1/perform 200 \d+\.\dms \d+B$')
         self.assertRegex(access['time'], r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$')
@@ -286,8 +311,14 @@ class RequestLogsTest(ServerTestCase):
         async_client = self.serve(AsyncJob)
         async_client.post('/api/v1/perform', {}, {'X-Request-Tracing-Id': 'async-1'})
         lines = [(line['msg'], line.get('tracing_id')) for line in logs.by_logger('tests.job')]
-        self.assertEqual(lines, [('from a thread of the job', 'thread-1'), ('from the event loop', 'async-1'),
-                                 ('from to_thread', 'async-1')])
+        self.assertEqual(
+            lines,
+            [
+                ('from a thread of the job', 'thread-1'),
+                ('from the event loop', 'async-1'),
+                ('from to_thread', 'async-1'),
+            ],
+        )
 
     def test_a_failed_request_logs_its_traceback_once_with_the_tracing_id(self):
         logs = self.capture()
@@ -319,15 +350,19 @@ class RequestLogsTest(ServerTestCase):
             self.assertEqual(client.get(path).status, 200)
         client.get('/nowhere')
         client.post('/api/v1/perform', {})
-        self.assertEqual([line['msg'].split(' ')[:3] for line in logs.by_logger(ACCESS, 2)],
-                         [['GET', '/nowhere', '404'], ['POST', '/api/v1/perform', '200']])
+        self.assertEqual(
+            [line['msg'].split(' ')[:3] for line in logs.by_logger(ACCESS, 2)],
+            [['GET', '/nowhere', '404'], ['POST', '/api/v1/perform', '200']],
+        )
 
     def test_records_after_the_request_have_no_tracing_id(self):
         logs = self.capture()
         running = self.start(LoggingJob)
         # Two requests on one connection (one server thread): the second is refused by the parser.
-        raw_exchange(running.port, b'GET /nowhere HTTP/1.1\r\nHost: x\r\nX-Request-Tracing-Id: done-1\r\n\r\n'
-                                   b'GET /nowhere HTTP/1.1\r\n\r\n')
+        raw_exchange(
+            running.port,
+            b'GET /nowhere HTTP/1.1\r\nHost: x\r\nX-Request-Tracing-Id: done-1\r\n\r\nGET /nowhere HTTP/1.1\r\n\r\n',
+        )
         first, second = logs.by_logger(ACCESS, 2)
         self.assertEqual(first['tracing_id'], 'done-1')
         self.assertRegex(second['msg'], r'^GET /nowhere 400 ')
@@ -337,12 +372,12 @@ class RequestLogsTest(ServerTestCase):
         logs = self.capture()
         running = self.start(LoggingJob)
         raw_exchange(running.port, b'GET /live HTTP/1.1\r\nX-Request-Tracing-Id: t\r\n\r\n')
-        access, = logs.by_logger(ACCESS, 1)
+        (access,) = logs.by_logger(ACCESS, 1)
         self.assertRegex(access['msg'], r'^GET /live 400 ')
         self.assertNotIn('tracing_id', access)
 
 
-CUSTOM_FORMAT_JOB = '''
+CUSTOM_FORMAT_JOB = """
 import logging
 
 logger = logging.getLogger('custom')
@@ -357,13 +392,14 @@ class Job:
     def perform(self) -> int:
         logger.info('inside perform')
         return 1
-'''
+"""
 
 
 class ProcessLogsTest(unittest.TestCase):
     def test_a_job_with_its_own_formatter_keeps_it(self):
         import tempfile
         from pathlib import Path
+
         with tempfile.TemporaryDirectory() as directory:
             Path(directory, 'job.py').write_text(CUSTOM_FORMAT_JOB)
             job = ProcessJob(['job.py:Job'], cwd=directory, env={'LOG_STRUCTURED': 'true'})
@@ -375,13 +411,17 @@ class ProcessLogsTest(unittest.TestCase):
                 job.stop()
             output = job.read_output().splitlines()
         self.assertIn('CUSTOM|INFO|inside perform|own-1', output)
-        self.assertTrue(any(line.startswith('CUSTOM|INFO|POST /api/v1/perform 200 ') and line.endswith('|own-1')
-                            for line in output), output)
+        self.assertTrue(
+            any(
+                line.startswith('CUSTOM|INFO|POST /api/v1/perform 200 ') and line.endswith('|own-1') for line in output
+            ),
+            output,
+        )
         # Lines before the job was created are the server's JSON lines.
-        self.assertEqual(json.loads(output[0])["logger"], "racetrack_job_wrapper.standalone")
+        self.assertEqual(json.loads(output[0])['logger'], 'racetrack_job_wrapper.standalone')
 
 
-DEBUG_LOGGING_JOB = '''
+DEBUG_LOGGING_JOB = """
 import logging
 
 
@@ -395,19 +435,26 @@ class Job:
         logging.getLogger('urllib3').debug('library debug')
         logging.debug('root debug')
         return 1
-'''
-SERVE_JOB_CLASS = '''
+"""
+SERVE_JOB_CLASS = """
 import sys
 from job import Job
 from racetrack_job_wrapper.standalone import serve_job_class
 
 serve_job_class(Job, host='127.0.0.1', port=int(sys.argv[1]))
-'''
+"""
 # What the existing implementation prints for DEBUG_LOGGING_JOB, from its CLI and from serve_job_class:
 # the 'racetrack' logger and its children at DEBUG, everything else from INFO up.
 SHOWN_BY_DEFAULT = ['racetrack debug', 'racetrack child debug', 'racetrack info', 'own info']
-ALL_LINES = ['racetrack debug', 'racetrack child debug', 'racetrack info', 'own debug', 'own info',
-             'library debug', 'root debug']
+ALL_LINES = [
+    'racetrack debug',
+    'racetrack child debug',
+    'racetrack info',
+    'own debug',
+    'own info',
+    'library debug',
+    'root debug',
+]
 
 
 class JobDebugLogsTest(unittest.TestCase):
@@ -436,8 +483,9 @@ class JobDebugLogsTest(unittest.TestCase):
         output = self.perform({'LOG_LEVEL': ''})
         self.assertEqual(self.job_lines(output), SHOWN_BY_DEFAULT)
         self.assertFalse([line for line in output if ' DEBUG racetrack_job_wrapper.' in line], output)
-        self.assertTrue(any(' INFO  racetrack_job_wrapper.access: POST /api/v1/perform 200 ' in line
-                            for line in output), output)
+        self.assertTrue(
+            any(' INFO  racetrack_job_wrapper.access: POST /api/v1/perform 200 ' in line for line in output), output
+        )
 
     def test_log_level_info_hides_them_and_debug_shows_everything(self):
         self.assertEqual(self.job_lines(self.perform({'LOG_LEVEL': 'info'})), ['racetrack info', 'own info'])
@@ -448,8 +496,14 @@ class JobDebugLogsTest(unittest.TestCase):
     def test_serve_job_class_shows_the_same_lines(self):
         port = free_port()
         env = {**os.environ, 'LOG_LEVEL': '', 'PYTHONPATH': str(REPO_DIR)}
-        process = subprocess.Popen([sys.executable, 'serve.py', str(port)], cwd=self.dir, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [sys.executable, 'serve.py', str(port)],
+            cwd=self.dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             client = JobClient(port)
             deadline = time.monotonic() + 20
@@ -522,6 +576,7 @@ class RecordList(logging.Handler):
 class AccessLogTest(unittest.TestCase):
     def test_lines_from_many_threads_arrive_whole_with_their_trace(self):
         from racetrack_job_wrapper.access import AccessLog
+
         target = logging.getLogger('tests.access_log')
         target.propagate = False
         capture = RecordList()

@@ -1,4 +1,5 @@
 """GET /metrics: the existing implementation's names, ours, the job's gauges; promtool and a real Prometheus."""
+
 from __future__ import annotations
 
 import json
@@ -152,7 +153,7 @@ class QueueMetricsTest(ServerTestCase):
         second.join(10)
         value = metrics.get_sample_value
         self.assertEqual(value('request_queue_wait_seconds_count'), 2)
-        self.assertGreater(value('request_queue_wait_seconds_sum'), 0.3)   # the second call waited for the first
+        self.assertGreater(value('request_queue_wait_seconds_sum'), 0.3)  # the second call waited for the first
         # Durations are the 0.5 s call and a 0 s call: queue time would push the sum past 0.8.
         self.assertLess(value('request_duration_sum', {'endpoint': '/perform'}), 0.75)
         self.assertEqual(value('request_calls_queued'), 0)
@@ -161,32 +162,50 @@ class QueueMetricsTest(ServerTestCase):
 
 class RejectionMetricsTest(ServerTestCase):
     def test_requests_refused_before_job_code_count_by_status(self):
-        running = self.start(SleepJob, {'jobtype_extra': {'max_concurrency': 1, 'max_concurrency_queue': 0}},
-                             max_body_bytes=100, max_header_fields=5)
+        running = self.start(
+            SleepJob,
+            {'jobtype_extra': {'max_concurrency': 1, 'max_concurrency_queue': 0}},
+            max_body_bytes=100,
+            max_header_fields=5,
+        )
         port = running.port
         busy = threading.Thread(target=lambda: running.client().post('/api/v1/perform', {'seconds': 0.5}))
         busy.start()
         wait_for(lambda: running.runner.registry.get_sample_value('request_calls_running') == 1)
         self.assertEqual(running.client().post('/api/v1/perform', {}).status, 429)
         busy.join(10)
-        self.assertIn(b' 413 ', raw_exchange(port, b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\n'
-                                                   b'Content-Length: 101\r\n\r\n'))
+        self.assertIn(
+            b' 413 ', raw_exchange(port, b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n')
+        )
         many = b''.join(b'X-%d: 1\r\n' % i for i in range(6))
         self.assertIn(b' 431 ', raw_exchange(port, b'GET /live HTTP/1.1\r\nHost: x\r\n' + many + b'\r\n'))
         self.assertIn(b' 400 ', raw_exchange(port, b'GET /live\r\n\r\n'))
         self.assertIn(b' 400 ', raw_exchange(port, b'GET /live HTTP/1.1\r\n\r\n'))  # no Host
         found = samples(running.client())
         counts = {labels[0][1]: value for (name, labels), value in found.items() if name == 'requests_rejected_total'}
-        self.assertEqual(counts, {'bad_request': 2, 'unauthorized': 0, 'timeout': 0, 'body_too_large': 1,
-                                  'uri_too_long': 0, 'queue_full': 1, 'headers_too_large': 1, 'not_implemented': 0,
-                                  'http_version': 0, 'connection_limit': 0, 'shutting_down': 0})
+        self.assertEqual(
+            counts,
+            {
+                'bad_request': 2,
+                'unauthorized': 0,
+                'timeout': 0,
+                'body_too_large': 1,
+                'uri_too_long': 0,
+                'queue_full': 1,
+                'headers_too_large': 1,
+                'not_implemented': 0,
+                'http_version': 0,
+                'connection_limit': 0,
+                'shutting_down': 0,
+            },
+        )
         # A refused request is not a job call, nor is a bad payload a rejection.
         self.assertEqual(found[('requests_started_total', ())], 1)
 
     def test_connections_over_the_cap(self):
         running = self.start(SleepJob, max_connections=1)
         holder = running.client()
-        self.assertEqual(holder.get('/live').status, 200)   # keeps its connection open
+        self.assertEqual(holder.get('/live').status, 200)  # keeps its connection open
         self.assertIn(b' 503 ', raw_exchange(running.port, b'GET /live HTTP/1.1\r\nHost: x\r\n\r\n'))
         value = running.runner.registry.get_sample_value
         self.assertEqual(value('requests_rejected_total', {'reason': 'connection_limit'}), 1)
@@ -206,15 +225,22 @@ class RejectionMetricsTest(ServerTestCase):
 class JobGaugesTest(ServerTestCase):
     def test_the_guides_metrics_are_gauges(self):
         entries = [
-            {'name': 'job_is_crazy', 'description': 'Whether your job is crazy or not', 'value': 0.5,
-             'labels': {'color': 'blue'}},
+            {
+                'name': 'job_is_crazy',
+                'description': 'Whether your job is crazy or not',
+                'value': 0.5,
+                'labels': {'color': 'blue'},
+            },
             {'name': 'job_is_crazy', 'value': 2, 'labels': {'color': 'red'}},
             {'name': 'job_plain', 'value': 7},
             {'name': 'job_unknown_yet', 'value': None},
         ]
         body = self.serve(GaugeJob(entries)).get('/metrics').body.decode()
-        self.assertIn('# HELP job_is_crazy Whether your job is crazy or not\n# TYPE job_is_crazy gauge\n'
-                      'job_is_crazy{color="blue"} 0.5\njob_is_crazy{color="red"} 2.0\n', body)
+        self.assertIn(
+            '# HELP job_is_crazy Whether your job is crazy or not\n# TYPE job_is_crazy gauge\n'
+            'job_is_crazy{color="blue"} 0.5\njob_is_crazy{color="red"} 2.0\n',
+            body,
+        )
         self.assertIn('# TYPE job_plain gauge\njob_plain 7.0\n', body)
         self.assertNotIn('job_unknown_yet', body)
 
@@ -248,8 +274,9 @@ class JobGaugesTest(ServerTestCase):
         messages = [record.getMessage() for record in logs.records]
         self.assertEqual(len(messages), 9)
         self.assertIn('metrics() entry #0 is skipped: "name" field is missing', messages[0])
-        self.assertEqual(messages[1],
-                         'metrics() entry #1 is skipped: "value" field is missing for metric \'job_no_value\'')
+        self.assertEqual(
+            messages[1], 'metrics() entry #1 is skipped: "value" field is missing for metric \'job_no_value\''
+        )
         self.assertIn("'1st_job' is not a valid Prometheus metric name", messages[2])
         self.assertIn("value of metric 'job_text' must be a number, got str 'high'", messages[3])
         self.assertIn("'bad-label' is not a valid label name for metric 'job_bad_label'", messages[4])
@@ -264,8 +291,9 @@ class JobGaugesTest(ServerTestCase):
             response = client.get('/metrics')
         self.assertEqual(response.status, 200)
         self.assertIn(b'requests_started_total 0.0\n', response.body)
-        self.assertEqual(logs.records[0].getMessage(),
-                         'metrics() of the job raised; its metrics are left out of this scrape')
+        self.assertEqual(
+            logs.records[0].getMessage(), 'metrics() of the job raised; its metrics are left out of this scrape'
+        )
         self.assertIn('ZeroDivisionError: division by zero', logs.output[0])
         self.assertEqual(client.post('/api/v1/perform', {}).status, 200)
 
@@ -307,8 +335,10 @@ class JobGaugesTest(ServerTestCase):
 
 
 # CI installs the tools, so there a missing tool fails the test instead of skipping it.
-@unittest.skipUnless(os.environ.get('CI') or (shutil.which('promtool') and shutil.which('prometheus')),
-                     'needs the Debian package prometheus (installed by .ci/run)')
+@unittest.skipUnless(
+    os.environ.get('CI') or (shutil.which('promtool') and shutil.which('prometheus')),
+    'needs the Debian package prometheus (installed by .ci/run)',
+)
 @slow
 class PrometheusToolsTest(unittest.TestCase):
     """The guide's metrics example in a child process, on the default registry, checked by Prometheus' own tools."""
@@ -331,7 +361,7 @@ class PrometheusToolsTest(unittest.TestCase):
 
     def test_promtool_accepts_the_exposition(self):
         body = self.client.get('/metrics').body
-        self.assertIn(b'\njob_guesses_total 3.0\n', body)   # the job's own prometheus_client counter
+        self.assertIn(b'\njob_guesses_total 3.0\n', body)  # the job's own prometheus_client counter
         self.assertIn(b'\njob_is_crazy{color="blue"} ', body)
         self.assertIn(b'\nprocess_resident_memory_bytes ', body)  # the default registry's collectors
         result = subprocess.run(['promtool', 'check', 'metrics'], input=body, capture_output=True, timeout=60)
@@ -345,11 +375,19 @@ class PrometheusToolsTest(unittest.TestCase):
             config.write_text(
                 'global:\n  scrape_interval: 1s\n'
                 'scrape_configs:\n  - job_name: guesser\n'
-                f'    static_configs:\n      - targets: ["127.0.0.1:{self.job.port}"]\n')
+                f'    static_configs:\n      - targets: ["127.0.0.1:{self.job.port}"]\n'
+            )
             with open(Path(directory) / 'prometheus.log', 'wb') as log:
                 server = subprocess.Popen(
-                    ['prometheus', f'--config.file={config}', f'--storage.tsdb.path={directory}/data',
-                     f'--web.listen-address=127.0.0.1:{port}'], stdout=log, stderr=subprocess.STDOUT)
+                    [
+                        'prometheus',
+                        f'--config.file={config}',
+                        f'--storage.tsdb.path={directory}/data',
+                        f'--web.listen-address=127.0.0.1:{port}',
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
                 try:
                     result = self._query_until_found(port, 'requests_started_total{job="guesser"}', server)
                 finally:

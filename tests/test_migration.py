@@ -5,6 +5,7 @@ Each job below is written the way that implementation's users write theirs (subc
 real socket. Annotations are objects here, not strings, as in most jobs: the module does
 not import `annotations` from `__future__`.
 """
+
 import dataclasses
 import os
 import shutil
@@ -78,9 +79,11 @@ class EntrypointBaseTest(ServerTestCase):
         client = self.serve(AdderEntrypoint, manifest={'name': 'adder', 'version': '0.0.1'})
         operation = client.get('/openapi.json').json()['paths']['/api/v1/perform']['post']
         # The whole docstring, as the existing implementation shows it.
-        self.assertEqual(operation['description'],
-                         'Add numbers.\n\nIntegers stay integers.\n:param numbers: Numbers to add.\n'
-                         ':param radix: Radix of the numbers.\n:return: Sum of the numbers.')
+        self.assertEqual(
+            operation['description'],
+            'Add numbers.\n\nIntegers stay integers.\n:param numbers: Numbers to add.\n'
+            ':param radix: Radix of the numbers.\n:return: Sum of the numbers.',
+        )
         self.assertEqual(operation['summary'], 'Add numbers.')
         body = operation['requestBody']['content']['application/json']
         self.assertEqual(body['example'], {'numbers': [300, 60, 5], 'radix': 10})
@@ -108,23 +111,38 @@ class HealthTest(ServerTestCase):
 class ParametersTest(ServerTestCase):
     def test_type_names_and_order_as_the_existing_implementation_gives_them(self):
         class Job:
-            def perform(self, numbers: List[float], items: list[int], raw, mapping: Dict[str, int],
-                        text: 'str', either: int | None, radix: int = 10, *, flag: bool = False,
-                        opt: Optional[str] = None, kw: int, **rest):
+            def perform(
+                self,
+                numbers: List[float],
+                items: list[int],
+                raw,
+                mapping: Dict[str, int],
+                text: 'str',
+                either: int | None,
+                radix: int = 10,
+                *,
+                flag: bool = False,
+                opt: Optional[str] = None,
+                kw: int,
+                **rest,
+            ):
                 return 0
 
-        self.assertEqual(self.serve(Job).get('/api/v1/parameters').json(), [
-            {'name': 'numbers', 'type': 'List'},
-            {'name': 'items', 'type': 'list'},
-            {'name': 'raw', 'type': None},
-            {'name': 'mapping', 'type': 'Dict'},
-            {'name': 'text', 'type': 'str'},
-            {'name': 'either', 'type': 'int | None'},
-            {'name': 'radix', 'default_value': 10, 'type': 'int'},
-            {'name': 'flag', 'default_value': False, 'type': 'bool'},
-            {'name': 'opt', 'default_value': None, 'type': 'Optional'},
-            {'name': 'kw', 'default_value': None, 'type': 'int'},
-        ])
+        self.assertEqual(
+            self.serve(Job).get('/api/v1/parameters').json(),
+            [
+                {'name': 'numbers', 'type': 'List'},
+                {'name': 'items', 'type': 'list'},
+                {'name': 'raw', 'type': None},
+                {'name': 'mapping', 'type': 'Dict'},
+                {'name': 'text', 'type': 'str'},
+                {'name': 'either', 'type': 'int | None'},
+                {'name': 'radix', 'default_value': 10, 'type': 'int'},
+                {'name': 'flag', 'default_value': False, 'type': 'bool'},
+                {'name': 'opt', 'default_value': None, 'type': 'Optional'},
+                {'name': 'kw', 'default_value': None, 'type': 'int'},
+            ],
+        )
 
 
 class WebviewOnlyTest(ServerTestCase):
@@ -135,6 +153,7 @@ class WebviewOnlyTest(ServerTestCase):
             def app(environ, start_response):
                 start_response('200 OK', [('Content-Type', 'text/plain')])
                 return [f'page {environ["PATH_INFO"]}'.encode()]
+
             return app
 
     def test_loads_and_serves_its_webview(self):
@@ -172,13 +191,16 @@ class DocumentedEndpointsTest(ServerTestCase):
                 def app(environ, start_response):
                     start_response('200 OK', [('Content-Type', 'text/html')])
                     return [b'page']
+
                 return app
 
         paths = self.serve(Job, cwd=root).get('/openapi.json').json()['paths']
-        for path, content_type in (('/api/v1/xrai', 'application/yaml'),
-                                   ('/api/v1/manifest', 'application/x-yaml'),
-                                   ('/api/v1/assets/index.html', 'text/html'),
-                                   ('/api/v1/assets/sub/x.txt', 'text/plain')):
+        for path, content_type in (
+            ('/api/v1/xrai', 'application/yaml'),
+            ('/api/v1/manifest', 'application/x-yaml'),
+            ('/api/v1/assets/index.html', 'text/html'),
+            ('/api/v1/assets/sub/x.txt', 'text/plain'),
+        ):
             with self.subTest(path=path):
                 self.assertEqual(list(paths[path]['get']['responses']['200']['content']), [content_type])
         self.assertNotIn('/api/v1/assets', paths)
@@ -196,8 +218,10 @@ class ErrorBodyTest(ServerTestCase):
 
         client = self.serve(Job)
         response = client.post('/api/v1/perform', {'mode': 'crash'})
-        self.assertEqual((response.status, response.json()),
-                         (500, {'error': 'something broke inside the job', 'type': 'RuntimeError'}))
+        self.assertEqual(
+            (response.status, response.json()),
+            (500, {'error': 'something broke inside the job', 'type': 'RuntimeError'}),
+        )
         response = client.post('/api/v1/perform', {'mode': 'refuse'})
         self.assertEqual((response.status, response.json()), (400, {'error': 'nope', 'type': 'ValueError'}))
 
@@ -216,14 +240,18 @@ class ErrorBodyTest(ServerTestCase):
             client = self.serve(Job)
         live = client.get('/live')
         self.assertEqual(live.status, 500)
-        self.assertRegex(live.json()['error'],
-                         r'^RuntimeError: cannot load the model, cause=KeyError \(at .*test_migration.py:\d+\)$')
+        self.assertRegex(
+            live.json()['error'],
+            r'^RuntimeError: cannot load the model, cause=KeyError \(at .*test_migration.py:\d+\)$',
+        )
 
 
 class RedirectTest(ServerTestCase):
     def setUp(self):
-        self.client = self.serve(AdderEntrypoint, manifest={'name': 'adder', 'version': '0.0.1',
-                                                            'jobtype_extra': {'home_page': '/api/v1/parameters'}})
+        self.client = self.serve(
+            AdderEntrypoint,
+            manifest={'name': 'adder', 'version': '0.0.1', 'jobtype_extra': {'home_page': '/api/v1/parameters'}},
+        )
 
     def test_the_prefix_gains_its_slash_then_opens_the_home_page(self):
         first = self.client.get('/pub/job/adder/0.0.1')
@@ -232,10 +260,12 @@ class RedirectTest(ServerTestCase):
         self.assertEqual((second.status, second.headers['location']), (307, '/pub/job/adder/0.0.1/api/v1/parameters'))
 
     def test_a_trailing_slash_answers_307_keeping_method_body_and_query(self):
-        cases = [('POST', '/api/v1/perform/', '/api/v1/perform'),
-                 ('GET', '/api/v1/parameters/?x=1', '/api/v1/parameters?x=1'),
-                 ('POST', '/pub/job/adder/0.0.1/api/v1/perform/', '/pub/job/adder/0.0.1/api/v1/perform'),
-                 ('GET', '//api/v1/parameters//', '/api/v1/parameters')]
+        cases = [
+            ('POST', '/api/v1/perform/', '/api/v1/perform'),
+            ('GET', '/api/v1/parameters/?x=1', '/api/v1/parameters?x=1'),
+            ('POST', '/pub/job/adder/0.0.1/api/v1/perform/', '/pub/job/adder/0.0.1/api/v1/perform'),
+            ('GET', '//api/v1/parameters//', '/api/v1/parameters'),
+        ]
         for method, path, location in cases:
             with self.subTest(path=path):
                 response = self.client.request(method, path, json_body={'numbers': [1, 2]})
@@ -253,6 +283,7 @@ class OptionalMethodFailureTest(ServerTestCase):
     def test_an_optional_method_that_raises_fails_the_load_naming_it(self):
         for method in ('auxiliary_endpoints', 'auxiliary_endpoints_v2', 'static_endpoints', 'docs_input_examples'):
             with self.subTest(method=method):
+
                 def broken(self):
                     raise KeyError('config')
 
@@ -261,8 +292,11 @@ class OptionalMethodFailureTest(ServerTestCase):
                     client = self.serve(job)
                 live = client.get('/live')
                 self.assertEqual(live.status, 500)
-                self.assertRegex(live.json()['error'], rf"^JobDefinitionError: {method}\(\) raised KeyError: 'config', "
-                                                       r'cause=KeyError \(at .*test_migration.py:\d+\)$')
+                self.assertRegex(
+                    live.json()['error'],
+                    rf"^JobDefinitionError: {method}\(\) raised KeyError: 'config', "
+                    r'cause=KeyError \(at .*test_migration.py:\d+\)$',
+                )
                 self.assertEqual(client.get('/ready').status, 500)
 
 
@@ -282,13 +316,19 @@ class DocsExampleTest(ServerTestCase):
         return live.json()['error']
 
     def test_messages_in_the_existing_implementations_words(self):
-        self.assertIn('invalid docs input example: input example (for /perform endpoint) is not a dict',
-                      self.load_error([1]))
-        self.assertIn('invalid docs input example: failed to encode input example (for /perform endpoint) to JSON',
-                      self.load_error({'x': object()}))
+        self.assertIn(
+            'invalid docs input example: input example (for /perform endpoint) is not a dict', self.load_error([1])
+        )
+        self.assertIn(
+            'invalid docs input example: failed to encode input example (for /perform endpoint) to JSON',
+            self.load_error({'x': object()}),
+        )
         message = self.load_error({'x': 'a' * (1024 * 1024)})
-        self.assertRegex(message, r'invalid docs input example: input example \(for /perform endpoint\) encoded '
-                                  r'to JSON \(\d+ bytes\) exceeds maximum size \(1048576 bytes\)')
+        self.assertRegex(
+            message,
+            r'invalid docs input example: input example \(for /perform endpoint\) encoded '
+            r'to JSON \(\d+ bytes\) exceeds maximum size \(1048576 bytes\)',
+        )
 
     def test_an_example_in_our_serializable_types_loads(self):
         @dataclasses.dataclass
@@ -327,19 +367,26 @@ class WholeBodyTest(ServerTestCase):
                 return x + y
 
             def auxiliary_endpoints_v2(self):
-                return [EndpointConfig('/multiply/{path}', HTTPMethod.POST, self.multiply,
-                                       other_options=dict(tags=['items']))]
+                return [
+                    EndpointConfig(
+                        '/multiply/{path}', HTTPMethod.POST, self.multiply, other_options=dict(tags=['items'])
+                    )
+                ]
 
-            def multiply(self, body: Annotated[float, body_marker(examples=[1.2])],
-                         query: Annotated[float, query_marker(example=2.4)],
-                         path: Annotated[float, path_marker(example=234.21)]) -> float:
+            def multiply(
+                self,
+                body: Annotated[float, body_marker(examples=[1.2])],
+                query: Annotated[float, query_marker(example=2.4)],
+                path: Annotated[float, path_marker(example=234.21)],
+            ) -> float:
                 return body * query * path
 
         return Job
 
     def check(self, client) -> None:
-        response = client.request('POST', '/api/v1/multiply/234.21?query=2.4', body=b'1.2',
-                                  headers={'Content-Type': 'application/json'})
+        response = client.request(
+            'POST', '/api/v1/multiply/234.21?query=2.4', body=b'1.2', headers={'Content-Type': 'application/json'}
+        )
         self.assertEqual((response.status, response.json()), (200, 1.2 * 2.4 * 234.21))
         self.assertEqual(response.body, b'674.5248')
         response = client.request('POST', '/api/v1/multiply/2?query=2', json_body={'body': 1})
@@ -350,6 +397,7 @@ class WholeBodyTest(ServerTestCase):
 
     def test_our_markers(self):
         from racetrack_job_wrapper.endpoint_config import Body, Path, Query
+
         self.check(self.serve(self.make_job(Body, Query, Path)))
 
     @unittest.skipIf(fastapi is None, 'FastAPI is not installed')
@@ -364,9 +412,11 @@ class WholeBodyTest(ServerTestCase):
                 return 'done'
 
             def auxiliary_endpoints_v2(self):
-                return [EndpointConfig('/explain', HTTPMethod.POST, self.explain),
-                        EndpointConfig('/scale', HTTPMethod.POST, self.scale),
-                        EndpointConfig('/random', HTTPMethod.GET, self.random)]
+                return [
+                    EndpointConfig('/explain', HTTPMethod.POST, self.explain),
+                    EndpointConfig('/scale', HTTPMethod.POST, self.scale),
+                    EndpointConfig('/random', HTTPMethod.GET, self.random),
+                ]
 
             def random(self) -> float:
                 return 4  # FastAPI's response model answers 4.0

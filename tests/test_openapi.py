@@ -24,8 +24,9 @@ class Point:
 
 
 class AdderJob:
-    def perform(self, numbers: list[float], mode: Mode = Mode.SUM, weight: Optional[float] = None,
-                origin: Point = Point(0.0)) -> float:
+    def perform(
+        self, numbers: list[float], mode: Mode = Mode.SUM, weight: Optional[float] = None, origin: Point = Point(0.0)
+    ) -> float:
         """
         Add numbers up.
         :param numbers: The numbers to add.
@@ -50,8 +51,13 @@ def adder_document():
     job = AdderJob()
     specs = [
         describe_endpoint('/perform', 'POST', job.perform, example={'numbers': [40, 2]}),
-        describe_endpoint('/explain', 'POST', job.explain, example={'x': 1, 'y': 2},
-                          options={'summary': 'Why', 'tags': ['extra'], 'deprecated': True, 'operation_id': 'why'}),
+        describe_endpoint(
+            '/explain',
+            'POST',
+            job.explain,
+            example={'x': 1, 'y': 2},
+            options={'summary': 'Why', 'tags': ['extra'], 'deprecated': True, 'operation_id': 'why'},
+        ),
         describe_endpoint('/scale/{path}', 'GET', job.scale, fastapi_rules=True),
     ]
     return build_openapi(specs, title='Job - adder', version='1.2.3', base_path='/pub/job/adder/1.2.3')
@@ -60,8 +66,9 @@ def adder_document():
 class OpenAPITest(unittest.TestCase):
     def test_documents_validate(self):
         validate(adder_document())
-        loose = build_openapi([describe_endpoint('/perform', 'POST', LooseJob().perform)],
-                              title='Job - loose', version='0.0.1')
+        loose = build_openapi(
+            [describe_endpoint('/perform', 'POST', LooseJob().perform)], title='Job - loose', version='0.0.1'
+        )
         validate(loose)
         json.dumps(loose, allow_nan=False)
 
@@ -69,94 +76,177 @@ class OpenAPITest(unittest.TestCase):
         document = adder_document()
         self.assertEqual(document['openapi'], '3.1.0')
         self.assertEqual(document['info'], {'title': 'Job - adder', 'version': '1.2.3'})
-        self.assertEqual(document['servers'], [
-            {'url': '/pub/job/adder/1.2.3', 'description': 'through the Racetrack gateway'},
-            {'url': '/', 'description': 'the job directly'}])
-        self.assertEqual(document['components']['securitySchemes'], {'RacetrackAuth': {
-            'type': 'apiKey', 'in': 'header', 'name': 'X-Racetrack-Auth',
-            'description': 'Racetrack authentication token, checked by the Racetrack gateway in front of the job.'}})
+        self.assertEqual(
+            document['servers'],
+            [
+                {'url': '/pub/job/adder/1.2.3', 'description': 'through the Racetrack gateway'},
+                {'url': '/', 'description': 'the job directly'},
+            ],
+        )
+        self.assertEqual(
+            document['components']['securitySchemes'],
+            {
+                'RacetrackAuth': {
+                    'type': 'apiKey',
+                    'in': 'header',
+                    'name': 'X-Racetrack-Auth',
+                    'description': 'Racetrack authentication token, checked by the Racetrack gateway '
+                    'in front of the job.',
+                }
+            },
+        )
         self.assertEqual(document['security'], [{'RacetrackAuth': []}])
 
     def test_paths(self):
-        self.assertEqual(sorted((path, sorted(methods)) for path, methods in adder_document()['paths'].items()), [
-            ('/', ['get']), ('/api/v1/explain', ['post']), ('/api/v1/parameters', ['get']),
-            ('/api/v1/perform', ['post']),
-            ('/api/v1/scale/{path}', ['get']), ('/health', ['get']), ('/live', ['get']),
-            ('/metrics', ['get']), ('/ready', ['get'])])
+        self.assertEqual(
+            sorted((path, sorted(methods)) for path, methods in adder_document()['paths'].items()),
+            [
+                ('/', ['get']),
+                ('/api/v1/explain', ['post']),
+                ('/api/v1/parameters', ['get']),
+                ('/api/v1/perform', ['post']),
+                ('/api/v1/scale/{path}', ['get']),
+                ('/health', ['get']),
+                ('/live', ['get']),
+                ('/metrics', ['get']),
+                ('/ready', ['get']),
+            ],
+        )
 
     def test_perform_request_body(self):
         document = adder_document()
         perform = document['paths']['/api/v1/perform']['post']
         self.assertEqual(perform['summary'], 'Add numbers up.')
-        self.assertEqual(perform['description'],
-                         'Add numbers up.\n:param numbers: The numbers to add.\n:param mode: How to combine them.')
+        self.assertEqual(
+            perform['description'],
+            'Add numbers up.\n:param numbers: The numbers to add.\n:param mode: How to combine them.',
+        )
         self.assertEqual(perform['operationId'], 'post_perform')
-        self.assertEqual(perform['requestBody'], {'required': True, 'content': {'application/json': {
-            'schema': {
-                'type': 'object',
-                'properties': {
-                    'numbers': {'type': 'array', 'items': {'type': 'number'}, 'description': 'The numbers to add.'},
-                    'mode': {'$ref': '#/components/schemas/Mode', 'description': 'How to combine them.',
-                             'default': 'sum'},
-                    'weight': {'anyOf': [{'type': 'number'}, {'type': 'null'}], 'default': None},
-                    'origin': {'$ref': '#/components/schemas/Point', 'default': {'x': 0.0, 'y': 0.0}},
+        self.assertEqual(
+            perform['requestBody'],
+            {
+                'required': True,
+                'content': {
+                    'application/json': {
+                        'schema': {
+                            'type': 'object',
+                            'properties': {
+                                'numbers': {
+                                    'type': 'array',
+                                    'items': {'type': 'number'},
+                                    'description': 'The numbers to add.',
+                                },
+                                'mode': {
+                                    '$ref': '#/components/schemas/Mode',
+                                    'description': 'How to combine them.',
+                                    'default': 'sum',
+                                },
+                                'weight': {'anyOf': [{'type': 'number'}, {'type': 'null'}], 'default': None},
+                                'origin': {'$ref': '#/components/schemas/Point', 'default': {'x': 0.0, 'y': 0.0}},
+                            },
+                            'required': ['numbers'],
+                            'additionalProperties': False,
+                        },
+                        'example': {'numbers': [40, 2]},
+                    }
                 },
-                'required': ['numbers'],
-                'additionalProperties': False,
             },
-            'example': {'numbers': [40, 2]},
-        }}})
-        self.assertEqual(perform['responses']['200'], {
-            'description': 'The result of the call', 'content': {'application/json': {'schema': {'type': 'number'}}}})
-        self.assertEqual(perform['responses']['400']['content'],
-                         {'application/json': {'schema': {'$ref': '#/components/schemas/Error'}}})
-        self.assertEqual(document['components']['schemas']['Mode'],
-                         {'title': 'Mode', 'type': 'string', 'enum': ['sum', 'mean']})
+        )
+        self.assertEqual(
+            perform['responses']['200'],
+            {'description': 'The result of the call', 'content': {'application/json': {'schema': {'type': 'number'}}}},
+        )
+        self.assertEqual(
+            perform['responses']['400']['content'],
+            {'application/json': {'schema': {'$ref': '#/components/schemas/Error'}}},
+        )
+        self.assertEqual(
+            document['components']['schemas']['Mode'], {'title': 'Mode', 'type': 'string', 'enum': ['sum', 'mean']}
+        )
         self.assertEqual(document['components']['schemas']['Point']['required'], ['x'])
 
     def test_options_override(self):
         explain = adder_document()['paths']['/api/v1/explain']['post']
-        self.assertEqual((explain['summary'], explain['tags'], explain['deprecated'], explain['operationId']),
-                         ('Why', ['extra'], True, 'why'))
-        self.assertEqual(explain['responses']['200']['content']['application/json']['schema'],
-                         {'type': 'object', 'additionalProperties': {'type': 'number'}})
+        self.assertEqual(
+            (explain['summary'], explain['tags'], explain['deprecated'], explain['operationId']),
+            ('Why', ['extra'], True, 'why'),
+        )
+        self.assertEqual(
+            explain['responses']['200']['content']['application/json']['schema'],
+            {'type': 'object', 'additionalProperties': {'type': 'number'}},
+        )
 
     def test_query_and_path_parameters(self):
         scale = adder_document()['paths']['/api/v1/scale/{path}']['get']
         self.assertNotIn('requestBody', scale)
-        self.assertEqual(scale['parameters'], [
-            {'name': 'path', 'in': 'path', 'required': True, 'schema': {'type': 'integer'}},
-            {'name': 'factor', 'in': 'query', 'required': False, 'schema': {'type': 'number', 'default': 2.0},
-             'description': 'Multiplier', 'example': 3.0},
-        ])
+        self.assertEqual(
+            scale['parameters'],
+            [
+                {'name': 'path', 'in': 'path', 'required': True, 'schema': {'type': 'integer'}},
+                {
+                    'name': 'factor',
+                    'in': 'query',
+                    'required': False,
+                    'schema': {'type': 'number', 'default': 2.0},
+                    'description': 'Multiplier',
+                    'example': 3.0,
+                },
+            ],
+        )
         self.assertEqual(scale['summary'], 'Scale path')
 
     def test_unannotated_and_kwargs(self):
-        document = build_openapi([describe_endpoint('/perform', 'POST', LooseJob().perform)],
-                                 title='Job - loose', version='0.0.1')
+        document = build_openapi(
+            [describe_endpoint('/perform', 'POST', LooseJob().perform)], title='Job - loose', version='0.0.1'
+        )
         body = document['paths']['/api/v1/perform']['post']['requestBody']
-        self.assertEqual(body, {'required': True, 'content': {'application/json': {'schema': {
-            'type': 'object', 'properties': {'a': {}, 'b': {'default': 1}}, 'required': ['a']}}}})
+        self.assertEqual(
+            body,
+            {
+                'required': True,
+                'content': {
+                    'application/json': {
+                        'schema': {'type': 'object', 'properties': {'a': {}, 'b': {'default': 1}}, 'required': ['a']}
+                    }
+                },
+            },
+        )
         self.assertEqual(document['servers'], [{'url': '/', 'description': 'the job directly'}])
 
     def test_operation_ids_are_unique(self):
         def same(x: int) -> int:
             return x
-        specs = [describe_endpoint('/perform', 'POST', same),
-                 describe_endpoint('/a', 'POST', same, options={'operation_id': 'post_perform'})]
+
+        specs = [
+            describe_endpoint('/perform', 'POST', same),
+            describe_endpoint('/a', 'POST', same, options={'operation_id': 'post_perform'}),
+        ]
         document = build_openapi(specs, title='t', version='1')
         ids = [operation['operationId'] for methods in document['paths'].values() for operation in methods.values()]
-        self.assertEqual(ids, ['post_perform', 'post_perform_2', 'get_parameters', 'get_home', 'get_live',
-                               'get_ready', 'get_health', 'get_metrics'])
+        self.assertEqual(
+            ids,
+            [
+                'post_perform',
+                'post_perform_2',
+                'get_parameters',
+                'get_home',
+                'get_live',
+                'get_ready',
+                'get_health',
+                'get_metrics',
+            ],
+        )
         validate(document)
 
     def test_a_default_has_one_json_form_in_the_document_and_the_parameters_listing(self):
         def report(day: datetime.date = datetime.date(2024, 1, 2), note: object = object()) -> str:
             return str(day)
+
         spec = describe_endpoint('/perform', 'POST', report)
         document = build_openapi([spec], title='t', version='1')
         properties = document['paths']['/api/v1/perform']['post']['requestBody']['content']['application/json'][
-            'schema']['properties']
+            'schema'
+        ]['properties']
         self.assertEqual(properties['day'], {'default': '2024-01-02'})
         self.assertEqual(properties['note'], {})  # no JSON form: no default in the document
         listed = {entry['name']: entry['default_value'] for entry in describe_parameters(spec)}

@@ -1,4 +1,5 @@
 """The memray profiler endpoints: a real capture over a socket, and the clear error without memray."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -13,7 +14,7 @@ from racetrack_job_wrapper.settings import ObservabilitySettings
 from tests.support import ProcessJob
 
 BASE = '/api/v1/profiler/memray'
-ALLOCATING_JOB = '''
+ALLOCATING_JOB = """
 class Job:
     def __init__(self):
         self.kept = []
@@ -21,7 +22,7 @@ class Job:
     def perform(self) -> int:
         self.kept.append([1] * 1_000_000)  # 8 MB that stay: the biggest allocation of the capture
         return len(self.kept)
-'''
+"""
 # Found before the real package, so `import memray` fails as where memray is not installed.
 NO_MEMRAY = "raise ModuleNotFoundError(\"No module named 'memray'\", name='memray')\n"
 
@@ -53,6 +54,7 @@ class MemrayCaptureTest(ProfiledJobTestCase):
 
     def test_start_allocate_stop_and_fetch_the_reports(self):
         import memray
+
         job = self.start_job({})
         client = job.client()
         running = client.get(BASE + '/report')  # tracking began at start-up: the capture is being written
@@ -102,8 +104,13 @@ class WithoutMemrayTest(ProfiledJobTestCase):
         Path(fake.name, 'memray.py').write_text(NO_MEMRAY)
         job = self.start_job({'PYTHONPATH': fake.name})
         client = job.client()
-        for method, path in (('POST', '/start'), ('POST', '/stop'), ('GET', '/report'), ('GET', '/flamegraph'),
-                             ('GET', '/stats')):
+        for method, path in (
+            ('POST', '/start'),
+            ('POST', '/stop'),
+            ('GET', '/report'),
+            ('GET', '/flamegraph'),
+            ('GET', '/stats'),
+        ):
             with self.subTest(path=path):
                 response = client.request(method, BASE + path)
                 self.assertEqual(response.status, 501)
@@ -128,9 +135,16 @@ class ProfilerUnitTest(unittest.TestCase):
 
     def test_routes_under_the_api_prefix(self):
         routes = self.routes(MemoryProfiler(None, Path('/nonexistent/report.bin')))
-        self.assertEqual({path: sorted(handlers) for path, handlers in routes.items()}, {
-            BASE + '/start': ['POST'], BASE + '/stop': ['POST'], BASE + '/report': ['GET'],
-            BASE + '/flamegraph': ['GET'], BASE + '/stats': ['GET']})
+        self.assertEqual(
+            {path: sorted(handlers) for path, handlers in routes.items()},
+            {
+                BASE + '/start': ['POST'],
+                BASE + '/stop': ['POST'],
+                BASE + '/report': ['GET'],
+                BASE + '/flamegraph': ['GET'],
+                BASE + '/stats': ['GET'],
+            },
+        )
 
     def test_without_memray_start_and_stop_do_nothing_and_endpoints_answer_501(self):
         profiler = MemoryProfiler(None, Path('/nonexistent/report.bin'))
@@ -143,6 +157,7 @@ class ProfilerUnitTest(unittest.TestCase):
     def test_no_report_yet_is_400(self):
         require_memray()
         import memray
+
         with tempfile.TemporaryDirectory() as directory:
             profiler = MemoryProfiler(memray, Path(directory) / 'report.bin')
             for path in ('/report', '/flamegraph', '/stats'):
@@ -150,8 +165,10 @@ class ProfilerUnitTest(unittest.TestCase):
                     with self.assertRaises(HTTPError) as caught:
                         self.routes(profiler)[BASE + path]['GET'](Request('GET', BASE + path))
                     self.assertEqual((caught.exception.status, caught.exception.error_type), (400, 'ValueError'))
-                    self.assertEqual(caught.exception.detail,
-                                     f'memory report not found at {directory}/report.bin: start the profiler first')
+                    self.assertEqual(
+                        caught.exception.detail,
+                        f'memory report not found at {directory}/report.bin: start the profiler first',
+                    )
 
 
 if __name__ == '__main__':

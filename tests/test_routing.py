@@ -1,4 +1,5 @@
 """Router matching, base-path stripping and path normalisation, without sockets."""
+
 import unittest
 
 from racetrack_job_wrapper.messages import HTTPError, JobDefinitionError, Response
@@ -11,12 +12,14 @@ def handler(_request):
 
 class RouterTest(unittest.TestCase):
     def setUp(self):
-        self.router = Router([
-            Route('/api/v1/perform', {'POST': handler}),
-            Route('/api/v1/multiply/{number}', {'GET': handler}),
-            Route('/api/v1/webview/*', {'GET': handler, 'POST': handler}),
-            Route('/api/v1/webview/static/*', {'GET': handler}),
-        ])
+        self.router = Router(
+            [
+                Route('/api/v1/perform', {'POST': handler}),
+                Route('/api/v1/multiply/{number}', {'GET': handler}),
+                Route('/api/v1/webview/*', {'GET': handler, 'POST': handler}),
+                Route('/api/v1/webview/static/*', {'GET': handler}),
+            ]
+        )
 
     def test_exact_path(self):
         route, found, params = self.router.match('POST', '/api/v1/perform')
@@ -52,15 +55,20 @@ class RouterTest(unittest.TestCase):
         self.assertIs(self.router.match('HEAD', '/api/v1/multiply/2')[1], handler)
 
     def test_a_partial_match_never_hides_a_later_full_one(self):
-        router = Router([Route('/api/v1/items/{name}', {'POST': handler}, 'endpoint /items/{name}'),
-                         Route('/api/v1/items/*', {'GET': handler}, 'static endpoint /items')])
+        router = Router(
+            [
+                Route('/api/v1/items/{name}', {'POST': handler}, 'endpoint /items/{name}'),
+                Route('/api/v1/items/*', {'GET': handler}, 'static endpoint /items'),
+            ]
+        )
         route, _, params = router.match('GET', '/api/v1/items/a.txt')
         self.assertEqual((route.owner, params), ('static endpoint /items', {'subpath': 'a.txt'}))
         self.assertEqual(router.match('POST', '/api/v1/items/a.txt')[0].owner, 'endpoint /items/{name}')
         with self.assertRaises(HTTPError) as caught:
             router.match('DELETE', '/api/v1/items/a.txt')
-        self.assertEqual((caught.exception.status, caught.exception.headers['Allow']),
-                         (405, 'GET, HEAD, OPTIONS, POST'))
+        self.assertEqual(
+            (caught.exception.status, caught.exception.headers['Allow']), (405, 'GET, HEAD, OPTIONS, POST')
+        )
 
     def test_one_path_may_have_routes_of_several_owners_for_different_methods(self):
         router = Router([Route('/x', {'GET': handler}, 'a'), Route('/x', {'POST': handler}, 'b')])
@@ -70,12 +78,18 @@ class RouterTest(unittest.TestCase):
     def test_routes_of_two_owners_answering_the_same_request_are_refused(self):
         cases = [
             ([('/x', 'GET', 'a'), ('/x', 'GET', 'b')], 'b collides with a: both would answer GET /x'),
-            ([('/assets/*', 'GET', 'static'), ('/assets/{name}', 'GET', 'v2')],
-             'v2 collides with static: both would answer GET /assets/{name}'),
-            ([('/a/{x}', 'POST', 'one'), ('/a/b', 'POST', 'two')],
-             'two collides with one: both would answer POST /a/b'),
-            ([('/w/*', 'GET', 'webview'), ('/w/readme', 'HEAD', 'static')],
-             'static collides with webview: both would answer HEAD /w/readme'),
+            (
+                [('/assets/*', 'GET', 'static'), ('/assets/{name}', 'GET', 'v2')],
+                'v2 collides with static: both would answer GET /assets/{name}',
+            ),
+            (
+                [('/a/{x}', 'POST', 'one'), ('/a/b', 'POST', 'two')],
+                'two collides with one: both would answer POST /a/b',
+            ),
+            (
+                [('/w/*', 'GET', 'webview'), ('/w/readme', 'HEAD', 'static')],
+                'static collides with webview: both would answer HEAD /w/readme',
+            ),
         ]
         for specs, message in cases:
             with self.subTest(specs=specs):
@@ -84,16 +98,23 @@ class RouterTest(unittest.TestCase):
                 self.assertEqual(str(caught.exception), message)
 
     def test_overlaps_by_design_are_allowed(self):
-        Router([Route('/w', {'GET': handler}, 'webview'), Route('/w/*', {'GET': handler}, 'webview'),
+        Router(
+            [
+                Route('/w', {'GET': handler}, 'webview'),
+                Route('/w/*', {'GET': handler}, 'webview'),
                 Route('/w/static/*', {'GET': handler}, 'webview static'),  # a nested prefix wins where it matches
-                Route('/a/{x}', {'GET': handler}, 'one'), Route('/a/b/c', {'GET': handler}, 'two'),
-                Route('/a/b', {'POST': handler}, 'three')])
+                Route('/a/{x}', {'GET': handler}, 'one'),
+                Route('/a/b/c', {'GET': handler}, 'two'),
+                Route('/a/b', {'POST': handler}, 'three'),
+            ]
+        )
 
 
 class PathTest(unittest.TestCase):
     def test_split_base_path(self):
-        self.assertEqual(split_base_path('/pub/job/adder/1.0/api/v1/perform'),
-                         ('/pub/job/adder/1.0', '/api/v1/perform'))
+        self.assertEqual(
+            split_base_path('/pub/job/adder/1.0/api/v1/perform'), ('/pub/job/adder/1.0', '/api/v1/perform')
+        )
         self.assertEqual(split_base_path('/pub/fatman/adder/latest/docs'), ('/pub/fatman/adder/latest', '/docs'))
         self.assertEqual(split_base_path('/pub/job/adder/1.0'), ('/pub/job/adder/1.0', '/'))
         self.assertEqual(split_base_path('/pub/job/adder/1.0/'), ('/pub/job/adder/1.0', '/'))

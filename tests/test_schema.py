@@ -41,6 +41,7 @@ class Point:
 @dataclass
 class Node:
     """A tree node."""
+
     value: int
     children: list['Node'] = field(default_factory=list)
     color: Color = Color.RED
@@ -98,67 +99,112 @@ class SchemaTest(unittest.TestCase):
         self.assertEqual(schema_of(list[int])[0], {'type': 'array', 'items': {'type': 'integer'}})
         self.assertEqual(schema_of(List[str])[0], {'type': 'array', 'items': {'type': 'string'}})
         self.assertEqual(schema_of(list)[0], {'type': 'array'})
-        self.assertEqual(schema_of(tuple[int, str])[0], {
-            'type': 'array', 'prefixItems': [{'type': 'integer'}, {'type': 'string'}],
-            'minItems': 2, 'maxItems': 2})
+        self.assertEqual(
+            schema_of(tuple[int, str])[0],
+            {'type': 'array', 'prefixItems': [{'type': 'integer'}, {'type': 'string'}], 'minItems': 2, 'maxItems': 2},
+        )
         self.assertEqual(schema_of(Tuple[int, ...])[0], {'type': 'array', 'items': {'type': 'integer'}})
         self.assertEqual(schema_of(tuple)[0], {'type': 'array'})
         self.assertEqual(schema_of(tuple[()])[0], {'type': 'array', 'maxItems': 0})
         self.assertEqual(schema_of(set[int])[0], {'type': 'array', 'uniqueItems': True, 'items': {'type': 'integer'}})
         self.assertEqual(schema_of(dict[str, float])[0], {'type': 'object', 'additionalProperties': {'type': 'number'}})
         self.assertEqual(schema_of(Dict)[0], {'type': 'object'})
-        self.assertEqual(schema_of(dict[int, str])[0], {
-            'type': 'object', 'propertyNames': {'type': 'string', 'pattern': '^-?[0-9]+$'},
-            'additionalProperties': {'type': 'string'}})
+        self.assertEqual(
+            schema_of(dict[int, str])[0],
+            {
+                'type': 'object',
+                'propertyNames': {'type': 'string', 'pattern': '^-?[0-9]+$'},
+                'additionalProperties': {'type': 'string'},
+            },
+        )
 
     def test_unions_literals_annotated(self):
         self.assertEqual(schema_of(Optional[int])[0], {'anyOf': [{'type': 'integer'}, {'type': 'null'}]})
         self.assertEqual(schema_of(int | str)[0], {'anyOf': [{'type': 'integer'}, {'type': 'string'}]})
-        self.assertEqual(schema_of(Union[float, list[int]])[0],
-                         {'anyOf': [{'type': 'number'}, {'type': 'array', 'items': {'type': 'integer'}}]})
+        self.assertEqual(
+            schema_of(Union[float, list[int]])[0],
+            {'anyOf': [{'type': 'number'}, {'type': 'array', 'items': {'type': 'integer'}}]},
+        )
         self.assertEqual(schema_of(Literal['a', 'b'])[0], {'type': 'string', 'enum': ['a', 'b']})
         self.assertEqual(schema_of(Literal[1, 'x'])[0], {'enum': [1, 'x']})
         self.assertEqual(schema_of(Annotated[int, 'meta'])[0], {'type': 'integer'})
 
     def test_enum_component(self):
-        self.assertEqual(schema_of(Color), ({'$ref': '#/components/schemas/Color'}, {
-            'Color': {'title': 'Color', 'type': 'string', 'enum': ['red', 'green']}}))
+        self.assertEqual(
+            schema_of(Color),
+            (
+                {'$ref': '#/components/schemas/Color'},
+                {'Color': {'title': 'Color', 'type': 'string', 'enum': ['red', 'green']}},
+            ),
+        )
         self.assertEqual(schema_of(Level)[1]['Level'], {'title': 'Level', 'type': 'integer', 'enum': [1, 2]})
 
     def test_recursive_dataclass_component(self):
         schema, components = schema_of(Optional[list[Node]])
-        self.assertEqual(schema, {'anyOf': [
-            {'type': 'array', 'items': {'$ref': '#/components/schemas/Node'}}, {'type': 'null'}]})
-        self.assertEqual(components['Node'], {
-            'type': 'object', 'title': 'Node',
-            'properties': {
-                'value': {'type': 'integer'},
-                'children': {'type': 'array', 'items': {'$ref': '#/components/schemas/Node'}},
-                'color': {'$ref': '#/components/schemas/Color', 'default': 'red'},
-                'label': {'type': 'string', 'readOnly': True},
+        self.assertEqual(
+            schema, {'anyOf': [{'type': 'array', 'items': {'$ref': '#/components/schemas/Node'}}, {'type': 'null'}]}
+        )
+        self.assertEqual(
+            components['Node'],
+            {
+                'type': 'object',
+                'title': 'Node',
+                'properties': {
+                    'value': {'type': 'integer'},
+                    'children': {'type': 'array', 'items': {'$ref': '#/components/schemas/Node'}},
+                    'color': {'$ref': '#/components/schemas/Color', 'default': 'red'},
+                    'label': {'type': 'string', 'readOnly': True},
+                },
+                'required': ['value'],
+                'additionalProperties': False,
+                'description': 'A tree node.',
             },
-            'required': ['value'],
-            'additionalProperties': False,
-            'description': 'A tree node.',
-        })
+        )
         self.assertEqual(sorted(components), ['Color', 'Node'])
 
     def test_typeddict_components(self):
-        self.assertEqual(schema_of(Movie)[1], {'Movie': {
-            'type': 'object', 'title': 'Movie',
-            'properties': {'title': {'type': 'string'}, 'year': {'type': 'integer'}},
-            'required': ['title', 'year'], 'additionalProperties': False}})
-        self.assertEqual(schema_of(Partial)[1], {'Partial': {
-            'type': 'object', 'title': 'Partial', 'properties': {'note': {'type': 'string'}},
-            'additionalProperties': False}})
+        self.assertEqual(
+            schema_of(Movie)[1],
+            {
+                'Movie': {
+                    'type': 'object',
+                    'title': 'Movie',
+                    'properties': {'title': {'type': 'string'}, 'year': {'type': 'integer'}},
+                    'required': ['title', 'year'],
+                    'additionalProperties': False,
+                }
+            },
+        )
+        self.assertEqual(
+            schema_of(Partial)[1],
+            {
+                'Partial': {
+                    'type': 'object',
+                    'title': 'Partial',
+                    'properties': {'note': {'type': 'string'}},
+                    'additionalProperties': False,
+                }
+            },
+        )
         self.assertEqual(schema_of(Sequel)[1]['Sequel']['required'], ['title', 'year'])
 
     def test_json_schema_uses_defs(self):
-        self.assertEqual(json_schema(list[Point]), {
-            'type': 'array', 'items': {'$ref': '#/$defs/Point'},
-            '$defs': {'Point': {'type': 'object', 'title': 'Point',
-                                'properties': {'x': {'type': 'number'}, 'y': {'type': 'number', 'default': 0.0}},
-                                'required': ['x'], 'additionalProperties': False}}})
+        self.assertEqual(
+            json_schema(list[Point]),
+            {
+                'type': 'array',
+                'items': {'$ref': '#/$defs/Point'},
+                '$defs': {
+                    'Point': {
+                        'type': 'object',
+                        'title': 'Point',
+                        'properties': {'x': {'type': 'number'}, 'y': {'type': 'number', 'default': 0.0}},
+                        'required': ['x'],
+                        'additionalProperties': False,
+                    }
+                },
+            },
+        )
 
     def test_json_default(self):
         self.assertEqual(json_default((1, 2)), (True, [1, 2]))
@@ -208,18 +254,35 @@ class ConverterTest(ConverterTestCase):
         self.assertConverts(list[float], [1, 2.5], [1, 2.5])
         self.assertConverts(Optional[float], 1, 1)
         self.assertConverts(dict[str, float], {'a': 1}, {'a': 1})
-        self.refuse(float, 10 ** 400, 'p: integer is too large for a float')
+        self.refuse(float, 10**400, 'p: integer is too large for a float')
 
     def test_numbers_from_strings_and_integral_floats(self):
-        for value, expected in (('3', 3), (' 3 ', 3), ('\t-3\n', -3), ('+3', 3), ('1_000', 1000), ('007', 7),
-                                ('3.0', 3), ('7907.000', 7907), (7907.0, 7907), (-0.0, 0), (True, 1)):
+        for value, expected in (
+            ('3', 3),
+            (' 3 ', 3),
+            ('\t-3\n', -3),
+            ('+3', 3),
+            ('1_000', 1000),
+            ('007', 7),
+            ('3.0', 3),
+            ('7907.000', 7907),
+            (7907.0, 7907),
+            (-0.0, 0),
+            (True, 1),
+        ):
             with self.subTest(value=value):
                 self.assertConverts(int, value, expected)
-        for value in (7907.5, '3.5', '1e3', '3.', '1__0', '_1', '0x10', '', '0-1', 2.0 ** 63, None, []):
+        for value in (7907.5, '3.5', '1e3', '3.', '1__0', '_1', '0x10', '', '0-1', 2.0**63, None, []):
             with self.subTest(value=value), self.assertRaises(ValidationError):
                 self.convert(int, value)
-        for value, expected in (('1.5', 1.5), (' 2 ', 2.0), ('1e3', 1000.0), ('1_000.5', 1000.5), ('-.5', -0.5),
-                                (False, 0.0)):
+        for value, expected in (
+            ('1.5', 1.5),
+            (' 2 ', 2.0),
+            ('1e3', 1000.0),
+            ('1_000.5', 1000.5),
+            ('-.5', -0.5),
+            (False, 0.0),
+        ):
             with self.subTest(value=value):
                 self.assertConverts(float, value, expected)
         self.assertTrue(math.isnan(self.convert(float, 'nan')))
@@ -229,8 +292,19 @@ class ConverterTest(ConverterTestCase):
         self.refuse(list[float], [1, 2, 'x'], 'numbers[2]: expected number, got string', path='numbers')
 
     def test_booleans_from_numbers_and_words(self):
-        for value, expected in ((1, True), (0, False), (1.0, True), ('true', True), ('YES', True), ('y', True),
-                                ('on', True), ('1', True), ('False', False), ('off', False), ('n', False)):
+        for value, expected in (
+            (1, True),
+            (0, False),
+            (1.0, True),
+            ('true', True),
+            ('YES', True),
+            ('y', True),
+            ('on', True),
+            ('1', True),
+            ('False', False),
+            ('off', False),
+            ('n', False),
+        ):
             with self.subTest(value=value):
                 self.assertConverts(bool, value, expected)
         for value in (2, 0.5, ' true', 'maybe', '', None):
@@ -310,7 +384,7 @@ class ConverterTest(ConverterTestCase):
         self.assertEqual(self.convert(Access, 3), Access.READ | Access.WRITE)
         self.refuse(Color, 'GREEN', 'p: expected one of "red", "green", got "GREEN"')
         self.refuse(Level, 2.5, 'p: expected one of 1, 2, got 2.5')
-        self.refuse(Access, 2 ** 63, f'p: expected one of 1, 2, got {2 ** 63}')
+        self.refuse(Access, 2**63, f'p: expected one of 1, 2, got {2**63}')
 
     def test_dataclasses_arrive_as_instances(self):
         self.assertEqual(self.convert(Point, {'x': '1.5'}), Point(1.5, 0.0))
@@ -321,8 +395,12 @@ class ConverterTest(ConverterTestCase):
         # Unknown fields, and fields the class fills in itself, are ignored (pydantic's extra='ignore').
         self.assertEqual(self.convert(Node, {'value': 1, 'size': 3, 'label': 'x'}), Node(1))
         self.refuse(Node, {'children': []}, 'tree.value: required field is missing', path='tree')
-        self.refuse(Node, {'value': 1, 'children': [{'value': 1.5}]}, 'tree.children[0].value: expected integer, '
-                    'got number', path='tree')
+        self.refuse(
+            Node,
+            {'value': 1, 'children': [{'value': 1.5}]},
+            'tree.children[0].value: expected integer, got number',
+            path='tree',
+        )
         self.refuse(Point, [1, 2], 'p: expected object (Point), got array')
 
     def test_dataclass_post_init_errors(self):
@@ -374,7 +452,7 @@ class StrictConverterTest(ConverterTestCase):
         self.assertConverts(float, 2, 2)
         self.assertConverts(list[float], [40, 2], [40, 2])
         self.assertConverts(Optional[float], 1, 1)
-        self.refuse(float, 10 ** 400, 'p: integer is too large for a float')
+        self.refuse(float, 10**400, 'p: integer is too large for a float')
 
     def test_list_paths(self):
         self.refuse(list[float], [1, 2, 'x'], 'numbers[2]: expected number, got string', path='numbers')
@@ -407,8 +485,12 @@ class StrictConverterTest(ConverterTestCase):
         self.refuse(Level, True, 'p: expected one of 1, 2, got true')
 
     def test_unknown_fields_are_errors(self):
-        self.refuse(Node, {'value': 1, 'children': [{'value': 2, 'size': 3}]},
-                    'tree.children[0].size: unknown field of Node', path='tree')
+        self.refuse(
+            Node,
+            {'value': 1, 'children': [{'value': 2, 'size': 3}]},
+            'tree.children[0].size: unknown field of Node',
+            path='tree',
+        )
         self.refuse(Node, {'value': 1, 'label': 'x'}, 'p.label: unknown field of Node')
         self.refuse(Movie, {'title': 'x', 'year': 1, 'extra': 1}, 'p.extra: unknown field of Movie')
 
@@ -518,37 +600,52 @@ class ValidationModeOverHTTPTest(ServerTestCase):
         client = self.serve(ArgumentsJob)
         response = client.post('/api/v1/perform', {'numbers': [40, 2]})
         self.assertEqual((response.status, response.body), (200, b'{"sum":42,"number":0,"type":"int"}'))
-        self.assertEqual(client.post('/api/v1/perform', {'number': 7907.0}).json(),
-                         {'sum': 0, 'number': 7907, 'type': 'int'})
-        self.assertEqual(client.post('/api/v1/perform', {'number': ' 7907 ', 'numbers': ['1.5']}).json(),
-                         {'sum': 1.5, 'number': 7907, 'type': 'int'})
-        self.assertEqual(client.post('/api/v1/perform', {'x': -4}).json(),
-                         {'error': '-4 is negative', 'type': 'ValueError'})
+        self.assertEqual(
+            client.post('/api/v1/perform', {'number': 7907.0}).json(), {'sum': 0, 'number': 7907, 'type': 'int'}
+        )
+        self.assertEqual(
+            client.post('/api/v1/perform', {'number': ' 7907 ', 'numbers': ['1.5']}).json(),
+            {'sum': 1.5, 'number': 7907, 'type': 'int'},
+        )
+        self.assertEqual(
+            client.post('/api/v1/perform', {'x': -4}).json(), {'error': '-4 is negative', 'type': 'ValueError'}
+        )
         self.assertEqual(client.get('/api/v1/double?number=7907.0').json(), 15814)
         response = client.post('/api/v1/perform', {'number': 7907.5})
-        self.assertEqual((response.status, response.json()),
-                         (400, {'error': 'number: expected integer, got number', 'type': 'ValidationError'}))
+        self.assertEqual(
+            (response.status, response.json()),
+            (400, {'error': 'number: expected integer, got number', 'type': 'ValidationError'}),
+        )
         response = client.post('/api/v1/perform', {'numbers': [1, 2, 'x']})
-        self.assertEqual((response.status, response.json()),
-                         (400, {'error': 'numbers[2]: expected number, got string', 'type': 'ValidationError'}))
+        self.assertEqual(
+            (response.status, response.json()),
+            (400, {'error': 'numbers[2]: expected number, got string', 'type': 'ValidationError'}),
+        )
 
     def test_strict_takes_json_types_as_they_are(self):
         client = self.serve(ArgumentsJob, {'jobtype_extra': {'validate_input': 'strict'}})
-        self.assertEqual(client.post('/api/v1/perform', {'numbers': [40, 2]}).body,
-                         b'{"sum":42,"number":0,"type":"int"}')
+        self.assertEqual(
+            client.post('/api/v1/perform', {'numbers': [40, 2]}).body, b'{"sum":42,"number":0,"type":"int"}'
+        )
         response = client.post('/api/v1/perform', {'number': 7907.0})
-        self.assertEqual((response.status, response.json()),
-                         (400, {'error': 'number: expected integer, got number', 'type': 'ValidationError'}))
+        self.assertEqual(
+            (response.status, response.json()),
+            (400, {'error': 'number: expected integer, got number', 'type': 'ValidationError'}),
+        )
         response = client.get('/api/v1/double?number=7907.0')
-        self.assertEqual((response.status, response.json()),
-                         (400, {'error': 'number: expected integer, got "7907.0"', 'type': 'ValidationError'}))
+        self.assertEqual(
+            (response.status, response.json()),
+            (400, {'error': 'number: expected integer, got "7907.0"', 'type': 'ValidationError'}),
+        )
 
     def test_false_passes_json_arguments_raw(self):
         client = self.serve(ArgumentsJob, {'jobtype_extra': {'validate_input': False}})
-        self.assertEqual(client.post('/api/v1/perform', {'number': '7907'}).json(),
-                         {'sum': 0, 'number': '7907', 'type': 'str'})
-        self.assertEqual(client.post('/api/v1/perform', {'number': 7907.0}).json(),
-                         {'sum': 0, 'number': 7907.0, 'type': 'float'})
+        self.assertEqual(
+            client.post('/api/v1/perform', {'number': '7907'}).json(), {'sum': 0, 'number': '7907', 'type': 'str'}
+        )
+        self.assertEqual(
+            client.post('/api/v1/perform', {'number': 7907.0}).json(), {'sum': 0, 'number': 7907.0, 'type': 'float'}
+        )
         # Query text still has to become the annotated type.
         self.assertEqual(client.get('/api/v1/double?number=7907.0').json(), 15814)
 

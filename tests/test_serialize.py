@@ -1,4 +1,5 @@
 """`to_json_serializable` unit by unit, and through perform over a real socket."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """The core job server over real sockets: perform, parameters, probes, prefixes, errors, context, loading."""
+
 from __future__ import annotations
 
 import asyncio
@@ -73,16 +74,25 @@ class AsyncJob:
     async def perform(self, delay: float = 0.0) -> dict:
         await asyncio.sleep(delay)
         request = self.request_context.get()
-        return {'caller': request.headers.get('x-caller'), 'method': request.method, 'path': request.path,
-                'query': request.query, 'extra': self.request_extra.get()}
+        return {
+            'caller': request.headers.get('x-caller'),
+            'method': request.method,
+            'path': request.path,
+            'query': request.query,
+            'extra': self.request_extra.get(),
+        }
 
 
 class ContextJob:
     def perform(self) -> dict:
         request = self.request_context.get()
         self.request_extra.get()['seen'] = True
-        return {'caller': request.headers.get('X-CALLER'), 'path': request.path, 'query': request.query,
-                'extra': self.request_extra.get()}
+        return {
+            'caller': request.headers.get('X-CALLER'),
+            'path': request.path,
+            'query': request.query,
+            'extra': self.request_extra.get(),
+        }
 
 
 class PerformTest(ServerTestCase):
@@ -101,16 +111,19 @@ class PerformTest(ServerTestCase):
 
     def test_results_are_made_serializable(self):
         client = self.serve(KitchenSinkJob())
-        self.assertEqual(client.post('/api/v1/perform', {}).json(), {
-            'point': {'x': 1, 'when': '2024-01-02'},
-            'moment': '2024-01-02T03:04:05+00:00',
-            'amount': 1.5,
-            'color': 'red',
-            'tags': ['b'],
-            'pair': [1, 2],
-            'custom': {'custom': True},
-            'model': {'mode': 'json'},
-        })
+        self.assertEqual(
+            client.post('/api/v1/perform', {}).json(),
+            {
+                'point': {'x': 1, 'when': '2024-01-02'},
+                'moment': '2024-01-02T03:04:05+00:00',
+                'amount': 1.5,
+                'color': 'red',
+                'tags': ['b'],
+                'pair': [1, 2],
+                'custom': {'custom': True},
+                'model': {'mode': 'json'},
+            },
+        )
 
     def test_unserializable_result_is_500_naming_the_type(self):
         client = self.serve(KitchenSinkJob())
@@ -124,28 +137,35 @@ class PerformTest(ServerTestCase):
 
     def test_async_perform_is_awaited_with_request_context(self):
         client = self.serve(AsyncJob())
-        response = client.request('POST', '/pub/job/x/1/api/v1/perform?a=1', json_body={'delay': 0.01},
-                                  headers={'X-Caller': 'alice'})
+        response = client.request(
+            'POST', '/pub/job/x/1/api/v1/perform?a=1', json_body={'delay': 0.01}, headers={'X-Caller': 'alice'}
+        )
         self.assertEqual(response.status, 200)
-        self.assertEqual(response.json(), {'caller': 'alice', 'method': 'POST', 'path': '/api/v1/perform',
-                                           'query': 'a=1', 'extra': {}})
+        self.assertEqual(
+            response.json(),
+            {'caller': 'alice', 'method': 'POST', 'path': '/api/v1/perform', 'query': 'a=1', 'extra': {}},
+        )
 
     def test_request_context_headers_are_case_insensitive_and_extra_is_fresh(self):
         client = self.serve(ContextJob())
         for _ in range(2):
             response = client.request('POST', '/api/v1/perform?x=y', body=b'{}', headers={'x-caller': 'bob'})
-            self.assertEqual(response.json(), {'caller': 'bob', 'path': '/api/v1/perform', 'query': 'x=y',
-                                               'extra': {'seen': True}})
+            self.assertEqual(
+                response.json(), {'caller': 'bob', 'path': '/api/v1/perform', 'query': 'x=y', 'extra': {'seen': True}}
+            )
 
     def test_parameters_in_signature_order(self):
         client = self.serve(AddJob)
         response = client.get('/api/v1/parameters')
         self.assertEqual(response.status, 200)
-        self.assertEqual(response.json(), [
-            {'name': 'numbers', 'type': 'list[float]'},
-            {'name': 'radix', 'default_value': 10, 'type': 'int'},
-            {'name': 'label', 'default_value': None, 'type': 'Optional[str]'},
-        ])
+        self.assertEqual(
+            response.json(),
+            [
+                {'name': 'numbers', 'type': 'list[float]'},
+                {'name': 'radix', 'default_value': 10, 'type': 'int'},
+                {'name': 'label', 'default_value': None, 'type': 'Optional[str]'},
+            ],
+        )
 
 
 class ErrorsTest(ServerTestCase):
@@ -208,9 +228,11 @@ class ErrorsTest(ServerTestCase):
     def test_error_responses_leave_keep_alive_connection_usable(self):
         # Two requests in one write: the first one's 404 must not leave its body unread.
         body = b'{"numbers": [1]}'
-        first = (b'POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s' % (len(body), body))
-        second = (b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n'
-                  b'Connection: close\r\n\r\n%s' % (len(body), body))
+        first = b'POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s' % (len(body), body)
+        second = b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' % (
+            len(body),
+            body,
+        )
         reply = raw_exchange(self.client.port, first + second)
         self.assertEqual(reply.count(b'HTTP/1.1 '), 2)
         self.assertTrue(reply.startswith(b'HTTP/1.1 404 '))
@@ -230,9 +252,22 @@ class ProbesTest(ServerTestCase):
         self.assertEqual(health.json()['job_name'], 'adder')
         self.assertEqual(health.json()['job_version'], '1.2.3')
         self.assertEqual(health.json()['status'], 'pass')
-        self.assertEqual(set(health.json()), {
-            'service', 'job_name', 'live', 'ready', 'status', 'error', 'job_version', 'git_version',
-            'deployed_by_racetrack_version', 'deployment_timestamp', 'job_type_version'})
+        self.assertEqual(
+            set(health.json()),
+            {
+                'service',
+                'job_name',
+                'live',
+                'ready',
+                'status',
+                'error',
+                'job_version',
+                'git_version',
+                'deployed_by_racetrack_version',
+                'deployment_timestamp',
+                'job_type_version',
+            },
+        )
 
     def test_every_route_answers_under_both_prefixes(self):
         client = self.serve(AddJob)
@@ -302,9 +337,10 @@ class LoadingTest(ServerTestCase):
         client = self.serve(VarArgsJob)
         # Arguments arrive by name, so `*numbers` never receives any; listed as the existing implementation lists it.
         self.assertEqual(client.post('/api/v1/perform', {'scale': 2}).json(), [2])
-        self.assertEqual(client.get('/api/v1/parameters').json(),
-                         [{'name': 'numbers', 'type': 'List[None]'},
-                          {'name': 'scale', 'default_value': 1, 'type': 'int'}])
+        self.assertEqual(
+            client.get('/api/v1/parameters').json(),
+            [{'name': 'numbers', 'type': 'List[None]'}, {'name': 'scale', 'default_value': 1, 'type': 'int'}],
+        )
 
 
 class ShutdownTest(ServerTestCase):
@@ -348,8 +384,7 @@ class SlowReaderTest(ServerTestCase):
 
         client = self.serve(BigJob())
         body = b'{"size": 16000000}'
-        request = (b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s'
-                   % (len(body), body))
+        request = b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s' % (len(body), body)
         with socket.create_connection(('127.0.0.1', client.port)) as stalled:
             stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             stalled.sendall(request)  # and never reads the 16 MB answer

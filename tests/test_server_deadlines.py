@@ -1,4 +1,5 @@
 """Read deadlines over real sockets: idle keep-alive connections, slow heads, stalled bodies."""
+
 from __future__ import annotations
 
 import socket
@@ -8,8 +9,10 @@ import unittest
 from tests.support import ServerTestCase
 
 REQUEST = b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}'
-TIMED_OUT = (b'HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: 72\r\n'
-             b'Connection: close\r\n\r\n{"error":"the request was not received in time","type":"RequestTimeout"}')
+TIMED_OUT = (
+    b'HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: 72\r\n'
+    b'Connection: close\r\n\r\n{"error":"the request was not received in time","type":"RequestTimeout"}'
+)
 
 
 class EchoJob:

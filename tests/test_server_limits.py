@@ -1,4 +1,5 @@
 """Hostile and malformed input over raw sockets: every limit answers at once, and the server keeps serving."""
+
 from __future__ import annotations
 
 import json
@@ -64,15 +65,21 @@ class BodyLimitTest(LimitsTestCase):
     def test_content_length_over_the_default_limit_is_413_before_any_body(self):
         self.start_echo()
         started = time.monotonic()
-        body = self.assertAnswered(PERFORM + b'Content-Length: 10737418240\r\n\r\n', 413,
-                                   'request body of 10737418240 bytes exceeds the limit of 67108864 bytes')
+        body = self.assertAnswered(
+            PERFORM + b'Content-Length: 10737418240\r\n\r\n',
+            413,
+            'request body of 10737418240 bytes exceeds the limit of 67108864 bytes',
+        )
         self.assertEqual(body['type'], 'ContentTooLarge')
         self.assertLess(time.monotonic() - started, 3)
 
     def test_content_length_of_thousands_of_digits_is_413(self):
         self.start_echo()
-        self.assertAnswered(PERFORM + b'Content-Length: ' + b'9' * 5000 + b'\r\n\r\n', 413,
-                            'request body of 5000 digits exceeds the limit of 67108864 bytes')
+        self.assertAnswered(
+            PERFORM + b'Content-Length: ' + b'9' * 5000 + b'\r\n\r\n',
+            413,
+            'request body of 5000 digits exceeds the limit of 67108864 bytes',
+        )
 
     def test_body_at_the_limit_is_accepted_and_one_byte_more_is_not(self):
         self.start_echo(max_body_bytes=1000)
@@ -94,12 +101,14 @@ class BodyLimitTest(LimitsTestCase):
 
     def test_chunked_body_with_extensions_and_trailers(self):
         self.start_echo()
-        request = (PERFORM + b'Transfer-Encoding: chunked\r\n\r\n'
-                   b'4;name=value\r\n{"x"\r\n'
-                   b'5 ;ext\r\n: [1,\r\n'
-                   b'A\r\n 2], "y":3\r\n'
-                   b'1\r\n}\r\n'
-                   b'0\r\nTrailer-Field: yes\r\n\r\n')
+        request = (
+            PERFORM + b'Transfer-Encoding: chunked\r\n\r\n'
+            b'4;name=value\r\n{"x"\r\n'
+            b'5 ;ext\r\n: [1,\r\n'
+            b'A\r\n 2], "y":3\r\n'
+            b'1\r\n}\r\n'
+            b'0\r\nTrailer-Field: yes\r\n\r\n'
+        )
         with RawConnection(self.running.port) as conn:
             conn.send(request + post(b'{"again": true}'))
             first = conn.read_response()
@@ -114,8 +123,11 @@ class BodyLimitTest(LimitsTestCase):
 
     def test_chunk_size_of_many_digits_is_413(self):
         self.start_echo()
-        self.assertAnswered(PERFORM + b'Transfer-Encoding: chunked\r\n\r\n' + b'f' * 40 + b'\r\n', 413,
-                            'chunked request body exceeds the limit of 67108864 bytes')
+        self.assertAnswered(
+            PERFORM + b'Transfer-Encoding: chunked\r\n\r\n' + b'f' * 40 + b'\r\n',
+            413,
+            'chunked request body exceeds the limit of 67108864 bytes',
+        )
 
     def test_malformed_chunks_are_400(self):
         self.start_echo()
@@ -136,8 +148,11 @@ class BodyLimitTest(LimitsTestCase):
 
     def test_unsupported_transfer_encoding_is_501(self):
         self.start_echo()
-        self.assertAnswered(PERFORM + b'Transfer-Encoding: gzip, chunked\r\n\r\n', 501,
-                            "Transfer-Encoding 'gzip, chunked' is not supported")
+        self.assertAnswered(
+            PERFORM + b'Transfer-Encoding: gzip, chunked\r\n\r\n',
+            501,
+            "Transfer-Encoding 'gzip, chunked' is not supported",
+        )
 
     def test_expect_100_continue(self):
         self.start_echo()
@@ -171,10 +186,12 @@ class SmugglingTest(LimitsTestCase):
     def test_ambiguous_lengths_are_400_and_close(self):
         self.start_echo()
         cases = {
-            b'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n':
-                'Content-Length and Transfer-Encoding together are not accepted',
-            b'Transfer-Encoding: chunked\r\nContent-Length: 5\r\n':
-                'Content-Length and Transfer-Encoding together are not accepted',
+            b'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n': (
+                'Content-Length and Transfer-Encoding together are not accepted'
+            ),
+            b'Transfer-Encoding: chunked\r\nContent-Length: 5\r\n': (
+                'Content-Length and Transfer-Encoding together are not accepted'
+            ),
             b'Content-Length: 5\r\nContent-Length: 6\r\n': 'conflicting Content-Length values',
             b'Content-Length: 5, 6\r\n': 'conflicting Content-Length values',
             b'Content-Length: -5\r\n': "invalid Content-Length '-5'",
@@ -182,7 +199,7 @@ class SmugglingTest(LimitsTestCase):
             b'Content-Length: 0x5\r\n': "invalid Content-Length '0x5'",
             b'Content-Length: five\r\n': "invalid Content-Length 'five'",
             b'Content-Length: \r\n': "invalid Content-Length ''",
-            b'Content-Length: \xd9\xa5\r\n': "invalid Content-Length",
+            b'Content-Length: \xd9\xa5\r\n': 'invalid Content-Length',
         }
         for headers, message in cases.items():
             with self.subTest(headers=headers):
@@ -208,8 +225,9 @@ class RequestLineTest(LimitsTestCase):
         self.start_echo()
         self.assertEqual(Limits().max_request_line_bytes, 8192)
         target = b'/ready?' + b'a' * 8200
-        body = self.assertAnswered(b'GET ' + target + b' HTTP/1.1\r\nHost: t\r\n\r\n', 414,
-                                   'request line is longer than 8192 bytes')
+        body = self.assertAnswered(
+            b'GET ' + target + b' HTTP/1.1\r\nHost: t\r\n\r\n', 414, 'request line is longer than 8192 bytes'
+        )
         self.assertEqual(body['type'], 'URITooLong')
 
     def test_request_line_at_the_limit_is_served(self):
@@ -219,13 +237,14 @@ class RequestLineTest(LimitsTestCase):
         with RawConnection(self.running.port) as conn:
             conn.send(line + b'Host: t\r\n\r\n')
             self.assertEqual(conn.read_response().status, 200)
-        self.assertAnswered(b'GET /ready?' + b'a' * 79 + b' HTTP/1.1\r\nHost: t\r\n\r\n', 414,
-                            'request line is longer than 100 bytes')
+        self.assertAnswered(
+            b'GET /ready?' + b'a' * 79 + b' HTTP/1.1\r\nHost: t\r\n\r\n', 414, 'request line is longer than 100 bytes'
+        )
 
     def test_malformed_request_lines_are_answered_at_once(self):
         self.start_echo()
         cases = {
-            b'GET /\r\n': (400, 'malformed request line'),                 # HTTP/0.9
+            b'GET /\r\n': (400, 'malformed request line'),  # HTTP/0.9
             b'GET / HTTP/1.1\n': (400, 'request line must end with CRLF'),  # bare LF
             b'GET  / HTTP/1.1\r\n': (400, 'malformed request line'),
             b'GET / HTTP/1.1 \r\n': (400, 'malformed request line'),
@@ -254,21 +273,28 @@ class RequestLineTest(LimitsTestCase):
 
     def test_unknown_method_is_4xx_at_once(self):
         self.start_echo()
-        body = self.assertAnswered(b'BREW /api/v1/perform HTTP/1.1\r\nHost: t\r\n\r\n', 405,
-                                   'method BREW is not allowed at /api/v1/perform', close=False)
+        body = self.assertAnswered(
+            b'BREW /api/v1/perform HTTP/1.1\r\nHost: t\r\n\r\n',
+            405,
+            'method BREW is not allowed at /api/v1/perform',
+            close=False,
+        )
         self.assertEqual(body['type'], 'MethodNotAllowed')
         self.assertAnswered(b'BREW /nowhere HTTP/1.1\r\nHost: t\r\n\r\n', 404, 'no endpoint at /nowhere', close=False)
 
     def test_invalid_utf8_in_the_path_is_400(self):
         self.start_echo()
-        self.assertAnswered(b'GET /%ff%fe HTTP/1.1\r\nHost: t\r\n\r\n', 400,
-                            'request path is not valid UTF-8', close=False)
+        self.assertAnswered(
+            b'GET /%ff%fe HTTP/1.1\r\nHost: t\r\n\r\n', 400, 'request path is not valid UTF-8', close=False
+        )
 
     def test_a_head_refused_while_reading_gets_no_body(self):
         self.start_echo()
-        cases = {400: b'HEAD /ready HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n',
-                 431: b'HEAD /ready HTTP/1.1\r\nHost: t\r\nX-Big: ' + b'a' * 70_000 + b'\r\n\r\n',
-                 413: PERFORM.replace(b'POST', b'HEAD') + b'Content-Length: 10737418240\r\n\r\n'}
+        cases = {
+            400: b'HEAD /ready HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n',
+            431: b'HEAD /ready HTTP/1.1\r\nHost: t\r\nX-Big: ' + b'a' * 70_000 + b'\r\n\r\n',
+            413: PERFORM.replace(b'POST', b'HEAD') + b'Content-Length: 10737418240\r\n\r\n',
+        }
         for status, request in cases.items():
             with self.subTest(status=status):
                 head, _, body = raw_exchange(self.running.port, request).partition(b'\r\n\r\n')
@@ -296,32 +322,42 @@ class HeaderLimitTest(LimitsTestCase):
         with RawConnection(self.running.port) as conn:
             conn.send(b'GET /ready HTTP/1.1\r\nHost: t\r\n' + fields + b'\r\n')
             self.assertEqual(conn.read_response().status, 200)
-        body = self.assertAnswered(b'GET /ready HTTP/1.1\r\nHost: t\r\n' + fields + b'X-Last: v\r\n\r\n', 431,
-                                   'more than 100 header fields')
+        body = self.assertAnswered(
+            b'GET /ready HTTP/1.1\r\nHost: t\r\n' + fields + b'X-Last: v\r\n\r\n', 431, 'more than 100 header fields'
+        )
         self.assertEqual(body['type'], 'RequestHeaderFieldsTooLarge')
 
     def test_ten_thousand_fields_are_431(self):
         self.start_echo()
         fields = b''.join(b'X: %d\r\n' % n for n in range(10_000))
-        self.assertAnswered(b'GET /ready HTTP/1.1\r\nHost: t\r\n' + fields + b'\r\n', 431,
-                            'more than 100 header fields')
+        self.assertAnswered(
+            b'GET /ready HTTP/1.1\r\nHost: t\r\n' + fields + b'\r\n', 431, 'more than 100 header fields'
+        )
 
     def test_headers_over_64_kib_are_431(self):
         self.start_echo()
-        self.assertAnswered(b'GET /ready HTTP/1.1\r\nHost: t\r\nX-Big: ' + b'a' * 70_000 + b'\r\n\r\n', 431,
-                            'request headers exceed 65536 bytes')
+        self.assertAnswered(
+            b'GET /ready HTTP/1.1\r\nHost: t\r\nX-Big: ' + b'a' * 70_000 + b'\r\n\r\n',
+            431,
+            'request headers exceed 65536 bytes',
+        )
 
     def test_one_megabyte_header_is_431(self):
         self.start_echo()
-        self.assertAnswered(b'GET /ready HTTP/1.1\r\nHost: t\r\nX-Big: ' + b'a' * MiB + b'\r\n\r\n', 431,
-                            'request headers exceed 65536 bytes')
+        self.assertAnswered(
+            b'GET /ready HTTP/1.1\r\nHost: t\r\nX-Big: ' + b'a' * MiB + b'\r\n\r\n',
+            431,
+            'request headers exceed 65536 bytes',
+        )
 
     def test_configured_header_limits(self):
         self.start_echo(max_header_bytes=200, max_header_fields=3)
-        self.assertAnswered(b'GET /ready HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n', 431,
-                            'more than 3 header fields')
-        self.assertAnswered(b'GET /ready HTTP/1.1\r\nHost: t\r\nA: ' + b'a' * 200 + b'\r\n\r\n', 431,
-                            'request headers exceed 200 bytes')
+        self.assertAnswered(
+            b'GET /ready HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n', 431, 'more than 3 header fields'
+        )
+        self.assertAnswered(
+            b'GET /ready HTTP/1.1\r\nHost: t\r\nA: ' + b'a' * 200 + b'\r\n\r\n', 431, 'request headers exceed 200 bytes'
+        )
 
     def test_malformed_header_lines_are_400(self):
         self.start_echo()
@@ -369,7 +405,7 @@ class TimeoutTest(LimitsTestCase):
         self.start_echo(head_timeout=0.5, idle_timeout=30)
         with RawConnection(self.running.port) as conn:
             started = time.monotonic()
-            conn.send(b'GET /ready')   # no line end, ever
+            conn.send(b'GET /ready')  # no line end, ever
             self.assertEqual(conn.read_response().status, 408)
             self.assertLess(time.monotonic() - started, 2)
 
@@ -430,8 +466,10 @@ class ConnectionCapTest(LimitsTestCase):
                 extra.send(b'GET /ready HTTP/1.1\r\nHost: t\r\n\r\n')
                 response = extra.read_response()
                 self.assertEqual(response.status, 503)
-                self.assertEqual(response.json(), {
-                    'error': 'too many connections (max_connections is 3)', 'type': 'ServiceUnavailable'})
+                self.assertEqual(
+                    response.json(),
+                    {'error': 'too many connections (max_connections is 3)', 'type': 'ServiceUnavailable'},
+                )
                 self.assertEqual(response.headers['connection'], 'close')
                 self.assertTrue(extra.closed_by_server())
             held[0].sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\x01\x00\x00\x00\x00\x00\x00\x00')
@@ -474,8 +512,9 @@ class JSONLimitTest(LimitsTestCase):
         for depth in (101, 100_000):
             with self.subTest(depth=depth):
                 body = b'{"x": ' + b'[' * depth + b']' * depth + b'}'
-                self.assertAnswered(post(body), 400, f'JSON nesting is {depth + 1} levels deep, the limit is 100',
-                                    close=False)
+                self.assertAnswered(
+                    post(body), 400, f'JSON nesting is {depth + 1} levels deep, the limit is 100', close=False
+                )
         self.assertAnswered(post(b'[' * 200_000), 400, 'JSON nesting is 200000 levels deep', close=False)
 
     def test_nesting_at_the_limit_is_accepted(self):
@@ -496,10 +535,12 @@ class JSONLimitTest(LimitsTestCase):
     def test_numbers_with_thousands_of_digits_are_400_at_once(self):
         self.start_echo()
         started = time.monotonic()
-        self.assertAnswered(post(b'{"x": ' + b'7' * 100_000 + b'}'), 400,
-                            'a number has 100000 digits, the limit is 1000', close=False)
-        self.assertAnswered(post(b'{"x": 0.' + b'1' * 5000 + b'e5}'), 400,
-                            'a number has 5002 digits, the limit is 1000', close=False)
+        self.assertAnswered(
+            post(b'{"x": ' + b'7' * 100_000 + b'}'), 400, 'a number has 100000 digits, the limit is 1000', close=False
+        )
+        self.assertAnswered(
+            post(b'{"x": 0.' + b'1' * 5000 + b'e5}'), 400, 'a number has 5002 digits, the limit is 1000', close=False
+        )
         self.assertLess(time.monotonic() - started, 3)
 
     def test_long_digit_strings_and_thousand_digit_numbers_are_fine(self):
@@ -513,8 +554,9 @@ class JSONLimitTest(LimitsTestCase):
         self.start_echo()
         for constant in ('NaN', 'Infinity', '-Infinity'):
             with self.subTest(constant=constant):
-                self.assertAnswered(post(b'{"x": %s}' % constant.encode()), 400, f'{constant} is not valid JSON',
-                                    close=False)
+                self.assertAnswered(
+                    post(b'{"x": %s}' % constant.encode()), 400, f'{constant} is not valid JSON', close=False
+                )
 
     def test_duplicate_keys_last_wins(self):
         self.start_echo()
@@ -537,14 +579,21 @@ class JSONLimitTest(LimitsTestCase):
         for kind, where in (('nan', 'result is nan'), ('inf', 'result[0] is inf')):
             with self.subTest(kind=kind):
                 body = self.assertAnswered(post(json.dumps({'kind': kind}).encode()), 500, '', close=False)
-                self.assertEqual(body, {
-                    'error': f'the result of /perform cannot be returned as JSON: {where}, which JSON cannot represent',
-                    'type': 'SerializationError'})
+                self.assertEqual(
+                    body,
+                    {
+                        'error': f'the result of /perform cannot be returned as JSON: {where}, '
+                        'which JSON cannot represent',
+                        'type': 'SerializationError',
+                    },
+                )
 
 
 class CORSTest(LimitsTestCase):
-    PREFLIGHT = (b'OPTIONS /api/v1/perform HTTP/1.1\r\nHost: t\r\nOrigin: https://a.example\r\n'
-                 b'Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n')
+    PREFLIGHT = (
+        b'OPTIONS /api/v1/perform HTTP/1.1\r\nHost: t\r\nOrigin: https://a.example\r\n'
+        b'Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n'
+    )
 
     def test_every_origin_by_default(self):
         self.start_echo()
@@ -574,32 +623,57 @@ class CORSTest(LimitsTestCase):
         self.assertEqual(allowed.headers['access-control-allow-origin'], 'https://b.example')
 
 
-
-
 class ConfigurationTest(LimitsTestCase):
     def test_defaults_are_the_documented_ones(self):
         settings = apply_options(JobSettings(), {})
-        self.assertEqual(settings.limits, Limits(
-            max_body_bytes=64 * MiB, max_request_line_bytes=8192, max_header_bytes=65536, max_header_fields=100,
-            head_timeout=30.0, idle_timeout=60.0, max_connections=1000, max_json_depth=100, grace_period=30.0))
+        self.assertEqual(
+            settings.limits,
+            Limits(
+                max_body_bytes=64 * MiB,
+                max_request_line_bytes=8192,
+                max_header_bytes=65536,
+                max_header_fields=100,
+                head_timeout=30.0,
+                idle_timeout=60.0,
+                max_connections=1000,
+                max_json_depth=100,
+                grace_period=30.0,
+            ),
+        )
         self.assertEqual(settings.cors_allow_origins, ('*',))
 
     def test_the_keyword_options_are_the_limits_and_the_cors_origins(self):
-        self.assertEqual(set(ServerOptions.__annotations__),
-                         {name for name, _, _, _ in Limits.describe()} | {'cors_allow_origins'})
+        self.assertEqual(
+            set(ServerOptions.__annotations__), {name for name, _, _, _ in Limits.describe()} | {'cors_allow_origins'}
+        )
 
     def test_the_readme_limits_table_is_the_limits(self):
         readme = (Path(__file__).resolve().parent.parent / 'README.md').read_text(encoding='utf-8')
         rows = re.findall(r'^\| `(\w+)`[^|]*\| (\d+)[^|]*\|', readme, re.MULTILINE)
         table = {name: float(default) for name, default in rows}
-        self.assertEqual({name: table.get(name) for name, _, _, _ in Limits.describe()},
-                         {name: float(default) for name, _, default, _ in Limits.describe()})
+        self.assertEqual(
+            {name: table.get(name) for name, _, _, _ in Limits.describe()},
+            {name: float(default) for name, _, default, _ in Limits.describe()},
+        )
 
     def test_keyword_options_win_over_jobtype_extra_over_defaults(self):
-        manifest = {'jobtype_extra': {'max_body_bytes': 100, 'head_timeout': 2, 'max_json_depth': 5,
-                                      'cors_allow_origins': ['https://m.example']}}
-        settings = apply_options(JobSettings.from_manifest(manifest, {}), {
-            'max_body_bytes': 200, 'max_json_depth': 7, 'idle_timeout': None, 'cors_allow_origins': 'https://k.example'})
+        manifest = {
+            'jobtype_extra': {
+                'max_body_bytes': 100,
+                'head_timeout': 2,
+                'max_json_depth': 5,
+                'cors_allow_origins': ['https://m.example'],
+            }
+        }
+        settings = apply_options(
+            JobSettings.from_manifest(manifest, {}),
+            {
+                'max_body_bytes': 200,
+                'max_json_depth': 7,
+                'idle_timeout': None,
+                'cors_allow_origins': 'https://k.example',
+            },
+        )
         limits = settings.limits
         self.assertEqual((limits.max_body_bytes, limits.head_timeout, limits.idle_timeout), (200, 2.0, 60.0))
         self.assertEqual(limits.max_json_depth, 7)
@@ -609,26 +683,36 @@ class ConfigurationTest(LimitsTestCase):
         with self.assertRaisesRegex(TypeError, r'unknown server option\(s\): max_bodybytes; known: '):
             apply_options(JobSettings(), {'max_bodybytes': 1})
         for name, value, message in (
-                ('max_body_bytes', -1, 'max_body_bytes must be a positive integer, got int -1'),
-                ('max_body_bytes', 1.5, 'max_body_bytes must be a positive integer, got float 1.5'),
-                ('max_header_fields', True, 'max_header_fields must be a positive integer, got bool True'),
-                ('max_json_depth', 0, 'max_json_depth must be a positive integer, got int 0'),
-                ('head_timeout', float('nan'), 'head_timeout must be a positive number of seconds, got float nan'),
-                ('idle_timeout', '5', "idle_timeout must be a positive number of seconds, got str '5'"),
-                ('cors_allow_origins', ['ftp://x y'], 'cors_allow_origins entries must be')):
+            ('max_body_bytes', -1, 'max_body_bytes must be a positive integer, got int -1'),
+            ('max_body_bytes', 1.5, 'max_body_bytes must be a positive integer, got float 1.5'),
+            ('max_header_fields', True, 'max_header_fields must be a positive integer, got bool True'),
+            ('max_json_depth', 0, 'max_json_depth must be a positive integer, got int 0'),
+            ('head_timeout', float('nan'), 'head_timeout must be a positive number of seconds, got float nan'),
+            ('idle_timeout', '5', "idle_timeout must be a positive number of seconds, got str '5'"),
+            ('cors_allow_origins', ['ftp://x y'], 'cors_allow_origins entries must be'),
+        ):
             with self.subTest(name=name, value=value):
                 with self.assertRaises(ValueError) as raised:
                     apply_options(JobSettings(), {name: value})
                 self.assertIn(message, str(raised.exception))
 
     def test_jobtype_extra_limits_reach_the_server(self):
-        self.running = self.start(EchoJob, {'jobtype_extra': {
-            'max_body_bytes': 20, 'max_json_depth': 2, 'max_header_fields': 3,
-            'cors_allow_origins': ['https://y.example']}})
+        self.running = self.start(
+            EchoJob,
+            {
+                'jobtype_extra': {
+                    'max_body_bytes': 20,
+                    'max_json_depth': 2,
+                    'max_header_fields': 3,
+                    'cors_allow_origins': ['https://y.example'],
+                }
+            },
+        )
         self.assertAnswered(post(b'{"x": "' + b'a' * 20 + b'"}'), 413, 'exceeds the limit of 20 bytes')
         self.assertAnswered(post(b'{"x": [[1]]}'), 400, 'JSON nesting is 3 levels deep, the limit is 2', close=False)
-        self.assertAnswered(b'GET /ready HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n', 431,
-                            'more than 3 header fields')
+        self.assertAnswered(
+            b'GET /ready HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n', 431, 'more than 3 header fields'
+        )
         with RawConnection(self.running.port) as conn:
             conn.send(post(b'{}', b'Origin: https://y.example\r\n'))
             self.assertEqual(conn.read_response().headers['access-control-allow-origin'], 'https://y.example')
@@ -636,21 +720,46 @@ class ConfigurationTest(LimitsTestCase):
     def test_command_line_flags_reach_the_server(self):
         tmp = Path(tempfile.mkdtemp())
         (tmp / 'echo.py').write_text('class Echo:\n    def perform(self, **kwargs):\n        return kwargs\n')
-        job = ProcessJob(['echo.py:Echo', '--max-body-bytes', '30', '--max-json-depth', '2',
-                          '--max-header-fields', '3', '--max-header-bytes', '300', '--max-request-line-bytes', '64',
-                          '--head-timeout', '0.5', '--idle-timeout', '0.7', '--max-connections', '50',
-                          '--grace-period', '3', '--cors-allow-origin', 'https://z.example'], cwd=tmp)
+        job = ProcessJob(
+            [
+                'echo.py:Echo',
+                '--max-body-bytes',
+                '30',
+                '--max-json-depth',
+                '2',
+                '--max-header-fields',
+                '3',
+                '--max-header-bytes',
+                '300',
+                '--max-request-line-bytes',
+                '64',
+                '--head-timeout',
+                '0.5',
+                '--idle-timeout',
+                '0.7',
+                '--max-connections',
+                '50',
+                '--grace-period',
+                '3',
+                '--cors-allow-origin',
+                'https://z.example',
+            ],
+            cwd=tmp,
+        )
         self.addCleanup(job.stop)
         job.wait_ready()
         self.running = job
         self.assertAnswered(post(b'{"x": "' + b'a' * 30 + b'"}'), 413, 'exceeds the limit of 30 bytes')
         self.assertAnswered(post(b'{"x": [[1]]}'), 400, 'JSON nesting is 3 levels deep, the limit is 2', close=False)
-        self.assertAnswered(b'GET /ready HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n', 431,
-                            'more than 3 header fields')
-        self.assertAnswered(b'GET /ready HTTP/1.1\r\nHost: t\r\nA: ' + b'a' * 300 + b'\r\n\r\n', 431,
-                            'request headers exceed 300 bytes')
-        self.assertAnswered(b'GET /ready?' + b'a' * 60 + b' HTTP/1.1\r\nHost: t\r\n\r\n', 414,
-                            'request line is longer than 64 bytes')
+        self.assertAnswered(
+            b'GET /ready HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n', 431, 'more than 3 header fields'
+        )
+        self.assertAnswered(
+            b'GET /ready HTTP/1.1\r\nHost: t\r\nA: ' + b'a' * 300 + b'\r\n\r\n', 431, 'request headers exceed 300 bytes'
+        )
+        self.assertAnswered(
+            b'GET /ready?' + b'a' * 60 + b' HTTP/1.1\r\nHost: t\r\n\r\n', 414, 'request line is longer than 64 bytes'
+        )
         with RawConnection(job.port) as conn:
             conn.send(post(b'{}', b'Origin: https://z.example\r\n'))
             self.assertEqual(conn.read_response().headers['access-control-allow-origin'], 'https://z.example')

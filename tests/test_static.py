@@ -1,4 +1,5 @@
 """Static endpoints over real sockets: files, directories, mime types, traversal attacks, caching, HEAD, streaming."""
+
 from __future__ import annotations
 
 import email.utils
@@ -43,20 +44,31 @@ class GuideStaticTest(ServerTestCase):
         self.assert_file('/api/v1/xrai', STATIC_EXAMPLE / 'xrai.yaml', 'application/yaml; charset=utf-8')
         self.assert_file('/api/v1/manifest', STATIC_EXAMPLE / 'job.yaml', 'application/x-yaml')
         self.assert_file('/api/v1/docs/readme', STATIC_EXAMPLE / 'README.md', 'text/markdown; charset=utf-8')
-        self.assert_file('/pub/job/job/latest/api/v1/docs/readme', STATIC_EXAMPLE / 'README.md',
-                         'text/markdown; charset=utf-8')
+        self.assert_file(
+            '/pub/job/job/latest/api/v1/docs/readme', STATIC_EXAMPLE / 'README.md', 'text/markdown; charset=utf-8'
+        )
 
     def test_directory_is_served_recursively(self):
-        self.assert_file('/api/v1/assets/index.html', STATIC_EXAMPLE / 'docs' / 'index.html',
-                         'text/html; charset=utf-8')
-        self.assert_file('/api/v1/assets/sub/notes.txt', STATIC_EXAMPLE / 'docs' / 'sub' / 'notes.txt',
-                         'text/plain; charset=utf-8')
-        self.assert_file('/pub/job/job/latest/api/v1/assets/sub/notes.txt',
-                         STATIC_EXAMPLE / 'docs' / 'sub' / 'notes.txt', 'text/plain; charset=utf-8')
+        self.assert_file(
+            '/api/v1/assets/index.html', STATIC_EXAMPLE / 'docs' / 'index.html', 'text/html; charset=utf-8'
+        )
+        self.assert_file(
+            '/api/v1/assets/sub/notes.txt', STATIC_EXAMPLE / 'docs' / 'sub' / 'notes.txt', 'text/plain; charset=utf-8'
+        )
+        self.assert_file(
+            '/pub/job/job/latest/api/v1/assets/sub/notes.txt',
+            STATIC_EXAMPLE / 'docs' / 'sub' / 'notes.txt',
+            'text/plain; charset=utf-8',
+        )
 
     def test_directories_themselves_are_404(self):
-        for path in ('/api/v1/assets', '/api/v1/assets/', '/api/v1/assets/sub', '/api/v1/assets/sub/',
-                     '/api/v1/assets/missing.txt'):
+        for path in (
+            '/api/v1/assets',
+            '/api/v1/assets/',
+            '/api/v1/assets/sub',
+            '/api/v1/assets/sub/',
+            '/api/v1/assets/missing.txt',
+        ):
             response = self.client.get(path)
             self.assertEqual(response.status, 404, path)
             self.assertEqual(response.json(), {'error': f'no file at {path}', 'type': 'NotFound'})
@@ -69,8 +81,9 @@ class GuideStaticTest(ServerTestCase):
         response = self.client.request('HEAD', '/api/v1/assets/index.html')
         self.assertEqual(response.status, 200)
         self.assertEqual(response.body, b'')
-        self.assertEqual(response.headers['content-length'],
-                         str((STATIC_EXAMPLE / 'docs' / 'index.html').stat().st_size))
+        self.assertEqual(
+            response.headers['content-length'], str((STATIC_EXAMPLE / 'docs' / 'index.html').stat().st_size)
+        )
         self.assertEqual(response.headers['etag'], self.client.get('/api/v1/assets/index.html').headers['etag'])
 
 
@@ -105,23 +118,29 @@ class StartUpTest(ServerTestCase):
     def test_missing_file_is_a_start_up_error_naming_it(self):
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             running = self.start(MissingFileJob(), cwd=STATIC_EXAMPLE)
-        self.assertEqual(load_error(running),
-                         f"JobDefinitionError: static endpoint /gone: file 'missing/file.txt' does not exist "
-                         f'(relative to the working directory {STATIC_EXAMPLE})')
+        self.assertEqual(
+            load_error(running),
+            f"JobDefinitionError: static endpoint /gone: file 'missing/file.txt' does not exist "
+            f'(relative to the working directory {STATIC_EXAMPLE})',
+        )
 
     def test_malformed_value_is_a_start_up_error(self):
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             running = self.start(BadValueJob(), cwd=STATIC_EXAMPLE)
-        self.assertEqual(load_error(running),
-                         "JobDefinitionError: static endpoint /bad: expected a file name or a (file name, mime type) "
-                         "tuple, got ('README.md', 'text/plain', 'extra')")
+        self.assertEqual(
+            load_error(running),
+            'JobDefinitionError: static endpoint /bad: expected a file name or a (file name, mime type) '
+            "tuple, got ('README.md', 'text/plain', 'extra')",
+        )
 
     def test_collision_with_builtin_route_names_it(self):
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             running = self.start(CollidingJob(), cwd=STATIC_EXAMPLE)
-        self.assertEqual(load_error(running),
-                         'JobDefinitionError: static endpoint /parameters collides with the built-in '
-                         '/api/v1/parameters: both would answer GET /api/v1/parameters')
+        self.assertEqual(
+            load_error(running),
+            'JobDefinitionError: static endpoint /parameters collides with the built-in '
+            '/api/v1/parameters: both would answer GET /api/v1/parameters',
+        )
 
 
 class DirectoryJob:
@@ -129,9 +148,14 @@ class DirectoryJob:
         return None
 
     def static_endpoints(self):
-        return {'/files': 'public', '/blob': 'public/data.weird', '/csv': ('public/a.txt', 'text/csv'),
-                '/plain': ('public/a.txt', 'text/plain'), '/latin': ('public/a.txt', 'text/plain; charset=latin-1'),
-                '/guessed': 'public/a.txt'}
+        return {
+            '/files': 'public',
+            '/blob': 'public/data.weird',
+            '/csv': ('public/a.txt', 'text/csv'),
+            '/plain': ('public/a.txt', 'text/plain'),
+            '/latin': ('public/a.txt', 'text/plain; charset=latin-1'),
+            '/guessed': 'public/a.txt',
+        }
 
 
 class DirectoryTest(ServerTestCase):
@@ -156,16 +180,23 @@ class DirectoryTest(ServerTestCase):
         self.client = self.running.client()
 
     def test_unknown_mime_type_warns_and_is_octet_stream(self):
-        self.assertEqual(self.warnings, [
-            'WARNING:racetrack_job_wrapper.static:unknown mime type of static file data.weird; '
-            'serving it as application/octet-stream'])
+        self.assertEqual(
+            self.warnings,
+            [
+                'WARNING:racetrack_job_wrapper.static:unknown mime type of static file data.weird; '
+                'serving it as application/octet-stream'
+            ],
+        )
         response = self.client.get('/api/v1/blob')
         self.assertEqual((response.body, response.headers['content-type']), (b'\x00\x01', 'application/octet-stream'))
 
     def test_given_type_is_sent_verbatim_and_guessed_text_gets_a_charset(self):
-        for path, content_type in (('/api/v1/csv', 'text/csv'), ('/api/v1/plain', 'text/plain'),
-                                   ('/api/v1/latin', 'text/plain; charset=latin-1'),
-                                   ('/api/v1/guessed', 'text/plain; charset=utf-8')):
+        for path, content_type in (
+            ('/api/v1/csv', 'text/csv'),
+            ('/api/v1/plain', 'text/plain'),
+            ('/api/v1/latin', 'text/plain; charset=latin-1'),
+            ('/api/v1/guessed', 'text/plain; charset=utf-8'),
+        ):
             for method in ('GET', 'HEAD'):
                 response = self.client.request(method, path)
                 self.assertEqual((response.status, response.headers['content-type']), (200, content_type), path)
@@ -217,9 +248,21 @@ class DirectoryTest(ServerTestCase):
 
     def test_resolve_refuses_raw_escapes_itself(self):
         directory = StaticDirectory(self.root / 'public', MimeGuesser())
-        for subpath in ('', '..', '../secret.txt', 'sub/../../secret.txt', '..\\secret.txt', '/etc/passwd',
-                        str(self.root / 'secret.txt'), 'escape', 'linkdir/secret.txt', 'sub//b.json',
-                        './a.txt', 'a.txt\x00', 'linkdir'):
+        for subpath in (
+            '',
+            '..',
+            '../secret.txt',
+            'sub/../../secret.txt',
+            '..\\secret.txt',
+            '/etc/passwd',
+            str(self.root / 'secret.txt'),
+            'escape',
+            'linkdir/secret.txt',
+            'sub//b.json',
+            './a.txt',
+            'a.txt\x00',
+            'linkdir',
+        ):
             self.assertIsNone(directory.resolve(subpath), subpath)
         public = os.path.realpath(self.root / 'public')
         self.assertEqual(directory.resolve('sub/b.json'), os.path.join(public, 'sub', 'b.json'))
@@ -229,16 +272,23 @@ class DirectoryTest(ServerTestCase):
         first = self.client.get('/api/v1/files/a.txt')
         etag, modified = first.headers['etag'], first.headers['last-modified']
         self.assertEqual(first.headers['cache-control'], 'no-cache')
-        for headers in ({'If-None-Match': etag}, {'If-None-Match': f'"other", W/{etag}'}, {'If-None-Match': '*'},
-                        {'If-Modified-Since': modified}):
+        for headers in (
+            {'If-None-Match': etag},
+            {'If-None-Match': f'"other", W/{etag}'},
+            {'If-None-Match': '*'},
+            {'If-Modified-Since': modified},
+        ):
             response = self.client.get('/api/v1/files/a.txt', headers=headers)
             self.assertEqual((response.status, response.body), (304, b''), headers)
             self.assertEqual(response.headers['etag'], etag)
             self.assertNotIn('content-length', response.headers)
         earlier = email.utils.formatdate(os.stat(self.root / 'public' / 'a.txt').st_mtime - 60, usegmt=True)
-        for headers in ({'If-None-Match': '"other"'}, {'If-Modified-Since': earlier},
-                        {'If-Modified-Since': 'not a date'},
-                        {'If-None-Match': '"other"', 'If-Modified-Since': modified}):
+        for headers in (
+            {'If-None-Match': '"other"'},
+            {'If-Modified-Since': earlier},
+            {'If-Modified-Since': 'not a date'},
+            {'If-None-Match': '"other"', 'If-Modified-Since': modified},
+        ):
             response = self.client.get('/api/v1/files/a.txt', headers=headers)
             self.assertEqual((response.status, response.body), (200, b'public a'), headers)
         os.utime(self.root / 'public' / 'a.txt', ns=(0, 1_000_000_000))
@@ -273,10 +323,15 @@ class MimeTest(unittest.TestCase):
     def test_guesses(self):
         guesser = MimeGuesser()
         expected = {
-            'a.md': 'text/markdown; charset=utf-8', 'a.yaml': 'application/yaml; charset=utf-8',
-            'a.yml': 'application/yaml; charset=utf-8', 'a.html': 'text/html; charset=utf-8',
-            'a.js': 'text/javascript; charset=utf-8', 'a.css': 'text/css; charset=utf-8',
-            'a.json': 'application/json', 'a.png': 'image/png', 'a.svg': 'image/svg+xml; charset=utf-8',
+            'a.md': 'text/markdown; charset=utf-8',
+            'a.yaml': 'application/yaml; charset=utf-8',
+            'a.yml': 'application/yaml; charset=utf-8',
+            'a.html': 'text/html; charset=utf-8',
+            'a.js': 'text/javascript; charset=utf-8',
+            'a.css': 'text/css; charset=utf-8',
+            'a.json': 'application/json',
+            'a.png': 'image/png',
+            'a.svg': 'image/svg+xml; charset=utf-8',
             'a.woff2': 'font/woff2',
         }
         self.assertEqual({name: guesser.guess(name) for name in expected}, expected)

@@ -1,4 +1,5 @@
 """`template TEMPLATE_FILE OUT_FILE`: the manifest's values, the output text and the errors."""
+
 from __future__ import annotations
 
 import sys
@@ -108,7 +109,10 @@ class RenderFileTest(TempDirTestCase):
         self.assertEqual((self.dir / 'Dockerfile').read_bytes(), RENDERED.encode())
 
     def test_the_job_type_dockerfile_with_lists_and_mappings(self):
-        write(self.dir, 'job.yaml', textwrap.dedent("""\
+        write(
+            self.dir,
+            'job.yaml',
+            textwrap.dedent("""\
             name: primer
             owner_email: a@b.c
             git: {remote: 'https://github.com/x/y'}
@@ -118,10 +122,13 @@ class RenderFileTest(TempDirTestCase):
               requirements_path: requirements.txt
               entrypoint_path: job.py
               entrypoint_class: Job
-            """))
+            """),
+        )
         write(self.dir, 'in', JOB_TYPE_TEMPLATE)
         render_file('in', 'out', cwd=self.dir)
-        self.assertEqual((self.dir / 'out').read_text(), textwrap.dedent("""\
+        self.assertEqual(
+            (self.dir / 'out').read_text(),
+            textwrap.dedent("""\
             FROM 
 
 
@@ -142,7 +149,8 @@ class RenderFileTest(TempDirTestCase):
 
             CMD racetrack_job_runner run "job.py" "Job"
             ENV JOB_NAME "primer"
-            ENV JOB_VERSION "0.0.1\""""))  # noqa: W291 - `FROM {{ base_image }}` without a base image
+            ENV JOB_VERSION "0.0.1\""""),  # noqa: W291 - `FROM {{ base_image }}` without a base image
+        )
 
     def test_manifest_path_and_missing_files(self):
         write(self.dir, 'in', '{{ manifest.name }}')
@@ -178,26 +186,33 @@ class ContextTest(unittest.TestCase):
         return render(text, template_context(manifest or {}, build_env or {}))
 
     def test_schema_defaults_for_fields_left_out(self):
-        self.assertEqual(self.render('{{ manifest.version }} {{ manifest.image_type }} {{ manifest.replicas }}'
-                                     ' {{ manifest.labels }} {{ manifest.git }} {{ manifest.nonsense }}.'),
-                         '0.0.1 docker 1 None None .')
+        self.assertEqual(
+            self.render(
+                '{{ manifest.version }} {{ manifest.image_type }} {{ manifest.replicas }}'
+                ' {{ manifest.labels }} {{ manifest.git }} {{ manifest.nonsense }}.'
+            ),
+            '0.0.1 docker 1 None None .',
+        )
 
     def test_jobtype_extra_and_its_older_names(self):
         self.assertEqual(self.render('{{ manifest_jobtype_extra }}', {'python': {'a': 1}}), "{'a': 1}")
-        self.assertEqual(self.render('{{ manifest_jobtype_extra }}', {'golang': {'g': 1}, 'jobtype_extra': {'j': 2}}),
-                         "{'j': 2}")
+        self.assertEqual(
+            self.render('{{ manifest_jobtype_extra }}', {'golang': {'g': 1}, 'jobtype_extra': {'j': 2}}), "{'j': 2}"
+        )
         self.assertEqual(self.render('{{ manifest.get_jobtype() }}', {'lang': 'python3'}), 'python3')
 
     def test_values_keep_their_yaml_types(self):
-        self.assertEqual(self.render('{{ manifest.labels.team }}|{{ manifest.labels["n"] > 2 }}',
-                                     {'labels': {'team': 'x', 'n': 3}}), 'x|True')
+        self.assertEqual(
+            self.render('{{ manifest.labels.team }}|{{ manifest.labels["n"] > 2 }}', {'labels': {'team': 'x', 'n': 3}}),
+            'x|True',
+        )
 
 
 class JinjaTest(unittest.TestCase):
     def test_syntax_errors_name_the_source_and_line(self):
         with self.assertRaises(TemplateError) as caught:
             render('a\n{% if x %}', {}, 't')
-        self.assertRegex(str(caught.exception), r"^t, line 2: Unexpected end of template")
+        self.assertRegex(str(caught.exception), r'^t, line 2: Unexpected end of template')
         with self.assertRaises(TemplateError) as caught:
             render('{{ missing.field }}', {}, 't')
         self.assertEqual(str(caught.exception), "t: 'missing' is undefined")

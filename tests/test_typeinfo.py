@@ -59,8 +59,15 @@ class ClassifyTest(unittest.TestCase):
             self.assertKind(annotation, Kind.ANY)
 
     def test_scalars_with_none_as_its_type(self):
-        for annotation, kind in ((None, Kind.NONE), (type(None), Kind.NONE), (bool, Kind.BOOL), (int, Kind.INT),
-                                 (float, Kind.FLOAT), (str, Kind.STR), (bytes, Kind.BYTES)):
+        for annotation, kind in (
+            (None, Kind.NONE),
+            (type(None), Kind.NONE),
+            (bool, Kind.BOOL),
+            (int, Kind.INT),
+            (float, Kind.FLOAT),
+            (str, Kind.STR),
+            (bytes, Kind.BYTES),
+        ):
             self.assertKind(annotation, kind)
         self.assertIs(classify(None).annotation, type(None))
 
@@ -84,10 +91,16 @@ class ClassifyTest(unittest.TestCase):
 
     def test_sequences_and_what_they_become(self):
         for annotation, item, container in (
-                (list[int], Kind.INT, list), (typing.List[str], Kind.STR, list), (list, Kind.ANY, list),
-                (collections.abc.Sequence[int], Kind.INT, list), (typing.Iterable[int], Kind.INT, list),
-                (typing.Collection[int], Kind.INT, list), (tuple[int, ...], Kind.INT, tuple),
-                (tuple, Kind.ANY, tuple), (typing.Tuple, Kind.ANY, tuple)):
+            (list[int], Kind.INT, list),
+            (typing.List[str], Kind.STR, list),
+            (list, Kind.ANY, list),
+            (collections.abc.Sequence[int], Kind.INT, list),
+            (typing.Iterable[int], Kind.INT, list),
+            (typing.Collection[int], Kind.INT, list),
+            (tuple[int, ...], Kind.INT, tuple),
+            (tuple, Kind.ANY, tuple),
+            (typing.Tuple, Kind.ANY, tuple),
+        ):
             info = classify(annotation)
             self.assertEqual((info.kind, info.item.kind, info.container), (Kind.SEQUENCE, item, container), annotation)
 
@@ -98,15 +111,22 @@ class ClassifyTest(unittest.TestCase):
             self.assertEqual((info.kind, info.parts), (Kind.TUPLE, ()), empty)
 
     def test_sets_become_frozen_where_the_annotation_is_immutable(self):
-        for annotation, container in ((set[int], set), (typing.MutableSet[int], set), (frozenset[int], frozenset),
-                                      (typing.AbstractSet[int], frozenset), (set, set)):
+        for annotation, container in (
+            (set[int], set),
+            (typing.MutableSet[int], set),
+            (frozenset[int], frozenset),
+            (typing.AbstractSet[int], frozenset),
+            (set, set),
+        ):
             info = classify(annotation)
             self.assertEqual((info.kind, info.container), (Kind.SET, container), annotation)
 
     def test_dicts(self):
         info = classify(dict[Color, list[float]])
-        self.assertEqual((info.kind, info.key.kind, info.value.kind, info.value.item.kind),
-                         (Kind.DICT, Kind.ENUM, Kind.SEQUENCE, Kind.FLOAT))
+        self.assertEqual(
+            (info.kind, info.key.kind, info.value.kind, info.value.item.kind),
+            (Kind.DICT, Kind.ENUM, Kind.SEQUENCE, Kind.FLOAT),
+        )
         for bare in (dict, typing.Dict, typing.Mapping):
             info = classify(bare)
             self.assertEqual((info.kind, info.key.kind, info.value.kind), (Kind.DICT, Kind.ANY, Kind.ANY), bare)
@@ -114,12 +134,15 @@ class ClassifyTest(unittest.TestCase):
     def test_dataclass_fields_resolved_with_defaults_and_required_flags(self):
         info = classify(Node)
         self.assertEqual((info.kind, info.name), (Kind.DATACLASS, 'Node'))
-        self.assertEqual(info.fields, (
-            FieldInfo('value', int, required=True),
-            FieldInfo('children', list[Node], required=False),
-            FieldInfo('label', str, required=False, has_default=True, default='leaf'),
-            FieldInfo('depth', int, required=False, has_default=True, default=0, init=False),
-        ))
+        self.assertEqual(
+            info.fields,
+            (
+                FieldInfo('value', int, required=True),
+                FieldInfo('children', list[Node], required=False),
+                FieldInfo('label', str, required=False, has_default=True, default='leaf'),
+                FieldInfo('depth', int, required=False, has_default=True, default=0, init=False),
+            ),
+        )
         # A recursive class is classified once: its field leads back to the same TypeInfo.
         self.assertIs(info.fields[1].info.item, info)
 
@@ -131,13 +154,21 @@ class ClassifyTest(unittest.TestCase):
         info = classify(Movie)
         self.assertEqual(info.kind, Kind.TYPEDDICT)
         self.assertEqual(info.fields, (FieldInfo('title', str, required=True), FieldInfo('year', int, required=False)))
-        self.assertEqual([(field.name, field.required) for field in classify(Draft).fields],
-                         [('title', True), ('note', False)])
+        self.assertEqual(
+            [(field.name, field.required) for field in classify(Draft).fields], [('title', True), ('note', False)]
+        )
         self.assertEqual(classify(ExtensionMovie).fields, (FieldInfo('title', str, required=True),))
 
     def test_what_is_not_understood(self):
-        for annotation in ('Point', typing.ForwardRef('Point'), T, Color.RED, collections.abc.Iterator[int],
-                           typing.Callable[[int], int], type[int]):
+        for annotation in (
+            'Point',
+            typing.ForwardRef('Point'),
+            T,
+            Color.RED,
+            collections.abc.Iterator[int],
+            typing.Callable[[int], int],
+            type[int],
+        ):
             self.assertKind(annotation, Kind.UNKNOWN)
 
     def test_computed_once_per_annotation(self):
@@ -147,8 +178,17 @@ class ClassifyTest(unittest.TestCase):
 
 class JsonTypeNameTest(unittest.TestCase):
     def test_names(self):
-        for value, name in ((None, 'null'), (True, 'boolean'), (3, 'integer'), (1.5, 'number'), ('x', 'string'),
-                            ([1], 'array'), ((1,), 'array'), ({}, 'object'), (b'x', 'bytes')):
+        for value, name in (
+            (None, 'null'),
+            (True, 'boolean'),
+            (3, 'integer'),
+            (1.5, 'number'),
+            ('x', 'string'),
+            ([1], 'array'),
+            ((1,), 'array'),
+            ({}, 'object'),
+            (b'x', 'bytes'),
+        ):
             self.assertEqual(json_type_name(value), name, value)
 
 

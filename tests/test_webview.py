@@ -1,4 +1,5 @@
 """Webview over real sockets: the guide's Flask app, WSGI under wsgiref.validate, the ASGI bridge, FastAPI."""
+
 from __future__ import annotations
 
 import asyncio
@@ -46,8 +47,11 @@ class FlaskExampleTest(ServerTestCase):
         self.assertIn(b'Not Found', response.body)
 
     def test_mount_without_slash_redirects_except_the_exact_base_url(self):
-        expected = {'/api/v1/webview': '/api/v1/webview/', '/api/v1/webview?x=1': '/api/v1/webview/?x=1',
-                    '/pub/job/other/9/api/v1/webview': '/pub/job/other/9/api/v1/webview/'}
+        expected = {
+            '/api/v1/webview': '/api/v1/webview/',
+            '/api/v1/webview?x=1': '/api/v1/webview/?x=1',
+            '/pub/job/other/9/api/v1/webview': '/pub/job/other/9/api/v1/webview/',
+        }
         for path, location in expected.items():
             response = self.client.get(path)
             self.assertEqual((response.status, response.headers['location']), (307, location), path)
@@ -114,12 +118,31 @@ def make_wsgi_app(recorder: Recorder):
             length = int(environ.get('CONTENT_LENGTH') or 0)
             body = environ['wsgi.input'].read(length)
             rest = environ['wsgi.input'].read(10)
-            keys = ['REQUEST_METHOD', 'SCRIPT_NAME', 'PATH_INFO', 'QUERY_STRING', 'CONTENT_TYPE', 'CONTENT_LENGTH',
-                    'SERVER_NAME', 'SERVER_PORT', 'SERVER_PROTOCOL', 'REMOTE_ADDR', 'HTTP_X_CUSTOM', 'HTTP_HOST',
-                    'wsgi.url_scheme', 'wsgi.multithread', 'wsgi.multiprocess', 'wsgi.run_once', 'wsgi.version']
+            keys = [
+                'REQUEST_METHOD',
+                'SCRIPT_NAME',
+                'PATH_INFO',
+                'QUERY_STRING',
+                'CONTENT_TYPE',
+                'CONTENT_LENGTH',
+                'SERVER_NAME',
+                'SERVER_PORT',
+                'SERVER_PROTOCOL',
+                'REMOTE_ADDR',
+                'HTTP_X_CUSTOM',
+                'HTTP_HOST',
+                'wsgi.url_scheme',
+                'wsgi.multithread',
+                'wsgi.multiprocess',
+                'wsgi.run_once',
+                'wsgi.version',
+            ]
             seen = {key: environ.get(key) for key in keys}
-            seen.update(body=body.decode(), rest=rest.decode(),
-                        http_keys=sorted(key for key in environ if key.startswith('HTTP_')))
+            seen.update(
+                body=body.decode(),
+                rest=rest.decode(),
+                http_keys=sorted(key for key in environ if key.startswith('HTTP_')),
+            )
             environ['wsgi.errors'].write('echo called\n')
             data = json.dumps(seen).encode()
             start_response('200 OK', [('Content-Type', 'application/json'), ('Content-Length', str(len(data)))])
@@ -130,18 +153,21 @@ def make_wsgi_app(recorder: Recorder):
             write(b'then ')
             return ClosingIterable([b'iterated'], 'write', recorder)
         if path == '/lazy':
+
             def lazy():
                 start_response('202 Accepted', [('Content-Type', 'text/plain'), ('X-Lazy', 'yes')])
                 yield b''
                 yield b'lazy body'
+
             return lazy()
         if path == '/exc-info':
             start_response('200 OK', [('Content-Type', 'text/plain')])
             try:
                 raise KeyError('lookup failed')
             except KeyError:
-                start_response('503 Service Unavailable', [('Content-Type', 'text/plain'), ('Retry-After', '3')],
-                               sys.exc_info())
+                start_response(
+                    '503 Service Unavailable', [('Content-Type', 'text/plain'), ('Retry-After', '3')], sys.exc_info()
+                )
             return [b'replaced']
         if path == '/stream':
             start_response('200 OK', [('Content-Type', 'text/plain')])
@@ -153,6 +179,7 @@ def make_wsgi_app(recorder: Recorder):
             raise RuntimeError('webview exploded')
         start_response('404 Not Found', [('Content-Type', 'text/plain')])
         return [b'no page']
+
     return app
 
 
@@ -179,31 +206,54 @@ class WSGIBridgeTest(ServerTestCase):
     def test_environ_from_root_and_prefix(self):
         for prefix in ('', '/pub/job/web/2.0.0'):
             with self.assertLogs('racetrack_job_wrapper.webview', 'ERROR') as logs:
-                response = self.client.request('POST', prefix + '/api/v1/webview/echo?a=1&b=%20', body=b'hello',
-                                               headers={'Content-Type': 'text/plain', 'X-Custom': 'v',
-                                                        'X_Smuggled': 'dropped'})
+                response = self.client.request(
+                    'POST',
+                    prefix + '/api/v1/webview/echo?a=1&b=%20',
+                    body=b'hello',
+                    headers={'Content-Type': 'text/plain', 'X-Custom': 'v', 'X_Smuggled': 'dropped'},
+                )
             self.assertEqual(logs.output, ['ERROR:racetrack_job_wrapper.webview:webview: echo called'])
             self.assertEqual(response.status, 200)
-            self.assertEqual(response.json(), {
-                'REQUEST_METHOD': 'POST', 'SCRIPT_NAME': '', 'PATH_INFO': BASE_URL + '/echo',
-                'QUERY_STRING': 'a=1&b=%20', 'CONTENT_TYPE': 'text/plain', 'CONTENT_LENGTH': '5',
-                'SERVER_NAME': '127.0.0.1', 'SERVER_PORT': str(self.running.port), 'SERVER_PROTOCOL': 'HTTP/1.1',
-                'REMOTE_ADDR': '127.0.0.1', 'HTTP_X_CUSTOM': 'v', 'HTTP_HOST': f'127.0.0.1:{self.running.port}',
-                'wsgi.url_scheme': 'http', 'wsgi.multithread': True, 'wsgi.multiprocess': False,
-                'wsgi.run_once': False, 'wsgi.version': [1, 0], 'body': 'hello', 'rest': '',
-                'http_keys': ['HTTP_ACCEPT_ENCODING', 'HTTP_HOST', 'HTTP_X_CUSTOM'],
-            })
+            self.assertEqual(
+                response.json(),
+                {
+                    'REQUEST_METHOD': 'POST',
+                    'SCRIPT_NAME': '',
+                    'PATH_INFO': BASE_URL + '/echo',
+                    'QUERY_STRING': 'a=1&b=%20',
+                    'CONTENT_TYPE': 'text/plain',
+                    'CONTENT_LENGTH': '5',
+                    'SERVER_NAME': '127.0.0.1',
+                    'SERVER_PORT': str(self.running.port),
+                    'SERVER_PROTOCOL': 'HTTP/1.1',
+                    'REMOTE_ADDR': '127.0.0.1',
+                    'HTTP_X_CUSTOM': 'v',
+                    'HTTP_HOST': f'127.0.0.1:{self.running.port}',
+                    'wsgi.url_scheme': 'http',
+                    'wsgi.multithread': True,
+                    'wsgi.multiprocess': False,
+                    'wsgi.run_once': False,
+                    'wsgi.version': [1, 0],
+                    'body': 'hello',
+                    'rest': '',
+                    'http_keys': ['HTTP_ACCEPT_ENCODING', 'HTTP_HOST', 'HTTP_X_CUSTOM'],
+                },
+            )
 
     def test_chunked_request_body_arrives_whole(self):
         with self.assertLogs('racetrack_job_wrapper.webview', 'ERROR'):
-            reply = raw_exchange(self.running.port, b'POST /api/v1/webview/echo HTTP/1.1\r\nHost: h\r\n'
-                                 b'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n'
-                                 b'3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n')
+            reply = raw_exchange(
+                self.running.port,
+                b'POST /api/v1/webview/echo HTTP/1.1\r\nHost: h\r\n'
+                b'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n'
+                b'3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n',
+            )
         head, _, body = reply.partition(b'\r\n\r\n')
         self.assertTrue(head.startswith(b'HTTP/1.1 200 '), head)
         seen = json.loads(body)
-        self.assertEqual((seen['body'], seen['CONTENT_LENGTH'], seen['http_keys']),
-                         ('abcde', '5', ['HTTP_CONNECTION', 'HTTP_HOST']))
+        self.assertEqual(
+            (seen['body'], seen['CONTENT_LENGTH'], seen['http_keys']), ('abcde', '5', ['HTTP_CONNECTION', 'HTTP_HOST'])
+        )
 
     def test_write_callable_then_iterable_and_close(self):
         response = self.client.get('/api/v1/webview/write')
@@ -219,8 +269,9 @@ class WSGIBridgeTest(ServerTestCase):
         self.assertEqual((response.status, response.headers['retry-after'], response.body), (503, '3', b'replaced'))
 
     def test_response_is_streamed_chunked_and_closed(self):
-        reply = raw_exchange(self.running.port, b'GET /api/v1/webview/stream HTTP/1.1\r\nHost: h\r\n'
-                             b'Connection: close\r\n\r\n')
+        reply = raw_exchange(
+            self.running.port, b'GET /api/v1/webview/stream HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'
+        )
         head, _, body = reply.partition(b'\r\n\r\n')
         self.assertIn(b'\r\nTransfer-Encoding: chunked\r\n', head)
         self.assertEqual(body, b'4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n')
@@ -234,8 +285,9 @@ class WSGIBridgeTest(ServerTestCase):
     def test_exception_is_500_with_traceback_and_server_keeps_serving(self):
         with self.assertLogs('racetrack_job_wrapper.webview', 'ERROR') as logs:
             response = self.client.get('/api/v1/webview/crash')
-        self.assertEqual((response.status, response.json()), (500, {
-            'error': 'webview exploded', 'type': 'RuntimeError'}))
+        self.assertEqual(
+            (response.status, response.json()), (500, {'error': 'webview exploded', 'type': 'RuntimeError'})
+        )
         self.assertIn('Traceback (most recent call last)', logs.output[0])
         self.assertIn('RuntimeError: webview exploded', logs.output[0])
         self.assertEqual(self.client.get('/api/v1/webview/lazy').status, 202)
@@ -281,12 +333,18 @@ class WSGIBridgeTest(ServerTestCase):
 
 class EnvironTest(unittest.TestCase):
     def test_non_ascii_path_is_latin1_of_utf8_bytes(self):
-        request = Request('GET', '/api/v1/webview/caf\u00e9', headers=Headers([('Host', 'example.org:8080')]),
-                          client=('10.0.0.1', 5555))
+        request = Request(
+            'GET',
+            '/api/v1/webview/caf\u00e9',
+            headers=Headers([('Host', 'example.org:8080')]),
+            client=('10.0.0.1', 5555),
+        )
         environ = build_environ(request, BASE_URL + '/caf\u00e9')
         self.assertEqual(environ['PATH_INFO'], BASE_URL + '/caf\u00c3\u00a9')
-        self.assertEqual((environ['SERVER_NAME'], environ['REMOTE_ADDR'], environ['REMOTE_PORT']),
-                         ('example.org', '10.0.0.1', '5555'))
+        self.assertEqual(
+            (environ['SERVER_NAME'], environ['REMOTE_ADDR'], environ['REMOTE_PORT']),
+            ('example.org', '10.0.0.1', '5555'),
+        )
         self.assertNotIn('CONTENT_TYPE', environ)
 
     def test_repeated_headers_are_joined_with_commas(self):
@@ -300,15 +358,24 @@ def make_asgi_app(recorder: Recorder):
         path = scope['path'].removeprefix(scope['root_path'])  # as Starlette's routing does under a Mount
         if path.startswith('/echo'):
             message = await receive()
-            seen = {key: scope[key] for key in ('type', 'method', 'path', 'root_path', 'app_root_path', 'scheme',
-                                                'http_version')}
-            seen.update(raw_path=scope['raw_path'].decode(), query=scope['query_string'].decode(),
-                        body=message['body'].decode(),
-                        more_body=message['more_body'], custom=dict(scope['headers']).get(b'x-custom', b'').decode(),
-                        server_port=scope['server'][1], client=scope['client'][0], asgi=scope['asgi']['version'])
+            seen = {
+                key: scope[key]
+                for key in ('type', 'method', 'path', 'root_path', 'app_root_path', 'scheme', 'http_version')
+            }
+            seen.update(
+                raw_path=scope['raw_path'].decode(),
+                query=scope['query_string'].decode(),
+                body=message['body'].decode(),
+                more_body=message['more_body'],
+                custom=dict(scope['headers']).get(b'x-custom', b'').decode(),
+                server_port=scope['server'][1],
+                client=scope['client'][0],
+                asgi=scope['asgi']['version'],
+            )
             data = json.dumps(seen).encode()
-            await send({'type': 'http.response.start', 'status': 200,
-                        'headers': [(b'content-type', b'application/json')]})
+            await send(
+                {'type': 'http.response.start', 'status': 200, 'headers': [(b'content-type', b'application/json')]}
+            )
             await send({'type': 'http.response.body', 'body': data})
         elif path == '/stream':
             assert (await receive()) == {'type': 'http.request', 'body': b'', 'more_body': False}
@@ -329,6 +396,7 @@ def make_asgi_app(recorder: Recorder):
         else:
             await send({'type': 'http.response.start', 'status': 404, 'headers': [(b'content-length', b'7')]})
             await send({'type': 'http.response.body', 'body': b'missing'})
+
     return app
 
 
@@ -360,19 +428,36 @@ class ASGIBridgeTest(ServerTestCase):
 
     def test_request_body_and_scope(self):
         for prefix in ('', '/pub/job/web/2.0.0', '/pub/job/web/latest', '/pub/fatman/web/2.0.0'):
-            response = self.client.request('POST', prefix + '/api/v1/webview/echo/caf%C3%A9?q=%20', body=b'payload',
-                                           headers={'X-Custom': 'c'})
+            response = self.client.request(
+                'POST', prefix + '/api/v1/webview/echo/caf%C3%A9?q=%20', body=b'payload', headers={'X-Custom': 'c'}
+            )
             # Mounted as Starlette's Mount does (racetrack-job-runner 1.18 on Starlette 1.x answers the same).
-            self.assertEqual(response.json(), {
-                'type': 'http', 'method': 'POST', 'path': prefix + '/api/v1/webview/echo/café',
-                'raw_path': prefix + '/api/v1/webview/echo/caf%C3%A9', 'root_path': prefix + '/api/v1/webview',
-                'app_root_path': '', 'scheme': 'http', 'http_version': '1.1', 'query': 'q=%20', 'body': 'payload',
-                'more_body': False, 'custom': 'c', 'server_port': self.running.port, 'client': '127.0.0.1',
-                'asgi': '3.0'}, prefix)
+            self.assertEqual(
+                response.json(),
+                {
+                    'type': 'http',
+                    'method': 'POST',
+                    'path': prefix + '/api/v1/webview/echo/café',
+                    'raw_path': prefix + '/api/v1/webview/echo/caf%C3%A9',
+                    'root_path': prefix + '/api/v1/webview',
+                    'app_root_path': '',
+                    'scheme': 'http',
+                    'http_version': '1.1',
+                    'query': 'q=%20',
+                    'body': 'payload',
+                    'more_body': False,
+                    'custom': 'c',
+                    'server_port': self.running.port,
+                    'client': '127.0.0.1',
+                    'asgi': '3.0',
+                },
+                prefix,
+            )
 
     def test_streamed_response_then_disconnect(self):
-        reply = raw_exchange(self.running.port, b'GET /api/v1/webview/stream HTTP/1.1\r\nHost: h\r\n'
-                             b'Connection: close\r\n\r\n')
+        reply = raw_exchange(
+            self.running.port, b'GET /api/v1/webview/stream HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'
+        )
         head, _, body = reply.partition(b'\r\n\r\n')
         self.assertIn(b'\r\nTransfer-Encoding: chunked\r\n', head)
         self.assertEqual(body, b'6\r\npart0;\r\n6\r\npart1;\r\n6\r\npart2;\r\n0\r\n\r\n')
@@ -385,8 +470,7 @@ class ASGIBridgeTest(ServerTestCase):
     def test_exception_before_start_is_500_and_server_keeps_serving(self):
         with self.assertLogs('racetrack_job_wrapper.webview', 'ERROR') as logs:
             response = self.client.get('/api/v1/webview/fail')
-        self.assertEqual((response.status, response.json()), (500, {
-            'error': 'asgi exploded', 'type': 'RuntimeError'}))
+        self.assertEqual((response.status, response.json()), (500, {'error': 'asgi exploded', 'type': 'RuntimeError'}))
         self.assertIn('Traceback (most recent call last)', logs.output[0])
         self.assertEqual(self.client.get('/api/v1/webview/other').status, 404)
 
@@ -421,15 +505,26 @@ class FastAPIWebviewTest(ServerTestCase):
     def test_index_under_prefix_and_root(self):
         for prefix in self.PREFIXES:
             response = self.client.get(prefix + '/api/v1/webview/')
-            self.assertEqual((response.status, response.json()), (200, {
-                'path': prefix + '/api/v1/webview/', 'root_path': prefix + '/api/v1/webview',
-                'base_url': self.origin + '/'}), prefix)
+            self.assertEqual(
+                (response.status, response.json()),
+                (
+                    200,
+                    {
+                        'path': prefix + '/api/v1/webview/',
+                        'root_path': prefix + '/api/v1/webview',
+                        'base_url': self.origin + '/',
+                    },
+                ),
+                prefix,
+            )
 
     def test_links_built_from_root_path(self):
         for prefix in self.PREFIXES:
             response = self.client.get(prefix + '/api/v1/webview/page')
-            self.assertEqual((response.status, response.headers['content-type'], response.body), (
-                200, 'text/html; charset=utf-8', f'<a href="{prefix}/api/v1/webview/items/1">one</a>'.encode()))
+            self.assertEqual(
+                (response.status, response.headers['content-type'], response.body),
+                (200, 'text/html; charset=utf-8', f'<a href="{prefix}/api/v1/webview/items/1">one</a>'.encode()),
+            )
             docs = self.client.get(prefix + '/api/v1/webview/docs').body.decode()
             self.assertIn(f"url: '{prefix}/api/v1/webview/openapi.json'", docs)
             self.assertIn(f"window.location.origin + '{prefix}/api/v1/webview/docs/oauth2-redirect'", docs)
@@ -437,22 +532,36 @@ class FastAPIWebviewTest(ServerTestCase):
     def test_path_parameter(self):
         for prefix in self.PREFIXES:
             response = self.client.get(prefix + '/api/v1/webview/items/caf%C3%A9')
-            self.assertEqual((response.status, response.json()), (200, {
-                'x': 'café', 'path': prefix + '/api/v1/webview/items/café'}), prefix)
+            self.assertEqual(
+                (response.status, response.json()),
+                (200, {'x': 'café', 'path': prefix + '/api/v1/webview/items/café'}),
+                prefix,
+            )
 
     def test_post_json_body(self):
         for prefix in self.PREFIXES:
             response = self.client.post(prefix + '/api/v1/webview/items', {'name': 'bolt', 'count': 3})
             self.assertEqual((response.status, response.json()), (200, {'created': 'bolt', 'count': 3}), prefix)
             response = self.client.post(prefix + '/api/v1/webview/items', {'count': 3})
-            self.assertEqual((response.status, response.json()), (422, {'detail': [{
-                'type': 'missing', 'loc': ['body', 'name'], 'msg': 'Field required', 'input': {'count': 3}}]}), prefix)
+            self.assertEqual(
+                (response.status, response.json()),
+                (
+                    422,
+                    {
+                        'detail': [
+                            {'type': 'missing', 'loc': ['body', 'name'], 'msg': 'Field required', 'input': {'count': 3}}
+                        ]
+                    },
+                ),
+                prefix,
+            )
 
     def test_apps_own_redirect_and_404(self):
         for prefix in self.PREFIXES:
             response = self.client.get(prefix + '/api/v1/webview/items/')
-            self.assertEqual((response.status, response.headers['location']),
-                             (307, f'{self.origin}{prefix}/api/v1/webview/items'))
+            self.assertEqual(
+                (response.status, response.headers['location']), (307, f'{self.origin}{prefix}/api/v1/webview/items')
+            )
             response = self.client.get(prefix + '/api/v1/webview/nope')
             self.assertEqual((response.status, response.json()), (404, {'detail': 'Not Found'}))
 
@@ -466,9 +575,11 @@ class WebviewCollisionTest(ServerTestCase):
     def test_static_endpoint_under_the_webview_mount_is_a_start_up_error(self):
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             running = self.start(CollidingWebviewJob(), MANIFEST, cwd=EXAMPLES_DIR / 'static')
-        self.assertEqual(running.runner.health.error.rsplit(', cause=', 1)[0],
-                         'JobDefinitionError: static endpoint /webview/readme collides with the webview '
-                         'mounted at /api/v1/webview/: both would answer GET /api/v1/webview/readme')
+        self.assertEqual(
+            running.runner.health.error.rsplit(', cause=', 1)[0],
+            'JobDefinitionError: static endpoint /webview/readme collides with the webview '
+            'mounted at /api/v1/webview/: both would answer GET /api/v1/webview/readme',
+        )
 
 
 class ASGIDetectionTest(ServerTestCase):
@@ -484,9 +595,17 @@ class ASGIDetectionTest(ServerTestCase):
         client = self.serve(ASGIJob(lambda app: front), MANIFEST)
         with self.assertLogs('racetrack_job_wrapper.webview', 'ERROR'):
             response = client.get('/api/v1/webview/other')
-        self.assertEqual((response.status, response.json()), (500, {
-            'error': 'the webview app returned an awaitable when called as WSGI; '
-                     'to serve an ASGI app, return ASGIApp(app) from webview_app()', 'type': 'TypeError'}))
+        self.assertEqual(
+            (response.status, response.json()),
+            (
+                500,
+                {
+                    'error': 'the webview app returned an awaitable when called as WSGI; '
+                    'to serve an ASGI app, return ASGIApp(app) from webview_app()',
+                    'type': 'TypeError',
+                },
+            ),
+        )
 
     def test_is_asgi(self):
         async def asgi(scope, receive, send):
@@ -495,9 +614,17 @@ class ASGIDetectionTest(ServerTestCase):
         def wsgi(environ, start_response):
             return []
 
-        self.assertEqual([is_asgi(asgi), is_asgi(ClassBasedASGI(asgi)), is_asgi(ASGIApp(wsgi)),
-                          is_asgi(wsgi), is_asgi(validator(wsgi)), is_asgi(ClassBasedASGI(asgi).__call__)],
-                         [True, True, True, False, False, True])
+        self.assertEqual(
+            [
+                is_asgi(asgi),
+                is_asgi(ClassBasedASGI(asgi)),
+                is_asgi(ASGIApp(wsgi)),
+                is_asgi(wsgi),
+                is_asgi(validator(wsgi)),
+                is_asgi(ClassBasedASGI(asgi).__call__),
+            ],
+            [True, True, True, False, False, True],
+        )
 
 
 if __name__ == '__main__':

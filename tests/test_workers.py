@@ -1,4 +1,5 @@
 """`--workers N` in real processes: both workers serve, a dead one is replaced, metrics add up, SIGTERM drains all."""
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,7 @@ from unittest import mock
 from racetrack_job_wrapper.workers import Supervisor
 from tests.support import REPO_DIR, JobClient, ProcessJob, slow
 
-PID_JOB = '''
+PID_JOB = """
     import os
     import time
 
@@ -29,7 +30,7 @@ PID_JOB = '''
         def perform(self, seconds: float = 0.0) -> int:
             time.sleep(seconds)
             return os.getpid()
-'''
+"""
 
 
 def children_of(pid: int) -> set[int]:
@@ -66,14 +67,16 @@ class WorkersTest(unittest.TestCase):
         self.tempdir.mkdir()
 
     def start(self, workers: int = 2, env: dict[str, str] | None = None) -> ProcessJob:
-        job = ProcessJob(['job.py:Job', '--workers', str(workers)], cwd=self.tmp,
-                         env={'TMPDIR': str(self.tempdir), **(env or {})})
+        job = ProcessJob(
+            ['job.py:Job', '--workers', str(workers)], cwd=self.tmp, env={'TMPDIR': str(self.tempdir), **(env or {})}
+        )
         self.addCleanup(job.stop)
         job.wait_ready()
         return job
 
-    def call_until_every_worker_answered(self, job: ProcessJob, workers: set[int] | None = None,
-                                         timeout: float = 20.0) -> tuple[set[int], int]:
+    def call_until_every_worker_answered(
+        self, job: ProcessJob, workers: set[int] | None = None, timeout: float = 20.0
+    ) -> tuple[set[int], int]:
         """Call perform on fresh connections until `workers` (or any two pids) answered; returns (pids, calls)."""
         seen: set[int] = set()
         calls = 0
@@ -188,8 +191,10 @@ class WorkersTest(unittest.TestCase):
         for thread in threads:
             thread.join(10)
         self.assertEqual(job.process.wait(30), 0, job.read_output())
-        self.assertEqual({pid: (response.status, response.json()) for pid, response in results.items()},
-                         {pid: (200, pid) for pid in pinned})
+        self.assertEqual(
+            {pid: (response.status, response.json()) for pid, response in results.items()},
+            {pid: (200, pid) for pid in pinned},
+        )
         self.assertEqual(children_of(job.process.pid), set())
         self.assertFalse(metrics_dirs[0].exists())
 
@@ -221,9 +226,14 @@ class WorkersTest(unittest.TestCase):
         self.assertEqual(list(self.tempdir.iterdir()), [])
 
     def test_workers_must_be_positive(self):
-        result = subprocess.run([sys.executable, '-m', 'racetrack_job_wrapper', 'job.py:Job', '--workers', '0'],
-                                capture_output=True, text=True, cwd=self.tmp, timeout=30,
-                                env={**os.environ, 'PYTHONPATH': str(REPO_DIR)})
+        result = subprocess.run(
+            [sys.executable, '-m', 'racetrack_job_wrapper', 'job.py:Job', '--workers', '0'],
+            capture_output=True,
+            text=True,
+            cwd=self.tmp,
+            timeout=30,
+            env={**os.environ, 'PYTHONPATH': str(REPO_DIR)},
+        )
         self.assertEqual(result.returncode, 2)
         self.assertIn('--workers: must be at least 1, got 0', result.stderr)
 
@@ -233,8 +243,10 @@ class SupervisorTest(unittest.TestCase):
     def test_failed_fork_is_retried_later_with_growing_delay(self):
         supervisor = Supervisor(mock.Mock(), mock.Mock(), 1, grace_period=1.0, metrics_dir=mock.Mock())
         before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-        with mock.patch('os.fork', side_effect=BlockingIOError(11, 'Resource temporarily unavailable')), \
-                self.assertLogs('racetrack_job_wrapper.workers', 'ERROR') as logs:
+        with (
+            mock.patch('os.fork', side_effect=BlockingIOError(11, 'Resource temporarily unavailable')),
+            self.assertLogs('racetrack_job_wrapper.workers', 'ERROR') as logs,
+        ):
             started = time.monotonic()
             supervisor._spawn(0)
             first = supervisor._restarts[0] - started
@@ -244,8 +256,9 @@ class SupervisorTest(unittest.TestCase):
         self.assertEqual(signal.pthread_sigmask(signal.SIG_BLOCK, []), before)
         self.assertAlmostEqual(first, 0.2, delta=0.05)
         self.assertAlmostEqual(second, 0.4, delta=0.05)
-        self.assertIn('cannot start worker 0: [Errno 11] Resource temporarily unavailable; trying again in 0.2s',
-                      logs.output[0])
+        self.assertIn(
+            'cannot start worker 0: [Errno 11] Resource temporarily unavailable; trying again in 0.2s', logs.output[0]
+        )
 
 
 if __name__ == '__main__':

@@ -12,8 +12,7 @@ MANIFESTS = Path(__file__).parent / 'manifests'
 
 class BlockCollectionTest(unittest.TestCase):
     def test_nested_mapping(self):
-        self.assertEqual(load('a:\n  b:\n    c: 1\n  d: 2\ne: 3\n'),
-                         {'a': {'b': {'c': 1}, 'd': 2}, 'e': 3})
+        self.assertEqual(load('a:\n  b:\n    c: 1\n  d: 2\ne: 3\n'), {'a': {'b': {'c': 1}, 'd': 2}, 'e': 3})
 
     def test_sequence_of_scalars(self):
         self.assertEqual(load('- a\n- b\n- 3\n'), ['a', 'b', 3])
@@ -22,8 +21,10 @@ class BlockCollectionTest(unittest.TestCase):
         self.assertEqual(load('a:\n- b\n- c\nd: e\n'), {'a': ['b', 'c'], 'd': 'e'})
 
     def test_sequence_item_mapping_continues_on_following_lines(self):
-        self.assertEqual(load('- name: x\n  value: 1\n- name: y\n  value: [2]\n'),
-                         [{'name': 'x', 'value': 1}, {'name': 'y', 'value': [2]}])
+        self.assertEqual(
+            load('- name: x\n  value: 1\n- name: y\n  value: [2]\n'),
+            [{'name': 'x', 'value': 1}, {'name': 'y', 'value': [2]}],
+        )
 
     def test_sequence_item_mapping_with_nested_block(self):
         self.assertEqual(load('- a:\n    b: 1\n  c:\n    - d\n'), [{'a': {'b': 1}, 'c': ['d']}])
@@ -41,8 +42,7 @@ class BlockCollectionTest(unittest.TestCase):
         self.assertEqual(load('a: 1\nb: 2\na: 3\n'), {'a': 3, 'b': 2})
 
     def test_keys_are_typed(self):
-        self.assertEqual(load("1: a\n'1': b\ntrue: c\n~: d\n2.5: e\n"),
-                         {1: 'c', '1': 'b', None: 'd', 2.5: 'e'})
+        self.assertEqual(load("1: a\n'1': b\ntrue: c\n~: d\n2.5: e\n"), {1: 'c', '1': 'b', None: 'd', 2.5: 'e'})
 
     def test_space_before_colon(self):
         self.assertEqual(load("a : 1\n'b' : 2\n"), {'a': 1, 'b': 2})
@@ -53,8 +53,10 @@ class ScalarTest(unittest.TestCase):
         return load(f'v: {text}\n')['v']
 
     def test_null_forms(self):
-        self.assertEqual(load('a:\nb: ~\nc: null\nd: Null\ne: NULL\nf: nUll\n'),
-                         {'a': None, 'b': None, 'c': None, 'd': None, 'e': None, 'f': 'nUll'})
+        self.assertEqual(
+            load('a:\nb: ~\nc: null\nd: Null\ne: NULL\nf: nUll\n'),
+            {'a': None, 'b': None, 'c': None, 'd': None, 'e': None, 'f': 'nUll'},
+        )
 
     def test_booleans_follow_yaml_1_1(self):
         for text in ('true', 'True', 'TRUE', 'yes', 'Yes', 'YES', 'on', 'On', 'ON'):
@@ -65,9 +67,22 @@ class ScalarTest(unittest.TestCase):
             self.assertEqual(self.value(text), text)
 
     def test_integers(self):
-        cases = {'0': 0, '42': 42, '-17': -17, '+17': 17, '-0': 0, '010': 8, '0_7': 7,
-                 '0x1A': 26, '0xFF_FF': 65535, '-0x10': -16, '0b1010': 10, '1_000': 1000,
-                 '190:20:30': 685230, '-1:30': -90}
+        cases = {
+            '0': 0,
+            '42': 42,
+            '-17': -17,
+            '+17': 17,
+            '-0': 0,
+            '010': 8,
+            '0_7': 7,
+            '0x1A': 26,
+            '0xFF_FF': 65535,
+            '-0x10': -16,
+            '0b1010': 10,
+            '1_000': 1000,
+            '190:20:30': 685230,
+            '-1:30': -90,
+        }
         for text, expected in cases.items():
             value = self.value(text)
             self.assertEqual((type(value), value), (int, expected), text)
@@ -77,9 +92,19 @@ class ScalarTest(unittest.TestCase):
             self.assertEqual(self.value(text), text)
 
     def test_floats(self):
-        cases = {'1.0': 1.0, '3.': 3.0, '.5': 0.5, '+1.5': 1.5, '1.0e+3': 1000.0,
-                 '6.8523015e-5': 6.8523015e-5, '1_0.5': 10.5, '190:20:30.15': 685230.15,
-                 '.inf': math.inf, '-.Inf': -math.inf, '+.INF': math.inf}
+        cases = {
+            '1.0': 1.0,
+            '3.': 3.0,
+            '.5': 0.5,
+            '+1.5': 1.5,
+            '1.0e+3': 1000.0,
+            '6.8523015e-5': 6.8523015e-5,
+            '1_0.5': 10.5,
+            '190:20:30.15': 685230.15,
+            '.inf': math.inf,
+            '-.Inf': -math.inf,
+            '+.INF': math.inf,
+        }
         for text, expected in cases.items():
             value = self.value(text)
             self.assertEqual((type(value), value), (float, expected), text)
@@ -94,12 +119,14 @@ class ScalarTest(unittest.TestCase):
     def test_dates_and_timestamps(self):
         self.assertEqual(self.value('2024-01-01'), datetime.date(2024, 1, 1))
         self.assertEqual(self.value('2002-12-14 01:02:03'), datetime.datetime(2002, 12, 14, 1, 2, 3))
-        self.assertEqual(self.value('2001-12-15T02:59:43.1Z'),
-                         datetime.datetime(2001, 12, 15, 2, 59, 43, 100000,
-                                           tzinfo=datetime.UTC))
-        self.assertEqual(self.value('2001-12-14 21:59:43.10 -5'),
-                         datetime.datetime(2001, 12, 14, 21, 59, 43, 100000,
-                                           tzinfo=datetime.timezone(datetime.timedelta(hours=-5))))
+        self.assertEqual(
+            self.value('2001-12-15T02:59:43.1Z'),
+            datetime.datetime(2001, 12, 15, 2, 59, 43, 100000, tzinfo=datetime.UTC),
+        )
+        self.assertEqual(
+            self.value('2001-12-14 21:59:43.10 -5'),
+            datetime.datetime(2001, 12, 14, 21, 59, 43, 100000, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))),
+        )
         self.assertEqual(self.value('2001-1-4'), '2001-1-4')
         self.assertEqual(self.value("'2024-01-01'"), '2024-01-01')
 
@@ -114,8 +141,7 @@ class ScalarTest(unittest.TestCase):
         self.assertEqual(self.value("'42'"), '42')
 
     def test_double_quoted_escapes(self):
-        self.assertEqual(self.value(r'"a\nb\tc\"d\\e\/f\x41\u00e9\U0001F680\0"'),
-                         'a\nb\tc"d\\e/fAé\U0001F680\0')
+        self.assertEqual(self.value(r'"a\nb\tc\"d\\e\/f\x41\u00e9\U0001F680\0"'), 'a\nb\tc"d\\e/fAé\U0001f680\0')
 
     def test_quoted_scalars_fold_line_breaks(self):
         self.assertEqual(load("a: 'one\n  two\n\n  three'\n"), {'a': 'one two\nthree'})
@@ -125,24 +151,26 @@ class ScalarTest(unittest.TestCase):
         self.assertEqual(load('a: one\n  two\n\n  three\nb: x\n'), {'a': 'one two\nthree', 'b': 'x'})
 
     def test_plain_scalars_with_indicators_inside(self):
-        self.assertEqual(load('a: x:y\nb: v#c\nc: -x\nd: http://h/#f\ne: a[1], b{2}\n'),
-                         {'a': 'x:y', 'b': 'v#c', 'c': '-x', 'd': 'http://h/#f', 'e': 'a[1], b{2}'})
+        self.assertEqual(
+            load('a: x:y\nb: v#c\nc: -x\nd: http://h/#f\ne: a[1], b{2}\n'),
+            {'a': 'x:y', 'b': 'v#c', 'c': '-x', 'd': 'http://h/#f', 'e': 'a[1], b{2}'},
+        )
 
     def test_comments(self):
-        self.assertEqual(load("# top\na: 1  # one\n# between\nb: 'x' # two\nc: # none\n"),
-                         {'a': 1, 'b': 'x', 'c': None})
+        self.assertEqual(
+            load("# top\na: 1  # one\n# between\nb: 'x' # two\nc: # none\n"), {'a': 1, 'b': 'x', 'c': None}
+        )
 
     def test_literal_block_scalar(self):
-        self.assertEqual(load('a: |\n  one\n    two\n  three\nb: 1\n'),
-                         {'a': 'one\n  two\nthree\n', 'b': 1})
+        self.assertEqual(load('a: |\n  one\n    two\n  three\nb: 1\n'), {'a': 'one\n  two\nthree\n', 'b': 1})
 
     def test_folded_block_scalar(self):
-        self.assertEqual(load('a: >\n  one\n  two\n\n  three\n    deeper\n  four\n'),
-                         {'a': 'one two\nthree\n  deeper\nfour\n'})
+        self.assertEqual(
+            load('a: >\n  one\n  two\n\n  three\n    deeper\n  four\n'), {'a': 'one two\nthree\n  deeper\nfour\n'}
+        )
 
     def test_block_scalar_chomping(self):
-        self.assertEqual(load('a: |-\n  x\n\nb: |+\n  y\n\nc: |\n  z\n\n'),
-                         {'a': 'x', 'b': 'y\n\n', 'c': 'z\n'})
+        self.assertEqual(load('a: |-\n  x\n\nb: |+\n  y\n\nc: |\n  z\n\n'), {'a': 'x', 'b': 'y\n\n', 'c': 'z\n'})
 
     def test_block_scalar_indentation_indicator(self):
         self.assertEqual(load('a: |2\n    x\n  y\n'), {'a': '  x\ny\n'})
@@ -153,12 +181,13 @@ class ScalarTest(unittest.TestCase):
 
 class FlowCollectionTest(unittest.TestCase):
     def test_nested_flow(self):
-        self.assertEqual(load("a: [1, [2, {b: c}], {d: [e, 'f'], g: {}}, []]\n"),
-                         {'a': [1, [2, {'b': 'c'}], {'d': ['e', 'f'], 'g': {}}, []]})
+        self.assertEqual(
+            load("a: [1, [2, {b: c}], {d: [e, 'f'], g: {}}, []]\n"),
+            {'a': [1, [2, {'b': 'c'}], {'d': ['e', 'f'], 'g': {}}, []]},
+        )
 
     def test_multiline_flow_with_comments_and_trailing_comma(self):
-        self.assertEqual(load('a: [\n  x,  # first\n  y,\n]\nb: {\n  k: v\n}\n'),
-                         {'a': ['x', 'y'], 'b': {'k': 'v'}})
+        self.assertEqual(load('a: [\n  x,  # first\n  y,\n]\nb: {\n  k: v\n}\n'), {'a': ['x', 'y'], 'b': {'k': 'v'}})
 
     def test_flow_mapping_key_without_value(self):
         self.assertEqual(load('{a, b: 2}'), {'a': None, 'b': 2})
@@ -288,10 +317,14 @@ class CorpusTest(unittest.TestCase):
                 self.assertEqual(load(text), yaml.safe_load(text))
 
     def test_corpus_holds_the_guide_examples(self):
-        self.assertEqual(load((MANIFESTS / 'guide_max_concurrency.yaml').read_text()),
-                         {'jobtype_extra': {'max_concurrency': 1, 'max_concurrency_queue': 10}})
-        self.assertEqual(load((MANIFESTS / 'guide_public_endpoints.yaml').read_text()),
-                         {'public_endpoints': ['/api/v1/perform', '/api/v1/webview']})
+        self.assertEqual(
+            load((MANIFESTS / 'guide_max_concurrency.yaml').read_text()),
+            {'jobtype_extra': {'max_concurrency': 1, 'max_concurrency_queue': 10}},
+        )
+        self.assertEqual(
+            load((MANIFESTS / 'guide_public_endpoints.yaml').read_text()),
+            {'public_endpoints': ['/api/v1/perform', '/api/v1/webview']},
+        )
 
 
 if __name__ == '__main__':

@@ -2,6 +2,7 @@
 
 Not a test module: nothing here runs; mypy checks that these uses type-check.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -56,6 +57,7 @@ class Job(JobEntrypoint):
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             start_response('200 OK', [('Content-Type', 'text/plain')])
             return [base_url.encode()]
+
         return app
 
     def explain(self, x: float, y: float) -> dict[str, float]:
@@ -64,8 +66,11 @@ class Job(JobEntrypoint):
     def random(self, start: Annotated[float, Query(example=1.5)], end: Annotated[float, Query()] = 2.0) -> float:
         return (start + end) / 2
 
-    def scale(self, path: Annotated[float, Path(description='the number')],
-              factor: Annotated[float, Body(embed=True, examples=[1.2])] = 2.0) -> Quantity:
+    def scale(
+        self,
+        path: Annotated[float, Path(description='the number')],
+        factor: Annotated[float, Body(embed=True, examples=[1.2])] = 2.0,
+    ) -> Quantity:
         return Quantity(f'{path * factor}')
 
 
@@ -88,6 +93,7 @@ class ChainJob:
 
 def main() -> int:
     if Quantity('2Ki') > Quantity('2k'):
-        return serve_job_instance(Job(), port=7000, max_body_bytes=1024, head_timeout=5.0,
-                                  cors_allow_origins=['https://example.org'])
+        return serve_job_instance(
+            Job(), port=7000, max_body_bytes=1024, head_timeout=5.0, cors_allow_origins=['https://example.org']
+        )
     return serve_job_class(PlainJob, host='127.0.0.1', manifest_path='job.yaml', workers=2)

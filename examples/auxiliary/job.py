@@ -1,4 +1,5 @@
 """The user guide's auxiliary endpoints: `/explain` beside `/perform`, and v2 endpoints with GET and a path template."""
+
 import random
 from http import HTTPMethod
 from typing import Annotated, Callable
@@ -43,8 +44,9 @@ class Job:
         """Return a random number between start and end."""
         return random.uniform(start, end)
 
-    def multiply(self, path: Annotated[float, Path(example=234.21)],
-                 factor: Annotated[float, Body(examples=[1.2])] = 2.0) -> float:
+    def multiply(
+        self, path: Annotated[float, Path(example=234.21)], factor: Annotated[float, Body(examples=[1.2])] = 2.0
+    ) -> float:
         """Multiply the path segment by a factor from the body."""
         return path * factor
 

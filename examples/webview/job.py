@@ -1,4 +1,5 @@
 """The user guide's webview: a Flask app routed on base_url, with a template and a static directory."""
+
 from flask import Flask, jsonify, render_template, request
 
 
@@ -20,6 +21,6 @@ class Job:
 
         @app.route(base_url + '/postme', methods=['POST'])
         def postme():
-            return jsonify({"hello": request.json})
+            return jsonify({'hello': request.json})
 
         return app.wsgi_app

@@ -1,4 +1,5 @@
 """`Quantity`: a Kubernetes-style quantity such as `128Mi`, `0.5G` or `100m`, compared by its plain value."""
+
 from __future__ import annotations
 
 import functools
@@ -7,9 +8,23 @@ from typing import Any
 
 # Float factors, so plain values (and thus comparisons) come out bit for bit as racetrack-job-runner's.
 _MULTIPLIERS: dict[str, float] = {
-    'E': 1e18, 'P': 1e15, 'T': 1e12, 'G': 1e9, 'M': 1e6, 'k': 1e3, '': 1,
-    'm': 1e-3, 'u': 1e-6, 'n': 1e-9, 'p': 1e-12,
-    'Ei': 1024 ** 6, 'Pi': 1024 ** 5, 'Ti': 1024 ** 4, 'Gi': 1024 ** 3, 'Mi': 1024 ** 2, 'Ki': 1024,
+    'E': 1e18,
+    'P': 1e15,
+    'T': 1e12,
+    'G': 1e9,
+    'M': 1e6,
+    'k': 1e3,
+    '': 1,
+    'm': 1e-3,
+    'u': 1e-6,
+    'n': 1e-9,
+    'p': 1e-12,
+    'Ei': 1024**6,
+    'Pi': 1024**5,
+    'Ti': 1024**4,
+    'Gi': 1024**3,
+    'Mi': 1024**2,
+    'Ki': 1024,
 }
 # Unsigned digits (any Unicode decimal digits, as float() reads them) with an optional fraction,
 # then the suffix; no exponent, sign or spaces.
@@ -30,12 +45,16 @@ class Quantity:
             raise TypeError(f'a quantity is a string like "128Mi", got {type(quantity_str).__name__}')
         found = _FORMAT.fullmatch(quantity_str)
         if found is None:
-            raise ValueError(f'invalid quantity format: {quantity_str}, expected "<number><suffix>" '
-                             'with an unsigned number, e.g. 128Mi or 0.5')
+            raise ValueError(
+                f'invalid quantity format: {quantity_str}, expected "<number><suffix>" '
+                'with an unsigned number, e.g. 128Mi or 0.5'
+            )
         suffix = found.group('suffix')
         if suffix not in _MULTIPLIERS:
-            raise ValueError(f'invalid quantity suffix: {suffix} in {quantity_str}, expected one of '
-                             + ', '.join(repr(known) for known in _MULTIPLIERS))
+            raise ValueError(
+                f'invalid quantity suffix: {suffix} in {quantity_str}, expected one of '
+                + ', '.join(repr(known) for known in _MULTIPLIERS)
+            )
         self.quantity_str = quantity_str
         self.base_number = float(found.group('number'))
         self.suffix = suffix
