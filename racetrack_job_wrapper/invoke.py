@@ -128,7 +128,7 @@ class Invoker:
 
     def _arguments(self, request: Request) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
-        empty = not request.body.strip()
+        empty = not request.body or request.body.isspace()  # isspace stops at the first other byte: no copy
         if self.spec.whole_body is not None:
             if not empty:
                 kwargs[self.spec.whole_body] = _convert(
