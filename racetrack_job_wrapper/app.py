@@ -25,6 +25,7 @@ from racetrack_job_wrapper.messages import (
     Response,
     error_response,
     http_error_response,
+    json_bytes_response,
     json_response,
 )
 from racetrack_job_wrapper.metrics import JobMetrics
@@ -241,7 +242,7 @@ def build_job_app(
         parameters_body = json_response(describe_parameters(specs[0])).body
 
         def parameters(_: Request) -> Response:
-            return Response(parameters_body, 200, 'application/json')
+            return json_bytes_response(parameters_body)
     else:
         parameters = _no_perform
         by_path[API_PREFIX + '/perform'] = {'POST': _no_perform}

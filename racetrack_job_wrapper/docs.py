@@ -15,7 +15,7 @@ import hashlib
 import html
 import importlib.resources
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,12 @@ INITIALIZER = 'swagger-initializer.js'
 HTML_TYPE = 'text/html; charset=utf-8'
 JSON_TYPE = 'application/json'
 PAGE_CACHE = 'no-cache'  # revalidated each time: the page and document change with the job
+# Everything the page loads is the job's own; Swagger UI sets inline styles and data: icons;
+# no other site may frame it (clickjacking of "Try it out").
+PAGE_POLICY = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 ASSET_CACHE = 'public, max-age=86400'
 _CHUNK = 256 * 1024
 
@@ -98,6 +104,7 @@ class StaticAsset:
     cache_control: str
     data: bytes | None = None
     path: Path | None = None
+    policy: str = ''  # Content-Security-Policy, for the page
 
     @classmethod
     def from_bytes(cls, data: bytes, content_type: str, cache_control: str) -> StaticAsset:
@@ -117,7 +124,9 @@ class StaticAsset:
 
     def respond(self, request: Request) -> Response:
         """200 with the body, or 304 when the client's `If-None-Match` names the current ETag."""
-        headers = {'ETag': self.etag, 'Cache-Control': self.cache_control}
+        headers = {'ETag': self.etag, 'Cache-Control': self.cache_control, 'X-Content-Type-Options': 'nosniff'}
+        if self.policy:
+            headers['Content-Security-Policy'] = self.policy
         if_none_match = request.headers.get('If-None-Match')
         if if_none_match is not None and etag_matches(if_none_match, self.etag):
             return Response(b'', 304, headers=headers)
@@ -170,8 +179,12 @@ def docs_routes(document: Mapping[str, Any], title: str, *, assets_dir: Path | N
     """
     openapi = StaticAsset.from_bytes(encode_json(document), JSON_TYPE, PAGE_CACHE)
     # The page at /docs resolves `docs/x` to /docs/x; the one at /docs/ resolves `x` there.
-    page = StaticAsset.from_bytes(render_page(title, 'docs/', 'openapi.json'), HTML_TYPE, PAGE_CACHE)
-    page_in_folder = StaticAsset.from_bytes(render_page(title, '', '../openapi.json'), HTML_TYPE, PAGE_CACHE)
+    page = replace(
+        StaticAsset.from_bytes(render_page(title, 'docs/', 'openapi.json'), HTML_TYPE, PAGE_CACHE), policy=PAGE_POLICY
+    )
+    page_in_folder = replace(
+        StaticAsset.from_bytes(render_page(title, '', '../openapi.json'), HTML_TYPE, PAGE_CACHE), policy=PAGE_POLICY
+    )
     assets = load_assets(assets_dir)
 
     def serve_openapi(request: Request) -> Response:

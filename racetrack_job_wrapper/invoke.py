@@ -19,7 +19,7 @@ from racetrack_job_wrapper.convert import (
 )
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
 from racetrack_job_wrapper.limiter import ConcurrencyLimiter
-from racetrack_job_wrapper.messages import JSON_TYPE, HTTPError, Request, Response, encode_json
+from racetrack_job_wrapper.messages import HTTPError, Request, Response, encode_json, json_bytes_response
 from racetrack_job_wrapper.metrics import EndpointMetrics, JobMetrics
 from racetrack_job_wrapper.serialize import SerializationError, floats_where_annotated, to_json_serializable
 
@@ -99,7 +99,7 @@ class Invoker:
             self._metrics.call_finished(seconds, failed)
             if self._limiter is not None:
                 self._limiter.release(seconds)
-        return Response(body, 200, JSON_TYPE)
+        return json_bytes_response(body)
 
     def _call(self, request: Request, kwargs: dict[str, Any]) -> Any:
         request_token = self._context.request.set(request)

@@ -90,7 +90,7 @@ def describe_failure(error: BaseException) -> str:
     root = chain[-1]
     location = ''
     if isinstance(root, SyntaxError) and root.filename:
-        location = f'{root.filename}:{root.lineno}'
+        location = f'{_shown(root.filename)}:{root.lineno}'
     else:
         # The deepest exception was raised where the job went wrong; the ones wrapping it, in this library.
         frames = [_last_job_frame(link.__traceback__) for link in reversed(chain)]
@@ -99,7 +99,7 @@ def describe_failure(error: BaseException) -> str:
             next((found for found in frames if found is not None), None),
         )
         if frame is not None:
-            location = f'{frame.filename}:{frame.lineno}'
+            location = f'{_shown(frame.filename)}:{frame.lineno}'
     message = f'{type(error).__name__}: {error}, cause={type(root).__name__}'
     return f'{message} (at {location})' if location else message
 
@@ -114,3 +114,12 @@ def _last_job_frame(tb: TracebackType | None) -> traceback.FrameSummary | None:
 
 def _is_job_frame(frame: traceback.FrameSummary) -> bool:
     return not frame.filename.startswith(_PACKAGE_DIR) and not frame.filename.startswith('<frozen')
+
+
+def _shown(filename: str) -> str:
+    """A file's path as `/live` shows it: relative to the working directory (the job's) when inside it.
+
+    The probe answers anyone who can reach it; the layout of the machine is not theirs to read.
+    """
+    relative = os.path.relpath(filename)
+    return filename if relative.startswith('..') else relative

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from racetrack_job_wrapper.routing import Route
 
 JSON_TYPE = 'application/json'
+NOSNIFF = ('X-Content-Type-Options', 'nosniff')
 MAX_NUMBER_DIGITS = 1000  # digits in one JSON number; int() of thousands of digits costs quadratic time
 _LONG_DIGIT_RUN = re.compile(rf'\d{{{MAX_NUMBER_DIGITS + 1}}}')
 _T = TypeVar('_T')
@@ -206,7 +207,14 @@ class Response:
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """A JSON response; `data` must already be JSON-serializable."""
-    return Response(encode_json(data), status, JSON_TYPE, headers)
+    return json_bytes_response(encode_json(data), status, headers)
+
+
+def json_bytes_response(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """A response of encoded JSON, marked `nosniff` so that no browser reads it as a page or a script."""
+    response = Response(body, status, JSON_TYPE, headers)
+    response.headers.append(NOSNIFF)
+    return response
 
 
 def error_response(status: int, message: str, error_type: str, headers: Mapping[str, str] | None = None) -> Response:

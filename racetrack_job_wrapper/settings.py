@@ -196,7 +196,7 @@ class JobSettings:
             limits=Limits().merged(extra, 'jobtype_extra.', text=True),
             cors_allow_origins=_cors_origins(extra.get('cors_allow_origins')),
             deployment=Deployment.from_environ(environ),
-            auth_tokens=_auth_tokens(environ.get(AUTH_TOKENS_ENV_VAR, '')),
+            auth_tokens=_auth_tokens(environ.get(AUTH_TOKENS_ENV_VAR)),
         )
 
 
@@ -240,9 +240,13 @@ def _identity(manifest: Mapping[str, Any], environ: Mapping[str, str], key: str,
     return text
 
 
-def _auth_tokens(value: str) -> tuple[str, ...]:
-    """Split JOB_AUTH_TOKENS; the messages never echo a token, only its position."""
-    if not value.strip():
+def _auth_tokens(value: str | None) -> tuple[str, ...]:
+    """Split JOB_AUTH_TOKENS (None when unset); the messages never echo a token, only its position.
+
+    Set but empty is an error, not "no authentication": an empty value is more likely a
+    secret that failed to arrive than a wish to serve unprotected.
+    """
+    if value is None:
         return ()
     tokens: list[str] = []
     for position, token in enumerate(value.split(','), start=1):

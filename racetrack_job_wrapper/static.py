@@ -182,7 +182,9 @@ class StaticDirectory:
         if os.name == 'nt' and ':' in subpath:  # a drive letter would make the join absolute
             return None
         segments = subpath.split('/')
-        if any(segment in ('', '.', '..') for segment in segments):
+        # A hidden name (`.env`, `.git/config`) is never served from a directory: such files are
+        # secrets and tool state far more often than content. A job lists one explicitly to serve it.
+        if any(not segment or segment.startswith('.') for segment in segments):
             return None
         candidate = os.path.realpath(os.path.join(self.root, *segments))
         # Symlinks are followed by realpath; the containment check refuses those leading outside.

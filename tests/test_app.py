@@ -99,6 +99,18 @@ class AppTest(unittest.TestCase):
         response = handle(self.app, 'GET', '/nowhere', headers={'X-Racetrack-Auth': 'secret'})
         self.assertEqual((response.status, body_of(response)['type']), (404, 'NotFound'))
 
+    def test_json_answers_are_nosniff_and_the_docs_page_may_not_be_framed(self) -> None:
+        auth = {'X-Racetrack-Auth': 'secret'}
+        for response in (
+            handle(self.app, 'POST', '/api/v1/perform', {'numbers': [1]}),
+            handle(self.app, 'GET', '/api/v1/parameters', headers=auth),
+            handle(self.app, 'GET', '/nowhere', headers=auth),
+        ):
+            self.assertEqual(response.header('X-Content-Type-Options'), 'nosniff')
+        page = handle(self.app, 'GET', '/docs', headers=auth)
+        self.assertIn("frame-ancestors 'none'", page.header('Content-Security-Policy') or '')
+        self.assertIn("default-src 'self'", page.header('Content-Security-Policy') or '')
+
     def test_cors_echoes_the_origin(self) -> None:
         response = handle(self.app, 'POST', '/api/v1/perform', {'numbers': [1]}, {'Origin': 'https://a.example'})
         self.assertEqual(response.header('Access-Control-Allow-Origin'), 'https://a.example')

@@ -190,7 +190,7 @@ class LoadingAppTest(ServerTestCase):
 
 class DefaultOffTest(ServerTestCase):
     def test_without_tokens_every_request_passes(self):
-        client = self.serve(GuardedJob, MANIFEST, environ={'JOB_AUTH_TOKENS': ''})
+        client = self.serve(GuardedJob, MANIFEST, environ={})
         self.assertEqual(client.post('/api/v1/perform').json(), 'performed')
         self.assertEqual(client.get('/metrics').status, 200)
 
@@ -242,14 +242,16 @@ class TokenSettingsTest(unittest.TestCase):
         self.assertEqual(settings.auth_tokens, ('a', 'b', 'c'))
         self.assertNotIn('auth_tokens', repr(settings))
         self.assertEqual(JobSettings.from_manifest({}, {}).auth_tokens, ())
-        self.assertEqual(JobSettings.from_manifest({}, {'JOB_AUTH_TOKENS': '  '}).auth_tokens, ())
 
     def test_bad_tokens_are_start_up_errors_that_do_not_echo_them(self):
-        with self.assertRaises(ManifestError) as caught:
-            JobSettings.from_manifest({}, {'JOB_AUTH_TOKENS': ' , ,'})
-        self.assertEqual(
-            str(caught.exception), 'JOB_AUTH_TOKENS is set but holds no token; unset it to serve without authentication'
-        )
+        # Set but empty never means "no authentication": a secret that did not arrive must not open the job.
+        for empty in ('', '  ', ' , ,'):
+            with self.assertRaises(ManifestError) as caught:
+                JobSettings.from_manifest({}, {'JOB_AUTH_TOKENS': empty})
+            self.assertEqual(
+                str(caught.exception),
+                'JOB_AUTH_TOKENS is set but holds no token; unset it to serve without authentication',
+            )
         for value in ('good,sec ret', 'good,s\u00e9cret', 'good,se\tcret'):
             with self.assertRaises(ManifestError) as caught:
                 JobSettings.from_manifest({}, {'JOB_AUTH_TOKENS': value})

@@ -244,6 +244,8 @@ class ErrorBodyTest(ServerTestCase):
             live.json()['error'],
             r'^RuntimeError: cannot load the model, cause=KeyError \(at .*test_migration.py:\d+\)$',
         )
+        # Relative to the working directory: the probe does not show the machine's layout.
+        self.assertIn('(at tests/test_migration.py:', live.json()['error'])
 
 
 class RedirectTest(ServerTestCase):

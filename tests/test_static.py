@@ -155,6 +155,7 @@ class DirectoryJob:
             '/plain': ('public/a.txt', 'text/plain'),
             '/latin': ('public/a.txt', 'text/plain; charset=latin-1'),
             '/guessed': 'public/a.txt',
+            '/env': 'public/.env',
         }
 
 
@@ -174,17 +175,31 @@ class DirectoryTest(ServerTestCase):
         (public / 'linkdir').symlink_to(self.root)
         (public / 'inner_link').symlink_to(public / 'a.txt')
         os.mkfifo(public / 'pipe')
+        (public / '.env').write_bytes(b'TOKEN=hidden')
+        (public / '.git').mkdir()
+        (public / '.git' / 'config').write_bytes(b'[core]')
         with self.assertLogs('racetrack_job_wrapper.static', 'WARNING') as logs:
             self.running = self.start(DirectoryJob(), cwd=self.root)
         self.warnings = [line for line in logs.output if 'mime type' in line]
         self.client = self.running.client()
+
+    def test_hidden_files_are_not_served_from_a_directory_unless_listed(self):
+        for path in ('/api/v1/files/.env', '/api/v1/files/.git/config', '/api/v1/files/%2eenv'):
+            with self.subTest(path=path):
+                self.assertEqual(self.client.get(path).status, 404)
+        listed = self.client.get('/api/v1/env')
+        self.assertEqual((listed.status, listed.body), (200, b'TOKEN=hidden'))
+        paths = self.client.get('/openapi.json').json()['paths']
+        self.assertNotIn('/api/v1/files/.env', paths)
 
     def test_unknown_mime_type_warns_and_is_octet_stream(self):
         self.assertEqual(
             self.warnings,
             [
                 'WARNING:racetrack_job_wrapper.static:unknown mime type of static file data.weird; '
-                'serving it as application/octet-stream'
+                'serving it as application/octet-stream',
+                'WARNING:racetrack_job_wrapper.static:unknown mime type of static file .env; '
+                'serving it as application/octet-stream',
             ],
         )
         response = self.client.get('/api/v1/blob')
