@@ -6,9 +6,10 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -25,6 +26,9 @@ from racetrack_job_wrapper.profiler import create_profiler, profiler_routes
 from racetrack_job_wrapper.routing import API_PREFIX
 from racetrack_job_wrapper.server import JobServer
 from racetrack_job_wrapper.settings import JobSettings, ObservabilitySettings, ServerOptions, apply_options
+
+if TYPE_CHECKING:
+    from racetrack_job_wrapper.workers import WorkerSlot
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +91,8 @@ def serve(
     if workers != 1:
         from racetrack_job_wrapper.workers import serve_workers
 
-        def make_worker(listener: socket.socket, scrape_registry: CollectorRegistry) -> JobRunner:
-            runner = JobRunner(load, settings, observability=observability, scrape_registry=scrape_registry)
+        def make_worker(listener: socket.socket, scrape_registry: CollectorRegistry, slot: WorkerSlot) -> JobRunner:
+            runner = JobRunner(load, settings, observability=observability, scrape_registry=scrape_registry, slot=slot)
             runner.bind(host, port, listener=listener)
             return runner
 
@@ -125,6 +129,7 @@ class JobRunner:
         cwd: Path | None = None,
         observability: ObservabilitySettings | None = None,
         scrape_registry: CollectorRegistry | None = None,
+        slot: WorkerSlot | None = None,
     ):
         self.load = load
         self.cwd = cwd
@@ -132,6 +137,7 @@ class JobRunner:
         self.limits = settings.limits
         self.registry = registry
         self.scrape_registry = registry if scrape_registry is None else scrape_registry
+        self.slot = slot  # this process's place among --workers processes, or None
         self.observability = observability if observability is not None else ObservabilitySettings()
         self.health = HealthState()
         self.metrics = JobMetrics(registry, settings.name, settings.version)
@@ -178,6 +184,8 @@ class JobRunner:
             if not self.server.draining:
                 self.server.app = app
                 self.health.set_ready()
+                if self.slot is not None:
+                    self.slot.set_ready()
                 logger.info('the job is ready')
         finally:
             self.loaded.set()
@@ -195,6 +203,12 @@ class JobRunner:
         if self.profiler is not None:
             self.profiler.start()  # before the job loads, so its import and start-up are in the capture
         self.start_loading()
+        if self.slot is not None:
+            # A worker started while others serve accepts only once it serves too: connections wait
+            # in the shared backlog for a worker that answers them, not for a 503 from this one. One
+            # whose job failed to load accepts only when no other serves, so probes can report it.
+            while self.slot.peers_ready() and self._drained is None and not self.health.ready:
+                time.sleep(0.05)
         try:
             self.server.serve_forever(poll_interval=0.2)
         finally:

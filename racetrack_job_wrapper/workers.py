@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -53,11 +55,48 @@ class Worker(Protocol):
     def stop(self) -> None: ...
 
 
-WorkerFactory = Callable[[socket.socket, CollectorRegistry], Worker]
+class ReadyBoard:
+    """Which worker slots have their job loaded, in memory the parent and every worker share.
+
+    A restarted worker reads it to wait for its job before it accepts, so that clients keep
+    going to the workers that can serve them; the parent clears a slot when its worker dies.
+    """
+
+    def __init__(self, count: int):
+        self._cells = mmap.mmap(-1, count)  # anonymous and shared with every forked child
+
+    def mark(self, slot: int, ready: bool) -> None:
+        """Record whether the worker in `slot` serves its job."""
+        self._cells[slot] = 1 if ready else 0
+
+    def others_ready(self, slot: int) -> bool:
+        """Whether a worker in another slot serves its job."""
+        return any(self._cells[other] for other in range(len(self._cells)) if other != slot)
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """A worker's place among its peers: whether any of them serves, and telling them it does."""
+
+    index: int
+    board: ReadyBoard
+
+    def peers_ready(self) -> bool:
+        """Whether another worker serves the job now."""
+        return self.board.others_ready(self.index)
+
+    def set_ready(self) -> None:
+        """Tell the peers that this worker serves the job."""
+        self.board.mark(self.index, True)
+
+
+WorkerFactory = Callable[[socket.socket, CollectorRegistry, WorkerSlot], Worker]
 
 
 def serve_workers(make_worker: WorkerFactory, host: str, port: int, count: int, grace_period: float) -> int:
-    """Bind `host:port`, run `count` workers made by `make_worker(listener, scrape_registry)`; block until stopped.
+    """Bind `host:port` and run `count` workers made by `make_worker(listener, scrape_registry, slot)`.
+
+    Blocks until stopped.
 
     Returns 0 when every worker drained cleanly, 1 otherwise.
     """
@@ -126,6 +165,7 @@ class Supervisor:
         self._count = count
         self._grace_period = grace_period
         self._metrics_dir = metrics_dir
+        self._board = ReadyBoard(count)
         self._pid = os.getpid()
         self._children: dict[int, tuple[int, float]] = {}  # pid -> (slot, started at)
         self._restarts: dict[int, float] = {}  # slot -> when to start it again
@@ -199,6 +239,7 @@ class Supervisor:
             if done == 0:
                 continue
             slot, started = self._children.pop(pid)
+            self._board.mark(slot, False)
             self._metrics_dir.mark_dead(pid)
             code = os.waitstatus_to_exitcode(status)
             if self._deadline:
@@ -243,7 +284,9 @@ class Supervisor:
             logger.error('cannot start worker %d: %s; trying again in %.1fs', slot, e, delay)
             return
         if pid == 0:
-            _run_worker(self._make_worker, self._listener, self._metrics_dir, self._pid, mask)
+            _run_worker(
+                self._make_worker, self._listener, self._metrics_dir, WorkerSlot(slot, self._board), self._pid, mask
+            )
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._children[pid] = (slot, time.monotonic())
         logger.info('worker %d started (pid %d)', slot, pid)
@@ -253,6 +296,7 @@ def _run_worker(
     make_worker: WorkerFactory,
     listener: socket.socket,
     metrics_dir: MetricsDirectory,
+    slot: WorkerSlot,
     parent: int,
     mask: set[int | signal.Signals],
 ) -> None:
@@ -262,7 +306,7 @@ def _run_worker(
         # prometheus_client chose its value class when the parent imported it, before the
         # directory was named; choose again so this worker's metrics go to the shared files.
         values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
-        worker = make_worker(listener, metrics_dir.scrape_registry())
+        worker = make_worker(listener, metrics_dir.scrape_registry(), slot)
         worker.install_signal_handlers()
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         threading.Thread(target=_watch_parent, args=(parent, worker), name='parent-watch', daemon=True).start()

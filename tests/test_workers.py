@@ -159,19 +159,26 @@ class WorkersTest(unittest.TestCase):
         client.close()
         self.assertIn(f'(pid {victim}) ended with signal SIGKILL', job.read_output())
 
-    def test_ready_answers_for_the_worker_that_answers(self):
+    def test_a_restarted_worker_accepts_only_once_its_job_is_loaded(self):
         job = self.start()
         pids, _ = self.call_until_every_worker_answered(job)
         (self.tmp / 'slow-start').write_text('')
-        os.kill(min(pids), signal.SIGKILL)
-        statuses = set()
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        answers: list[tuple[int, int]] = []
         deadline = time.monotonic() + 2.5  # the replacement takes 3 s to load
-        time.sleep(0.3)
-        while time.monotonic() < deadline and statuses != {200, 500}:
+        while time.monotonic() < deadline:
             client = JobClient(job.port)
-            statuses.add(client.get('/ready').status)
-            client.close()
-        self.assertEqual(statuses, {200, 500})
+            try:
+                answers.append((client.get('/ready').status, client.post('/api/v1/perform').status))
+            finally:
+                client.close()
+        # Every connection went to the worker that serves: no 503 from the loading one, /ready steady.
+        self.assertGreater(len(answers), 20)
+        self.assertEqual(set(answers), {(200, 200)})
+        replacement = children_of(job.process.pid) - pids
+        self.assertEqual(len(replacement), 1)
+        self.call_until_every_worker_answered(job, workers=(pids - {victim}) | replacement)
 
     def test_sigterm_drains_every_worker_and_exits_zero(self):
         job = self.start()
