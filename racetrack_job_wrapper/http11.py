@@ -9,6 +9,7 @@ testable from bytes; sockets, timeouts and answers belong to the server.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from typing import NamedTuple, Protocol
@@ -25,6 +26,14 @@ _HEX = re.compile(rb'[0-9A-Fa-f]+')
 _VERSION = re.compile(rb'HTTP/\d\.\d')
 # Control characters other than HTAB are not allowed in a field value (RFC 9110 section 5.5).
 _FIELD_CONTROL = re.compile(rb'[\x00-\x08\x0a-\x1f\x7f]')
+# Host = uri-host [":" port] (RFC 9110 section 7.2, RFC 3986 section 3.2.2): a non-empty reg-name
+# (IPv4 is one) or a bracketed IP literal, which `_check_host` then parses. Written so that no
+# text can match two ways: a long value that fails costs linear time.
+_REG_NAME_RUN = r"[-.~!$&'()*+,;=_0-9A-Za-z]*"
+_HOST = re.compile(
+    rf'(?:\[(?P<ip_literal>[0-9A-Fa-f:.]+)\]|(?=[^:]){_REG_NAME_RUN}(?:%[0-9A-Fa-f]{{2}}{_REG_NAME_RUN})*)'
+    r'(?::[0-9]*)?'
+)
 
 
 class Reader(Protocol):
@@ -129,6 +138,8 @@ def read_head(reader: Reader, version: str, limits: Limits, deadline: float) -> 
         raise _bad_request('more than one Host header')
     if version == 'HTTP/1.1' and not hosts:
         raise _bad_request('HTTP/1.1 request without a Host header')
+    if hosts:
+        _check_host(hosts[0])
     lengths = headers.get_all('Content-Length')
     encoding = headers.get('Transfer-Encoding')
     if encoding is not None:
@@ -142,6 +153,9 @@ def read_head(reader: Reader, version: str, limits: Limits, deadline: float) -> 
                 rejected='not_implemented',
             )
         chunked, length = True, 0
+        # An HTTP/1.0 sender may not frame by Transfer-Encoding and have kept part of the message
+        # back, so the framing may be faulty: the connection ends with the response (RFC 9112 section 6.1).
+        keep_alive = keep_alive and version == 'HTTP/1.1'
     else:
         chunked, length = False, _content_length(lengths, limits.max_body_bytes) if lengths else 0
     # An HTTP/1.0 client cannot be waiting for a 100 (RFC 9110 section 10.1.1), and a request
@@ -212,6 +226,26 @@ def _read_fields(reader: Reader, limits: Limits, deadline: float) -> list[tuple[
             fields.append((name.decode('ascii'), value.strip(b' \t').decode('latin-1')))
     except TimeoutError:
         raise _timeout() from None
+
+
+def _check_host(value: str) -> None:
+    """Refuse a Host value that is not uri-host [":" port] with 400.
+
+    An empty uri-host is valid only for a target URI without an authority (RFC 9110 section
+    7.2), and this server takes origin-form targets only, whose target URI is an http(s) URI
+    with the Host value as its authority, which must not be empty (RFC 9110 section 4.2.1).
+    """
+    match = _HOST.fullmatch(value)
+    if match is None or (match['ip_literal'] is not None and not _is_ipv6(match['ip_literal'])):
+        raise _bad_request(f'invalid Host header {value[:100]!r}')
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _content_length(values: list[str], max_body_bytes: int) -> int:

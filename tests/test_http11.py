@@ -228,6 +228,51 @@ class HeaderFieldTest(FramingTestCase):
             head(b'')
         self.assertEqual(len(head(b'', 'HTTP/1.0').headers), 0)
 
+    def test_a_host_must_be_uri_host_and_optional_port(self):
+        valid = [
+            'job',
+            'job.racetrack.svc:7000',
+            '127.0.0.1',
+            '127.0.0.1:80',
+            '[::1]',
+            '[::1]:8080',
+            '[::ffff:10.0.0.1]',
+            'ex%41mple.com',
+            "a-b_c~d.e!$&'()*+,;=",
+            'job:',  # port = *DIGIT (RFC 3986 section 3.2.3)
+        ]
+        for value in valid:
+            with self.subTest(value=value):
+                self.assertEqual(head(b'Host: %s\r\n' % value.encode()).headers.get('Host'), value)
+        invalid = [
+            'a b',
+            'user@evil',
+            'evil/path',
+            'a?b',
+            'a#b',
+            'job:80:80',
+            'job:http',
+            '%4',
+            '%zz',
+            '[::1',
+            '[1:2]',  # not an IPv6 address
+            '[v1.x]',  # IPvFuture names no address this server can have
+            '::1',
+            '[::1]x',
+            'caf\xe9',
+            # An http(s) target URI must not have an empty host (RFC 9110 section 4.2.1), and every
+            # target this server accepts is an origin-form path of one.
+            '',
+            ':80',
+        ]
+        for version in ('HTTP/1.1', 'HTTP/1.0'):
+            for value in invalid:
+                with (
+                    self.subTest(version=version, value=value),
+                    self.assertRefused(400, 'bad_request', f'invalid Host header {value!r}'),
+                ):
+                    head(b'Host: %s\r\n' % value.encode('latin-1'), version)
+
     def test_keep_alive(self):
         cases = [
             ('HTTP/1.1', b'', True),
@@ -240,6 +285,12 @@ class HeaderFieldTest(FramingTestCase):
         for version, fields, keep_alive in cases:
             with self.subTest(version=version, fields=fields):
                 self.assertIs(head(HOST + fields, version).keep_alive, keep_alive)
+
+    def test_a_chunked_http10_request_closes_the_connection(self):
+        chunked = HOST + b'Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n'
+        self.assertIs(head(chunked, 'HTTP/1.1').keep_alive, True)
+        parsed = head(chunked, 'HTTP/1.0')
+        self.assertEqual((parsed.chunked, parsed.keep_alive), (True, False))
 
 
 class BodyFramingTest(FramingTestCase):

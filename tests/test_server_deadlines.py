@@ -10,8 +10,9 @@ from tests.support import ServerTestCase
 
 REQUEST = b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}'
 TIMED_OUT = (
-    b'HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: 72\r\n'
-    b'Connection: close\r\n\r\n{"error":"the request was not received in time","type":"RequestTimeout"}'
+    b'HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n'
+    b'Content-Length: 72\r\nConnection: close\r\n\r\n'
+    b'{"error":"the request was not received in time","type":"RequestTimeout"}'
 )
 
 

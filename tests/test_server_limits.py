@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import select
@@ -10,7 +11,9 @@ import tempfile
 import time
 import unittest
 from pathlib import Path
+from unittest import mock
 
+from racetrack_job_wrapper import server
 from racetrack_job_wrapper.settings import JobSettings, Limits, ServerOptions, apply_options
 from tests.support import ProcessJob, RawConnection, ServerTestCase, raw_exchange
 
@@ -44,6 +47,12 @@ class LimitsTestCase(ServerTestCase):
             response = conn.read_response()
         self.assertEqual(response.status, 200)
         self.assertEqual(response.json(), {'x': 1})
+
+    def assertConnectionsEnd(self, within: float = 5):
+        deadline = time.monotonic() + within
+        while self.running.runner.server.connection_count() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(self.running.runner.server.connection_count(), 0)
 
     def assertAnswered(self, request: bytes, status: int, error_part: str, close: bool = True):
         """One raw request gets `status` with an error naming `error_part`, then a close (or not)."""
@@ -98,6 +107,47 @@ class BodyLimitTest(LimitsTestCase):
             self.assertEqual(response.status, 413)
             self.assertEqual(response.headers['connection'], 'close')
         self.assertStillServes()
+
+    def test_http_client_sending_its_whole_body_over_the_limit_reads_the_413(self):
+        # http.client reads nothing until its body is sent: the server must take it all before the close.
+        self.start_echo(max_body_bytes=MiB)
+        for size in (MiB + 1, 3 * MiB, 16 * MiB):
+            with self.subTest(size=size):
+                connection = http.client.HTTPConnection('127.0.0.1', self.running.port, timeout=10)
+                try:
+                    connection.request('POST', '/api/v1/perform', body=b' ' * size)
+                    response = connection.getresponse()
+                    self.assertEqual((response.status, response.getheader('Connection')), (413, 'close'))
+                    self.assertIn(b'exceeds the limit of 1048576 bytes', response.read())
+                finally:
+                    connection.close()
+        self.assertStillServes()
+
+    def test_others_are_served_while_a_refused_body_is_discarded(self):
+        self.start_echo(max_body_bytes=1000)
+        with RawConnection(self.running.port) as conn:
+            conn.send(PERFORM + b'Content-Length: 200000000\r\n\r\n' + b' ' * 100_000)
+            self.assertEqual(conn.read_response().status, 413)
+            started = time.monotonic()
+            self.assertStillServes()
+            conn.send(b' ' * 1_000_000)  # still taken, not reset
+            self.assertStillServes()
+            self.assertLess(time.monotonic() - started, 2)
+        self.assertConnectionsEnd()
+
+    def test_discarding_a_refused_body_is_bounded_in_time_and_bytes(self):
+        self.start_echo(max_body_bytes=1000)
+        with RawConnection(self.running.port) as idle:
+            idle.send(PERFORM + b'Content-Length: 2000\r\n\r\n')  # and then nothing, nor a close
+            self.assertEqual(idle.read_response().status, 413)
+            self.assertConnectionsEnd(within=3)
+        with mock.patch.object(server, '_LINGER_BYTES', MiB), RawConnection(self.running.port) as endless:
+            endless.send(PERFORM + b'Content-Length: 200000000\r\n\r\n')
+            self.assertEqual(endless.read_response().status, 413)
+            with self.assertRaises(OSError):  # reset once a MiB was discarded
+                for _ in range(100):
+                    endless.send(b' ' * MiB)
+            self.assertConnectionsEnd(within=3)
 
     def test_chunked_body_with_extensions_and_trailers(self):
         self.start_echo()
@@ -176,10 +226,7 @@ class BodyLimitTest(LimitsTestCase):
             with RawConnection(self.running.port) as conn:
                 conn.send(PERFORM + b'Content-Length: 100\r\n\r\n{"x": ')
         self.assertStillServes()
-        deadline = time.monotonic() + 5
-        while self.running.runner.server.connection_count() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self.assertEqual(self.running.runner.server.connection_count(), 0)
+        self.assertConnectionsEnd()
 
 
 class SmugglingTest(LimitsTestCase):
@@ -218,6 +265,37 @@ class SmugglingTest(LimitsTestCase):
     def test_http11_without_host_is_400(self):
         self.start_echo()
         self.assertAnswered(b'GET /ready HTTP/1.1\r\n\r\n', 400, 'HTTP/1.1 request without a Host header')
+
+    def test_invalid_host_is_400(self):
+        self.start_echo()
+        for version in (b'HTTP/1.1', b'HTTP/1.0'):
+            for host in (b'a b', b'user@evil', b'evil/x', b'', b'[::1'):
+                with self.subTest(version=version, host=host):
+                    request = b'GET /ready %s\r\nHost: %s\r\n\r\n' % (version, host)
+                    self.assertAnswered(request, 400, f'invalid Host header {host.decode()!r}')
+
+    def test_valid_hosts_are_served(self):
+        self.start_echo()
+        for host in (b't', b'job.example:7000', b'10.0.0.1:80', b'[::1]:8080'):
+            with self.subTest(host=host), RawConnection(self.running.port) as conn:
+                conn.send(b'GET /ready HTTP/1.1\r\nHost: %s\r\n\r\n' % host)
+                self.assertEqual(conn.read_response().status, 200)
+
+    def test_chunked_http10_request_is_answered_and_closed(self):
+        self.start_echo()
+        request = (
+            b'POST /api/v1/perform HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n'
+            b'8\r\n{"x": 1}\r\n0\r\n\r\n'
+        )
+        with RawConnection(self.running.port) as conn:
+            conn.send(request + post(b'{"x": 2}'))  # the second request is never read
+            response = conn.read_response()
+            self.assertEqual((response.status, response.json()), (200, {'x': 1}))
+            self.assertEqual(response.headers['connection'], 'close')
+            self.assertTrue(conn.closed_by_server())
+            with self.assertRaises(EOFError):
+                conn.read_response()
+        self.assertStillServes()
 
 
 class RequestLineTest(LimitsTestCase):
