@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 
-from racetrack_job_wrapper.logs import Ticker, add_request_fields
+from racetrack_job_wrapper.logs import Ticker, add_request_fields, report_dropped_lines
 from racetrack_job_wrapper.messages import Request
 from racetrack_job_wrapper.metrics import JobMetrics
 from racetrack_job_wrapper.routing import METRICS_PATH, PROBE_PATHS
@@ -34,7 +35,8 @@ class AccessObserver:
         self._reader = TraceReader(settings)
         self._tracing_header = settings.tracing_header
         self.active = active if active is not None else ActiveRequests()
-        self.access_log = AccessLog(logger, settings.log_caller_name)
+        self.access_log = AccessLog(logger, settings.log_caller_name, metrics.log_lines_dropped.inc)
+        report_dropped_lines(metrics.log_lines_dropped.inc)
 
     def request_started(self) -> None:
         """Count a request as received (its first line has arrived)."""
@@ -96,20 +98,29 @@ class AccessLog:
     writer passes records to the logging handlers every `INTERVAL` seconds. With many threads
     answering at once, writing in the request threads made them queue on the log handler's
     lock (measured: 53 us of CPU per request at 16 connections, against 7 us uncontended).
-    Lines reach the log at most `INTERVAL` seconds late, with the time of the request.
+    Lines reach the log at most `INTERVAL` seconds late, with the time of the request. While
+    the handlers do not keep up, at most `MAX_PENDING` lines wait; later ones are dropped and
+    counted through `on_drop`, so a request thread never waits for the log.
     """
 
     INTERVAL = 0.05
+    # Two seconds of lines at the server's top rate (about 5,000 requests/s), about 6 MB of records:
+    # enough for a slow moment of the handlers; past it they are stuck, and more would only grow memory.
+    MAX_PENDING = 10_000
 
-    def __init__(self, target: logging.Logger, caller_name: bool):
+    def __init__(self, target: logging.Logger, caller_name: bool, on_drop: Callable[[int], None]):
         self._logger = target
         self._caller_name = caller_name
+        self._on_drop = on_drop
         self._pending: deque[logging.LogRecord] = deque()
         self._writer = Ticker(self.INTERVAL, self._write_pending, 'access-log')
         self._lock = threading.Lock()  # taken only to flush
 
     def write(self, args: tuple[object, ...]) -> None:
-        """Queue one access line with the current request's fields."""
+        """Queue one access line with the current request's fields, or drop it when the queue is full."""
+        if len(self._pending) >= self.MAX_PENDING:  # unlocked: racing threads may pass it by a line each
+            self._on_drop(1)
+            return
         # A ready record: the caller's file and line (what `logger.info` walks frames for) say
         # nothing about an access line.
         record = logging.LogRecord(self._logger.name, logging.INFO, __file__, 0, ACCESS_FORMAT, args, None)
@@ -127,7 +138,6 @@ class AccessLog:
             while pending:
                 handle(pending.popleft())
 
-    def _write_pending(self) -> bool:
+    def _write_pending(self) -> None:
         if self._pending:
             self.flush()
-        return True

@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -157,63 +156,106 @@ def _traceback_text(formatter: logging.Formatter, record: logging.LogRecord, sta
 class JobLogHandler(logging.StreamHandler[TextIO]):
     """The root handler the server installs; told apart from handlers a job or embedding program adds.
 
-    Lines below WARNING are flushed in batches by a background thread, at most
-    `FLUSH_INTERVAL` seconds after they were written: one write system call per batch
-    instead of one per request (each of which hands the GIL to another thread). Warnings,
-    errors and every line on a terminal are flushed at once; `flush()` and `close()` (run by
-    `logging.shutdown()` at exit) write out whatever waits.
+    The logging thread only formats the line and queues it; one writer thread writes the queue
+    to the stream, one write and one flush per batch, every `FLUSH_INTERVAL` seconds, and at once
+    for warnings, errors and every line on a terminal. No other thread writes: a write blocks
+    for as long as the stream does not drain (standard error piped to a reader that stopped
+    reading), and on a buffered stream any write may be the one that reaches the pipe, so a
+    request thread that wrote could hang. (A non-blocking descriptor would change standard
+    error for every other writer of it, child processes included, and turn a full pipe into
+    half-written lines.) While the writer is stuck the queue fills up to `MAX_PENDING_CHARS`;
+    later lines are dropped and counted through `on_drop`, so neither requests nor memory wait
+    for the stream. `flush()` (run by `logging.shutdown()` at exit) waits for the queue to be
+    written, at most `FLUSH_TIMEOUT` seconds.
+
+    Thread-safe: the queue is guarded by the handler's lock, which `handle()` holds around `emit()`.
     """
 
     FLUSH_INTERVAL = 0.1
+    # About a second of access lines at the server's top rate (5,000 requests/s of ~200 characters):
+    # a stream that has not taken that much is stuck, and holding more would only grow memory.
+    MAX_PENDING_CHARS = 1 << 20
+    FLUSH_TIMEOUT = 5.0
 
     def __init__(self, stream: TextIO | None = None):
         super().__init__(stream)
-        self._pending = False
-        self._flusher = Ticker(self.FLUSH_INTERVAL, self._flush_pending, 'log-flush')
+        self.on_drop: Callable[[int], None] | None = None  # told how many lines were dropped
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._queued = 0  # lines queued since the start
+        self._written = 0  # lines the writer is done with (written, or lost to a stream error)
+        self._done = threading.Condition(self.lock)
+        self._writer = Ticker(self.FLUSH_INTERVAL, self._write_pending, 'log-writer')
         self._interactive = _is_tty(self.stream)
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Write the line; flush now or leave it to the batch flush."""
+        """Queue the line for the writer thread, or drop it when the queue is full; never writes."""
         try:
-            self.stream.write(self.format(record) + self.terminator)
-            if record.levelno >= logging.WARNING or self._interactive:
-                self.flush()
-            elif not self._pending:
-                self._pending = True
-                self._flusher.ensure_running()
+            line = self.format(record) + self.terminator
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+            return
+        if self._pending_chars + len(line) > self.MAX_PENDING_CHARS:
+            self._dropped(1)
+            return
+        self._pending.append(line)
+        self._pending_chars += len(line)
+        self._queued += 1
+        self._writer.ensure_running()
+        if record.levelno >= logging.WARNING or self._interactive:
+            self._writer.wake()
 
     def flush(self) -> None:
-        """Write out buffered lines now."""
-        self._pending = False
-        super().flush()
+        """Have every line queued so far written; waits at most `FLUSH_TIMEOUT` seconds (the stream may be stuck)."""
+        with self._done:
+            queued = self._queued
+            if self._written < queued:
+                self._writer.ensure_running()
+                self._writer.wake()
+                self._done.wait_for(lambda: self._written >= queued, self.FLUSH_TIMEOUT)
 
-    def _flush_pending(self) -> bool:
-        if self._pending:
-            with self.lock:  # type: ignore[union-attr]  # Handler.__init__ always creates it
-                try:
-                    self.flush()
-                except (OSError, ValueError):  # the stream was closed under us: nothing left to do
-                    return False
-        return True
+    def _write_pending(self) -> None:
+        with self._done:
+            lines = self._pending
+            self._pending, self._pending_chars = [], 0
+        if lines:
+            try:
+                self.stream.write(''.join(lines))
+                self.stream.flush()
+            except (OSError, ValueError):  # the stream was closed, or its reader went away
+                self._dropped(len(lines))
+            with self._done:
+                self._written += len(lines)
+                self._done.notify_all()
+
+    def _dropped(self, count: int) -> None:
+        if self.on_drop is not None:
+            self.on_drop(count)
+
+
+def report_dropped_lines(callback: Callable[[int], None]) -> None:
+    """Have the server's handler on the root logger tell `callback` how many lines it drops."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, JobLogHandler):
+            handler.on_drop = callback
 
 
 class Ticker:
-    """Calls `action` every `interval` seconds from a daemon thread, until it returns False.
+    """Calls `action` every `interval` seconds, or at once when woken, from a daemon thread.
 
     `ensure_running()` is cheap once the thread runs, and starts a new thread in a forked
     worker, which inherits the object but not the thread.
     """
 
-    def __init__(self, interval: float, action: Callable[[], bool], name: str):
+    def __init__(self, interval: float, action: Callable[[], None], name: str):
         self._interval = interval
         self._action = action
         self._name = name
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._wake = threading.Event()
 
     def ensure_running(self) -> None:
         """Start the thread unless it runs in this process."""
@@ -225,18 +267,23 @@ class Ticker:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
 
+    def wake(self) -> None:
+        """Run the action now rather than at the next tick."""
+        self._wake.set()
+
     def _run(self) -> None:
         while True:
-            time.sleep(self._interval)
-            if not self._action():
-                return
+            self._wake.wait(self._interval)
+            self._wake.clear()  # before the action, so a wake during it is not lost
+            self._action()
 
 
 def _stderr_stream() -> TextIO:
     """Standard error, block-buffered when it is not a terminal, so batched lines leave in one write.
 
     Reconfiguring `sys.stderr` itself (rather than opening a second stream on its descriptor)
-    keeps every writer of standard error, tracebacks and warnings included, in one ordered buffer.
+    keeps every writer of standard error, tracebacks and warnings included, in one buffer, so
+    their lines never cut into each other; log lines join it from `JobLogHandler`'s writer thread.
     """
     stream = sys.stderr
     if not _is_tty(stream) and hasattr(stream, 'reconfigure'):

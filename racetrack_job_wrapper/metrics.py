@@ -124,6 +124,9 @@ class JobMetrics:
         self.commons_internal_server_errors = Counter(
             'commons_internal_server_errors', 'HTTP requests answered with a 5xx status', registry=registry
         )
+        self.log_lines_dropped = Counter(
+            'log_lines_dropped', 'Log lines dropped because the log stream did not keep up', registry=registry
+        )
         self.info = Info('racetrack_job', 'The job served and the version of the server library', registry=registry)
         self.info.info({'job_name': job_name, 'job_version': job_version, 'wrapper_version': __version__})
         self._rejected: dict[str, Any] = {

@@ -84,7 +84,8 @@ class Capture:
         test.addCleanup(root.removeHandler, self.handler)
 
     def lines(self) -> list[dict]:
-        """The JSON lines written so far."""
+        """The JSON lines logged so far."""
+        self.handler.flush()
         return [json.loads(line) for line in self.stream.getvalue().splitlines()]
 
     def by_logger(self, name: str, count: int | None = None) -> list[dict]:
@@ -225,6 +226,7 @@ class ConfigureLogsTest(unittest.TestCase):
     def test_unknown_level_is_info_with_a_warning(self):
         stream = io.StringIO()
         configure_logs(settings=ObservabilitySettings(log_level='verbose'), stream=stream)
+        self.root.handlers[0].flush()
         self.assertEqual(self.root.level, logging.INFO)
         self.assertIn(
             "WARN  racetrack_job_wrapper.logs: LOG_LEVEL 'verbose' is not one of debug, info, warn, error; using info",
@@ -417,8 +419,12 @@ class ProcessLogsTest(unittest.TestCase):
             ),
             output,
         )
-        # Lines before the job was created are the server's JSON lines.
-        self.assertEqual(json.loads(output[0])['logger'], 'racetrack_job_wrapper.standalone')
+        # Lines logged before the job was created are the server's JSON lines, and come first.
+        # (The job's format fails on records without a tracing id: logging reports those in between.)
+        server_lines = [index for index, line in enumerate(output) if line.startswith('{')]
+        job_lines = [index for index, line in enumerate(output) if line.startswith('CUSTOM|')]
+        self.assertLess(max(server_lines), min(job_lines), output)
+        self.assertEqual(json.loads(output[server_lines[0]])['logger'], 'racetrack_job_wrapper.standalone')
 
 
 DEBUG_LOGGING_JOB = """
@@ -524,42 +530,102 @@ class JobDebugLogsTest(unittest.TestCase):
 
 
 class CountingStream(io.StringIO):
-    """A stream that counts flushes."""
+    """A stream that counts writes and flushes; with `blocked` cleared, a write waits like one to a full pipe."""
 
     def __init__(self):
         super().__init__()
+        self.writes = 0
         self.flushes = 0
+        self.blocked = threading.Event()
+        self.blocked.set()
+        self.entered = threading.Event()
+
+    def write(self, text):
+        self.entered.set()
+        self.blocked.wait()
+        self.writes += 1
+        return super().write(text)
 
     def flush(self):
         self.flushes += 1
         super().flush()
 
 
-class BatchedFlushTest(unittest.TestCase):
+class QuietHandler(JobLogHandler):
+    """Writes only when woken or flushed, and gives up waiting for a stuck stream soon."""
+
+    FLUSH_INTERVAL = 60.0
+    FLUSH_TIMEOUT = 0.2
+
+
+class QueuedWritesTest(unittest.TestCase):
     def setUp(self):
         self.stream = CountingStream()
-        self.handler = JobLogHandler(self.stream)
-        self.handler.setFormatter(logging.Formatter('%(levelname)s %(message)s'))
-        self.logger = logging.getLogger('tests.batched')
+        self.dropped: list[int] = []
+        self.handler = self.attach(JobLogHandler(self.stream))
+
+    def attach(self, handler: JobLogHandler) -> JobLogHandler:
+        handler.setFormatter(logging.Formatter('%(levelname)s %(message)s'))
+        handler.on_drop = self.dropped.append
+        self.logger = logging.getLogger('tests.queued')
         self.logger.propagate = False
         self.logger.setLevel(logging.INFO)
-        self.logger.addHandler(self.handler)
-        self.addCleanup(self.logger.removeHandler, self.handler)
+        self.logger.handlers[:] = [handler]
+        self.addCleanup(self.logger.removeHandler, handler)
+        return handler
 
-    def test_info_lines_are_written_at_once_and_flushed_in_one_batch(self):
+    def wait_for(self, condition) -> None:
+        deadline = time.monotonic() + 5
+        while not condition():
+            self.assertLess(time.monotonic(), deadline, 'timed out')
+            time.sleep(0.01)
+
+    def test_info_lines_are_written_by_the_writer_thread_within_the_interval(self):
+        self.logger.info('by itself')
+        self.wait_for(lambda: self.stream.flushes)
+        self.assertEqual(self.stream.getvalue(), 'INFO by itself\n')
+
+    def test_flush_waits_for_the_queued_lines_written_in_one_write_and_one_flush(self):
+        handler = self.attach(QuietHandler(self.stream))
         for number in range(100):
             self.logger.info('line %d', number)
-        self.assertEqual(self.stream.getvalue().count('\n'), 100)
-        self.assertEqual(self.stream.flushes, 0)
-        deadline = time.monotonic() + 5
-        while self.stream.flushes == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self.assertEqual(self.stream.flushes, 1)
+        self.assertEqual(self.stream.getvalue(), '')
+        handler.flush()
+        self.assertEqual((self.stream.writes, self.stream.flushes), (1, 1))
+        self.assertEqual(self.stream.getvalue(), ''.join(f'INFO line {number}\n' for number in range(100)))
 
-    def test_warnings_are_flushed_at_once(self):
+    def test_warnings_are_written_without_waiting_for_the_interval(self):
+        self.attach(QuietHandler(self.stream))
+        self.logger.info('first')
         self.logger.warning('careful')
-        self.assertEqual(self.stream.flushes, 1)
-        self.assertEqual(self.stream.getvalue(), 'WARNING careful\n')
+        self.wait_for(lambda: self.stream.flushes)
+        self.assertEqual(self.stream.getvalue(), 'INFO first\nWARNING careful\n')
+
+    def test_a_stuck_stream_never_blocks_the_logging_thread_and_drops_past_the_bound(self):
+        handler = self.attach(QuietHandler(self.stream))
+        self.stream.blocked.clear()
+        self.logger.warning('stuck')
+        self.assertTrue(self.stream.entered.wait(5))  # the writer now waits inside write()
+        line = 'x' * 1000
+        started = time.monotonic()
+        for _ in range(3000):  # about 3 MB of lines against a bound of 1 MiB
+            self.logger.error(line)
+        handler.flush()  # gives up after FLUSH_TIMEOUT
+        self.assertLess(time.monotonic() - started, 2)
+        kept = JobLogHandler.MAX_PENDING_CHARS // len(f'ERROR {line}\n')
+        self.assertEqual(sum(self.dropped), 3000 - kept)
+        self.stream.blocked.set()
+        handler.flush()
+        self.assertEqual(self.stream.getvalue().count('\n'), 1 + kept)
+        self.logger.info('after')
+        handler.flush()
+        self.assertTrue(self.stream.getvalue().endswith('INFO after\n'))
+
+    def test_lines_lost_to_a_closed_stream_are_counted(self):
+        self.stream.close()
+        self.logger.warning('lost')
+        self.handler.flush()
+        self.assertEqual(self.dropped, [1])
 
 
 class RecordList(logging.Handler):
@@ -582,7 +648,7 @@ class AccessLogTest(unittest.TestCase):
         capture = RecordList()
         target.addHandler(capture)
         self.addCleanup(target.removeHandler, capture)
-        access_log = AccessLog(target, caller_name=True)
+        access_log = AccessLog(target, caller_name=True, on_drop=self.fail)
 
         def serve(number: int) -> None:
             CURRENT_TRACE.set(RequestTrace(f'trace-{number}', caller_name=f'caller-{number}'))
@@ -599,6 +665,30 @@ class AccessLogTest(unittest.TestCase):
         for record in capture.records:
             number = record.getMessage().split('/')[1]
             self.assertEqual((record.tracing_id, record.caller_name), (f'trace-{number}', f'caller-{number}'))
+
+    def test_lines_past_the_bound_are_dropped_and_counted_while_the_handlers_are_stuck(self):
+        from racetrack_job_wrapper.access import AccessLog
+
+        entered, release = threading.Event(), threading.Event()
+
+        class Stuck(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                entered.set()
+                release.wait()
+
+        target = logging.getLogger('tests.access_log_stuck')
+        target.propagate = False
+        stuck = Stuck()
+        target.addHandler(stuck)
+        self.addCleanup(target.removeHandler, stuck)
+        self.addCleanup(release.set)
+        dropped: list[int] = []
+        access_log = AccessLog(target, caller_name=False, on_drop=dropped.append)
+        access_log.write(('GET', '/first', 200, 1.0, 10))
+        self.assertTrue(entered.wait(5))  # the writer has taken the first line and waits in the handler
+        for index in range(AccessLog.MAX_PENDING + 5):
+            access_log.write(('GET', f'/{index}', 200, 1.0, 10))
+        self.assertEqual(dropped, [1] * 5)
 
 
 if __name__ == '__main__':

@@ -91,6 +91,7 @@ class BuiltinMetricsTest(ServerTestCase):
         self.assertEqual(found[('commons_requests_done_total', ())], 2)
         self.assertEqual(found[('commons_request_duration_count', ())], 2)
         self.assertEqual(found[('commons_internal_server_errors_total', ())], 0)
+        self.assertEqual(found[('log_lines_dropped_total', ())], 0)
         self.assertEqual(found[('request_calls_running', ())], 0)
         self.assertEqual(found[('request_calls_queued', ())], 0)
         self.assertEqual(found[('request_queue_wait_seconds_count', ())], 0)
