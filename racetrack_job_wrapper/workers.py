@@ -102,9 +102,13 @@ def serve_workers(make_worker: WorkerFactory, host: str, port: int, count: int, 
     """
     if count < 1:
         raise ValueError(f'workers must be at least 1, got {count}')
+    try:
+        metrics_dir = MetricsDirectory()
+    except OSError as e:
+        logger.error('cannot start the workers: %s', e)
+        raise SystemExit(2) from None
     listener = shared_listener((host, port))
     logger.info('serving at http://%s:%d with %d worker processes', host, listener.getsockname()[1], count)
-    metrics_dir = MetricsDirectory()
     try:
         return Supervisor(make_worker, listener, count, grace_period, metrics_dir).run()
     finally:
@@ -120,13 +124,20 @@ class MetricsDirectory:
     """
 
     def __init__(self) -> None:
+        """Make or wipe the directory; OSError naming it when it cannot hold the metric files."""
         given = os.environ.get(MULTIPROC_DIR_ENV)
         self.owned = not given
         self.path = given or tempfile.mkdtemp(prefix='racetrack-job-metrics-')
-        os.makedirs(self.path, exist_ok=True)
-        # Files left by an earlier run would be summed with this run's values.
-        for stale in Path(self.path).glob('*.db'):
-            stale.unlink()
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            # Files left by an earlier run would be summed with this run's values.
+            for stale in Path(self.path).glob('*.db'):
+                stale.unlink()
+            _check_writable(Path(self.path))
+        except OSError as e:
+            raise OSError(
+                f'{MULTIPROC_DIR_ENV} {self.path} cannot hold the metrics of the workers: {e.strerror or e}'
+            ) from None
         os.environ[MULTIPROC_DIR_ENV] = self.path
 
     def mark_dead(self, pid: int) -> None:
@@ -144,6 +155,23 @@ class MetricsDirectory:
         if self.owned:
             shutil.rmtree(self.path, ignore_errors=True)
             os.environ.pop(MULTIPROC_DIR_ENV, None)
+
+
+# Each worker's metric files start at 1 MiB (prometheus_client's mmap files): a directory without
+# room for one is refused at start-up, rather than the workers dying of SIGBUS on their first write.
+_PROBE_BYTES = 1 << 20
+
+
+def _check_writable(directory: Path) -> None:
+    probe = directory / f'.write-probe-{os.getpid()}'
+    try:
+        with probe.open('wb') as file:
+            file.write(bytes(_PROBE_BYTES))
+            file.flush()
+            os.fsync(file.fileno())
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 class Supervisor:

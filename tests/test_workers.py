@@ -232,6 +232,23 @@ class WorkersTest(unittest.TestCase):
         self.assertTrue(given.is_dir())
         self.assertEqual(list(self.tempdir.iterdir()), [])
 
+    def test_a_metrics_directory_that_cannot_be_written_is_a_start_up_error(self):
+        (self.tmp / 'a-file').write_text('')
+        unusable = self.tmp / 'a-file' / 'metrics'  # under a regular file: no directory can be made there
+        result = subprocess.run(
+            [sys.executable, '-m', 'racetrack_job_wrapper', 'job.py:Job', '--workers', '2', '--port', '0'],
+            capture_output=True,
+            text=True,
+            cwd=self.tmp,
+            timeout=30,
+            env={**os.environ, 'PYTHONPATH': str(REPO_DIR), 'PROMETHEUS_MULTIPROC_DIR': str(unusable)},
+        )
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn(
+            f'cannot start the workers: PROMETHEUS_MULTIPROC_DIR {unusable} cannot hold the metrics', result.stderr
+        )
+        self.assertNotIn('Traceback', result.stderr)
+
     def test_workers_must_be_positive(self):
         result = subprocess.run(
             [sys.executable, '-m', 'racetrack_job_wrapper', 'job.py:Job', '--workers', '0'],
