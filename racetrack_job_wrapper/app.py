@@ -110,8 +110,7 @@ class App:
                 'Access-Control-Allow-Methods': allow,
                 'Access-Control-Allow-Headers': request.headers.get('Access-Control-Request-Headers', '*'),
                 'Access-Control-Max-Age': '600',
-                'Access-Control-Allow-Credentials': 'true',
-                'Vary': 'Origin',
+                **self._cors_origin_headers(origin),
             }
             return Response(b'', 200, 'text/plain; charset=utf-8', headers)
         if not methods and self._fallback is None:
@@ -121,15 +120,25 @@ class App:
     def _origin_allowed(self, origin: str) -> bool:
         return self._any_origin or origin in self._origins
 
+    def _cors_origin_headers(self, origin: str) -> dict[str, str]:
+        """Who may read the answer: `*` for any origin, without credentials; a configured origin, with them.
+
+        Echoing any origin with credentials would let every site read a user's answers with the
+        user's cookies; an origin the job lists is one it trusts with them.
+        """
+        if self._any_origin:
+            return {'Access-Control-Allow-Origin': '*'}
+        return {'Access-Control-Allow-Origin': origin, 'Access-Control-Allow-Credentials': 'true', 'Vary': 'Origin'}
+
     def _add_cors(self, request: Request, response: Response) -> None:
         origin = request.headers.get('Origin')
-        if origin and self._origin_allowed(origin) and request.method != 'OPTIONS':
-            # Echo the origin rather than `*`, so credentialed requests work too, as browsers require.
-            response.headers.append(('Access-Control-Allow-Origin', origin))
-            response.headers.append(('Access-Control-Allow-Credentials', 'true'))
-            response.headers.append(('Vary', 'Origin'))
-        elif origin and request.method == 'OPTIONS' and self._origin_allowed(origin):
-            response.headers.append(('Access-Control-Allow-Origin', origin))
+        if not origin or not self._origin_allowed(origin):
+            return
+        if request.method == 'OPTIONS':
+            if response.header('Access-Control-Allow-Origin') is None:  # a plain OPTIONS, not a preflight
+                response.headers.append(('Access-Control-Allow-Origin', '*' if self._any_origin else origin))
+            return
+        response.headers.extend(self._cors_origin_headers(origin).items())
 
 
 def _redirect(path: str, query: str) -> Response:

@@ -111,9 +111,11 @@ class AppTest(unittest.TestCase):
         self.assertIn("frame-ancestors 'none'", page.header('Content-Security-Policy') or '')
         self.assertIn("default-src 'self'", page.header('Content-Security-Policy') or '')
 
-    def test_cors_echoes_the_origin(self) -> None:
-        response = handle(self.app, 'POST', '/api/v1/perform', {'numbers': [1]}, {'Origin': 'https://a.example'})
-        self.assertEqual(response.header('Access-Control-Allow-Origin'), 'https://a.example')
+    def test_cors_lets_any_origin_read_but_never_with_credentials(self) -> None:
+        for origin in ('https://a.example', 'null'):
+            response = handle(self.app, 'POST', '/api/v1/perform', {'numbers': [1]}, {'Origin': origin})
+            self.assertEqual(response.header('Access-Control-Allow-Origin'), '*')
+            self.assertIsNone(response.header('Access-Control-Allow-Credentials'))
 
     def test_a_client_gone_while_queued_is_not_answered(self) -> None:
         def gone(_: Request) -> Response:

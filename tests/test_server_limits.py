@@ -680,11 +680,14 @@ class CORSTest(LimitsTestCase):
             preflight = conn.read_response()
             conn.send(post(b'{}', b'Origin: https://a.example\r\n'))
             response = conn.read_response()
+        # Any origin may read the answers, but never with the user's credentials.
         self.assertEqual(preflight.status, 200)
-        self.assertEqual(preflight.headers['access-control-allow-origin'], 'https://a.example')
+        self.assertEqual(preflight.headers['access-control-allow-origin'], '*')
         self.assertEqual(preflight.headers['access-control-allow-methods'], 'OPTIONS, POST')
         self.assertEqual(preflight.headers['access-control-allow-headers'], 'content-type')
-        self.assertEqual(response.headers['access-control-allow-origin'], 'https://a.example')
+        self.assertNotIn('access-control-allow-credentials', preflight.headers)
+        self.assertEqual(response.headers['access-control-allow-origin'], '*')
+        self.assertNotIn('access-control-allow-credentials', response.headers)
 
     def test_configured_origins_by_keyword(self):
         self.start_echo(cors_allow_origins=['https://b.example'])
@@ -699,6 +702,8 @@ class CORSTest(LimitsTestCase):
         self.assertNotIn('access-control-allow-origin', preflight.headers)
         self.assertNotIn('access-control-allow-origin', refused.headers)
         self.assertEqual(allowed.headers['access-control-allow-origin'], 'https://b.example')
+        self.assertEqual(allowed.headers['access-control-allow-credentials'], 'true')
+        self.assertEqual(allowed.headers['vary'], 'Origin')
 
 
 class ConfigurationTest(LimitsTestCase):
