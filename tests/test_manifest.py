@@ -508,6 +508,18 @@ class RuntimeEnvTest(TempDirTestCase):
         self.assertEqual(apply_runtime_env({}, environ, cwd=self.dir), {})
         self.assertEqual(environ, {})
 
+    def test_the_environment_wins_over_runtime_env_and_a_present_secret_file_over_both(self):
+        # In a cluster the infrastructure has set runtime_env and the secrets as variables already.
+        environ = {'API_TOKEN': 'from-the-cluster', 'LEVEL': 'env'}
+        applied = apply_runtime_env({'runtime_env': {'API_TOKEN': 'placeholder', 'MODE': 'm'}}, environ, cwd=self.dir)
+        self.assertEqual(applied, {'MODE': 'm'})
+        self.assertEqual(environ, {'API_TOKEN': 'from-the-cluster', 'LEVEL': 'env', 'MODE': 'm'})
+        self.write('.env.runtime', 'LEVEL=secret\n')
+        apply_runtime_env(
+            {'runtime_env': {'LEVEL': 'manifest'}, 'secret_runtime_env_file': '.env.runtime'}, environ, cwd=self.dir
+        )
+        self.assertEqual(environ['LEVEL'], 'secret')
+
     def test_secrets_override_runtime_env(self):
         self.write('.env.runtime', 'TOKEN=secret\nZOO = "hidden zoo"\n')
         environ = {}
