@@ -9,9 +9,12 @@ and closed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import math
+import os
+import resource
 import select
 import socket
 import struct
@@ -50,6 +53,17 @@ _LINGER_BYTES = 128 << 20
 # On a drain, a keep-alive connection that was busy this recently is likely to carry another
 # request any moment; closing it now would race that request, so it gets this long to send it.
 _DRAIN_IDLE_WINDOW = 0.5
+# What the connection cap leaves of RLIMIT_NOFILE. A connection holds its socket and, while a
+# response streams a file (static files), that file. The process needs a few of its own: stdio,
+# the listener, the selector, the reserve below, --workers' metric files (one per metric kind),
+# log files; the rest of the 32 is left to the files the job itself opens.
+_DESCRIPTORS_PER_CONNECTION = 2
+_PROCESS_DESCRIPTORS = 32
+# With no descriptor to refuse a waiting connection on, accept fails at once for as long as it
+# waits: the accept loop pauses this long instead of spinning.
+_ACCEPT_BACKOFF = 0.1
+# Resource exhaustion is logged at most once per this many seconds, not once per connection.
+_WARNING_INTERVAL = 10.0
 
 
 class RequestObserver(Protocol):
@@ -109,6 +123,12 @@ class JobServer(ThreadingHTTPServer):
         self._connections = 0
         self._handlers_lock = threading.Lock()
         self._idle = threading.Condition(self._handlers_lock)
+        self.connection_cap, self._full_message = _connection_cap(self.limits.max_connections)
+        # Held open to be closed when accept runs out of descriptors: the one it frees lets a
+        # waiting connection be accepted and refused at once, instead of hanging in the backlog.
+        self._reserve: int | None = _open_reserve()
+        self._warned: dict[str, float] = {}
+        self._unwarned: dict[str, int] = {}
         if listener is None:
             super().__init__(address, RequestHandler, bind_and_activate)
         else:
@@ -117,25 +137,72 @@ class JobServer(ThreadingHTTPServer):
             self.socket = listener
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Start a thread for the connection, or refuse it with 503 past `max_connections`.
+        """Start a thread for the connection, or refuse it with 503 past `connection_cap` or when no thread starts.
 
         While draining, a connection still accepted is served one request with `Connection: close`.
         """
         with self._handlers_lock:
-            full = self._connections >= self.limits.max_connections
+            full = self._connections >= self.connection_cap
             if not full:
                 self._connections += 1
         if full:
-            _refuse(request, 503, f'too many connections (max_connections is {self.limits.max_connections})')
-            if self.observer is not None:
-                self.observer.connection_refused('connection_limit')
-            self.shutdown_request(request)
+            self._refuse_connection(request, self._full_message, 'connection_limit')
             return
         try:
             super().process_request(request, client_address)
+        except RuntimeError as e:  # can't start new thread: out of memory or of the process's thread limit
+            self._forget_connection()
+            self._warn('threads', 'cannot start a connection thread (%s): connections get 503', e)
+            self._refuse_connection(request, 'no thread to serve the connection', 'connection_limit')
         except BaseException:
             self._forget_connection()
             raise
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection; out of descriptors, refuse one waiting connection (or pause) and raise."""
+        try:
+            return self.socket.accept()
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                self._refuse_without_descriptors(e)
+            raise  # socketserver skips an accept that raised OSError
+
+    def _refuse_without_descriptors(self, error: OSError) -> None:
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        message = 'out of file descriptors (%s; the limit is %d): connections get 503'
+        self._warn('descriptors', message, error, soft_limit)
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+            with contextlib.suppress(OSError):  # gone, or another worker or thread took it first
+                request, _ = self.socket.accept()
+                self._refuse_connection(request, 'out of file descriptors', 'connection_limit')
+            self._reserve = _open_reserve()
+        if self._reserve is None:  # taken by another thread: nothing to refuse on until some close
+            time.sleep(_ACCEPT_BACKOFF)
+            self._reserve = _open_reserve()
+
+    def _refuse_connection(self, request: socket.socket, message: str, reason: str) -> None:
+        _refuse(request, 503, message)
+        if self.observer is not None:
+            self.observer.connection_refused(reason)
+        self.shutdown_request(request)
+
+    def _warn(self, kind: str, message: str, *args: Any) -> None:
+        """Log a warning about `kind` unless one was logged in the last `_WARNING_INTERVAL` seconds."""
+        now = time.monotonic()
+        if now - self._warned.get(kind, -math.inf) < _WARNING_INTERVAL:
+            self._unwarned[kind] = self._unwarned.get(kind, 0) + 1
+            return
+        self._warned[kind] = now
+        suppressed = self._unwarned.pop(kind, 0)
+        logger.warning(message + (f' ({suppressed} more since the last message)' if suppressed else ''), *args)
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Serve one connection in its own thread; it stops counting towards the cap when it ends."""
@@ -226,6 +293,28 @@ def shared_listener(address: tuple[str, int]) -> socket.socket:
     # get EAGAIN (which socketserver ignores) instead of blocking their serve loop.
     sock.setblocking(False)
     return sock
+
+
+def _connection_cap(max_connections: int) -> tuple[int, str]:
+    """`max_connections`, lowered to what RLIMIT_NOFILE leaves room for, and the 503 message past it."""
+    soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    fitting = max(1, (soft_limit - _PROCESS_DESCRIPTORS) // _DESCRIPTORS_PER_CONNECTION)
+    if soft_limit == resource.RLIM_INFINITY or fitting >= max_connections:
+        return max_connections, f'too many connections (max_connections is {max_connections})'
+    logger.warning(
+        'at most %d connections, not max_connections %d: the open file limit (ulimit -n) is %d',
+        fitting,
+        max_connections,
+        soft_limit,
+    )
+    return fitting, f'too many connections ({fitting}, as the open file limit is {soft_limit})'
+
+
+def _open_reserve() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return None
 
 
 def _refuse(sock: socket.socket, status: int, reason: str) -> None:
