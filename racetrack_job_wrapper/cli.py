@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from racetrack_job_wrapper import __version__
 from racetrack_job_wrapper.logs import configure_logs
 from racetrack_job_wrapper.manifest import MANIFEST_FILENAME, ManifestError
-from racetrack_job_wrapper.settings import Limits, positive_number
+from racetrack_job_wrapper.settings import LimitField, Limits
 from racetrack_job_wrapper.standalone import DEFAULT_HOST, DEFAULT_PORT, serve
 from racetrack_job_wrapper.template import TemplateError, render_file
 
@@ -65,12 +65,12 @@ def build_parser(legacy: bool = False) -> argparse.ArgumentParser:
         help='worker processes serving the port, each loading the job (default 1)',
     )
     limits = parser.add_argument_group('limits (defaults in parentheses; jobtype_extra can set them too)')
-    for name, kind, default, text in Limits.describe():
+    for limit in Limits.describe():
         limits.add_argument(
-            '--' + name.replace('_', '-'),
-            type=_positive(name, kind),
-            metavar=kind.__name__.upper(),
-            help=f'{text} ({default})',
+            '--' + limit.name.replace('_', '-'),
+            type=_limit_parser(limit),
+            metavar=limit.kind.__name__.upper(),
+            help=f'{limit.help} ({limit.default})',
         )
     limits.add_argument(
         '--cors-allow-origin',
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list[1:] if legacy else args_list)
     reference = args.job
     class_name = getattr(args, 'class_name', None)
-    options = {name: getattr(args, name) for name, _, _, _ in Limits.describe()}
+    options = {limit.name: getattr(args, limit.name) for limit in Limits.describe()}
     options['cors_allow_origins'] = args.cors_allow_origins
 
     def load() -> type:
@@ -139,14 +139,14 @@ def render_template(argv: Sequence[str]) -> int:
     return 0
 
 
-def _positive(name: str, kind: type) -> Callable[[str], int | float]:
+def _limit_parser(limit: LimitField) -> Callable[[str], int | float]:
     def parse(text: str) -> int | float:
         try:
-            return positive_number(name, kind, text, text=True)
+            return limit.parse(text, text=True)
         except ManifestError as e:
-            raise argparse.ArgumentTypeError(str(e).removeprefix(f'{name} ')) from None
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f'{limit.name} ')) from None
 
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    parse.__name__ = limit.kind.__name__  # argparse names the type in its messages
     return parse
 
 

@@ -16,12 +16,13 @@ class HealthState:
     live: bool = True
     ready: bool = False
     error: str | None = None
+    stopping: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set_ready(self) -> None:
-        """The job is loaded and serving."""
+        """The job is loaded and serving (and ready, unless shutting down already)."""
         with self._lock:
-            self.ready, self.error = True, None
+            self.ready, self.error = not self.stopping, None
 
     def set_error(self, error: str) -> None:
         """Loading failed: not live, not ready, with the reason."""
@@ -29,9 +30,9 @@ class HealthState:
             self.live, self.ready, self.error = False, False, error
 
     def set_draining(self) -> None:
-        """Shutting down: still live, no longer ready, so load balancers stop sending."""
+        """Shutting down: still live, no longer ready (for good), so load balancers stop sending."""
         with self._lock:
-            self.ready = False
+            self.ready, self.stopping = False, True
 
 
 def live_body(health: HealthState, settings: JobSettings) -> tuple[int, dict[str, Any]]:

@@ -115,6 +115,10 @@ class JobServer(ThreadingHTTPServer):
         self.limits = limits if limits is not None else Limits()
         self.observer = observer
         self.draining = False
+        # False from a shutdown's first moment: each response then says `Connection: close`, so a
+        # keep-alive client's next request opens a connection the load balancer sends elsewhere.
+        self.keep_alive = True
+        self._drain_deadline = math.inf
         # Every bytes response's first send passes this lock: see RequestHandler._send_body.
         self.send_turn = threading.Lock()
         self._handlers: set[RequestHandler] = set()
@@ -243,8 +247,9 @@ class JobServer(ThreadingHTTPServer):
         `serve_forever`. Returns True when every request read finished within the grace period.
         """
         grace = self.limits.grace_period if grace_period is None else grace_period
-        deadline = time.monotonic() + grace
-        self.draining = True  # from here every response says Connection: close
+        self._drain_deadline = min(self._drain_deadline, time.monotonic() + grace)
+        self.draining = True
+        self.keep_alive = False
         self.shutdown()  # stops serve_forever's accept loop
         waiting = self._take_backlog()
         self.socket.close()  # new connections are refused by the kernel from here on
@@ -258,7 +263,7 @@ class JobServer(ThreadingHTTPServer):
                         handler.interrupt()
                 if not self._connections:
                     return True
-                remaining = deadline - time.monotonic()
+                remaining = self._drain_deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._idle.wait(min(remaining, 0.05))
@@ -267,6 +272,12 @@ class JobServer(ThreadingHTTPServer):
             logger.error('grace period of %.1fs over; %d request(s) cut: %s', grace, len(cut), '; '.join(cut))
             return False
         return True
+
+    def cut_short(self) -> None:
+        """End a drain now (a second Ctrl-C): the requests still running are logged as cut."""
+        with self._handlers_lock:
+            self._drain_deadline = -math.inf
+            self._idle.notify_all()
 
     def _take_backlog(self) -> list[tuple[socket.socket, Any]]:
         """The connections waiting in the kernel's listen queue, taken without blocking.
@@ -492,7 +503,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 status = 499  # the client left while its call waited; nobody to answer
                 return False
             response.headers.extend(extra_headers)
-            keep_alive = head.keep_alive and not response.close and not self.server.draining
+            keep_alive = head.keep_alive and not response.close and self.server.keep_alive
             status = response.status
             sent = self._send(response, method, version, keep_alive)
             return keep_alive

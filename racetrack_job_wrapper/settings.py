@@ -26,13 +26,15 @@ from racetrack_job_wrapper.manifest import ManifestError, describe_value
 logger = logging.getLogger(__name__)
 
 
-def _limit(default: int | float, help_text: str) -> Any:
-    return field(default=default, metadata={'help': help_text})
+def _limit(default: int | float, help_text: str, zero_allowed: bool = False) -> Any:
+    return field(default=default, metadata={'help': help_text, 'zero_allowed': zero_allowed})
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on what one client can make the server hold; every field is a positive number.
+    """Bounds on what one client can make the server hold, and the timings of a shutdown.
+
+    Every field is a positive number (`shutdown_delay` may be 0).
 
     Each is a keyword argument of `serve_job_class`, a command-line flag (`--max-body-bytes`)
     and a `jobtype_extra` field, with the help text below.
@@ -47,33 +49,58 @@ class Limits:
     max_connections: int = _limit(1000, 'connections open at once; more get 503')
     max_json_depth: int = _limit(100, 'nesting of a JSON request body; deeper is 400')
     grace_period: float = _limit(30.0, 'seconds requests in flight get on shutdown')
+    # Load balancers and kube-proxy keep routing to a replica for a few seconds after it stops
+    # being ready; accepting on for that long is what makes a rolling update lose nothing.
+    shutdown_delay: float = _limit(
+        0.0, 'seconds to keep accepting after SIGTERM, /ready already 500, before draining', zero_allowed=True
+    )
 
     @classmethod
-    def describe(cls) -> list[tuple[str, type, int | float, str]]:
-        """(name, type, default, help) of every limit, in declaration order."""
+    def describe(cls) -> list[LimitField]:
+        """Name, kind, default, help and whether 0 is allowed, of every limit, in declaration order."""
         kinds = typing.get_type_hints(cls)
         # Every field is declared with _limit(), so its default is a number, never MISSING.
         return [
-            (item.name, kinds[item.name], typing.cast(int | float, item.default), item.metadata['help'])
+            LimitField(
+                item.name,
+                kinds[item.name],
+                typing.cast(int | float, item.default),
+                item.metadata['help'],
+                item.metadata['zero_allowed'],
+            )
             for item in dataclasses.fields(cls)
         ]
 
     def merged(self, values: Mapping[str, Any], label: str = '', text: bool = False) -> Limits:
-        """These limits with the positive numbers in `values` over them; unknown keys are ignored.
+        """These limits with the numbers in `values` over them; unknown keys are ignored.
 
         `label` prefixes a field's name in errors (`jobtype_extra.`); with `text`, numbers may
         be given as strings, as YAML and command lines give them. Raises ManifestError.
         """
         given: dict[str, Any] = {}  # each value of its own field's kind, int or float
-        for name, kind, _, _ in self.describe():
-            value = values.get(name)
+        for limit in self.describe():
+            value = values.get(limit.name)
             if value is not None:
-                given[name] = positive_number(f'{label}{name}', kind, value, text)
+                given[limit.name] = limit.parse(value, text, label)
         return dataclasses.replace(self, **given)
 
 
-def positive_number(name: str, kind: type, value: Any, text: bool = False) -> int | float:
-    """`value` as a positive, finite `kind` (int or float); ManifestError naming `name` otherwise."""
+class LimitField(typing.NamedTuple):
+    """One field of `Limits`, as flags, manifests and docs describe it."""
+
+    name: str
+    kind: type
+    default: int | float
+    help: str
+    zero_allowed: bool
+
+    def parse(self, value: Any, text: bool = False, label: str = '') -> int | float:
+        """`value` checked for this field; ManifestError naming `label` + the field otherwise."""
+        return positive_number(f'{label}{self.name}', self.kind, value, text, self.zero_allowed)
+
+
+def positive_number(name: str, kind: type, value: Any, text: bool = False, zero_allowed: bool = False) -> int | float:
+    """`value` as a positive (or, `zero_allowed`, zero), finite `kind`; ManifestError naming `name` otherwise."""
     number: int | float | None = None
     if isinstance(value, bool):
         number = None
@@ -81,9 +108,10 @@ def positive_number(name: str, kind: type, value: Any, text: bool = False) -> in
         number = _as_int(value) if text else (value if isinstance(value, int) else None)
     elif isinstance(value, (int, float)) or (text and isinstance(value, str)):
         number = _as_float(value)
-    if number is None or not number > 0:
+    if number is None or not (number > 0 or (zero_allowed and number == 0)):
         noun = 'integer' if kind is int else 'number of seconds'
-        raise ManifestError(f'{name} must be a positive {noun}, got {describe_value(value)}')
+        sign = 'non-negative' if zero_allowed else 'positive'
+        raise ManifestError(f'{name} must be a {sign} {noun}, got {describe_value(value)}')
     return number
 
 
@@ -116,7 +144,7 @@ SETTING_FIELDS = frozenset(
 )
 # Read by the image build of the Python job type, not by the server; known, so not warned about.
 BUILD_FIELDS = frozenset({'requirements_path', 'entrypoint_path', 'entrypoint_class'})
-JOBTYPE_EXTRA_FIELDS = frozenset(SETTING_FIELDS | {name for name, _, _, _ in Limits.describe()} | BUILD_FIELDS)
+JOBTYPE_EXTRA_FIELDS = frozenset(SETTING_FIELDS | {limit.name for limit in Limits.describe()} | BUILD_FIELDS)
 # Top-level fields of Racetrack's manifest schema: the server reads some, Racetrack and image builds the rest.
 MANIFEST_FIELDS = frozenset(
     {
@@ -423,6 +451,7 @@ class ServerOptions(typing.TypedDict, total=False):
     max_connections: int
     max_json_depth: int
     grace_period: float
+    shutdown_delay: float
     cors_allow_origins: str | list[str] | None
 
 
@@ -437,7 +466,7 @@ def apply_options(settings: JobSettings, options: Mapping[str, Any]) -> JobSetti
     ValueError naming the option for a bad value.
     """
     given = {key: value for key, value in options.items() if value is not None}
-    known = {name for name, _, _, _ in Limits.describe()} | APP_OPTIONS
+    known = {limit.name for limit in Limits.describe()} | APP_OPTIONS
     unknown = set(given) - known
     if unknown:
         raise TypeError(f'unknown server option(s): {", ".join(sorted(unknown))}; known: {", ".join(sorted(known))}')

@@ -71,8 +71,9 @@ def serve(
 ) -> int:
     """Run a server whose job is produced by `load()` (called in the background); returns an exit code.
 
-    SIGTERM and SIGINT drain the server: /ready turns 500, accepting stops, requests in
-    flight finish within the grace period. The exit code is 0 when none was cut. With
+    SIGTERM and SIGINT drain the server: /ready turns 500, accepting goes on for the shutdown
+    delay, then stops, and requests in flight finish within the grace period; a second SIGINT
+    cuts them. The exit code is 0 when none was cut. With
     `workers` above 1, that many processes serve the port, each calling `load()` itself.
     An unusable manifest (or JOB_AUTH_TOKENS) is logged and raises SystemExit(2) before
     anything listens: a configuration error should stop the process, with its reason in the log.
@@ -96,7 +97,7 @@ def serve(
             runner.bind(host, port, listener=listener)
             return runner
 
-        return serve_workers(make_worker, host, port, workers, settings.limits.grace_period)
+        return serve_workers(make_worker, host, port, workers, settings.limits)
     runner = JobRunner(load, settings, observability=observability)
     runner.bind(host, port)
     logger.info('serving at http://%s:%d', host, runner.server.server_address[1])
@@ -149,6 +150,7 @@ class JobRunner:
         self.server: JobServer = None  # type: ignore[assignment]  # made by bind(), before any use
         self.loaded = threading.Event()
         self._drained: threading.Thread | None = None
+        self._delay_over = threading.Event()  # set when the shutdown delay ends, or is cut short
         self._clean_exit = True
         self._components: Any = None
 
@@ -181,10 +183,10 @@ class JobRunner:
             self.health.set_error(describe_failure(e))
             logger.exception('the job failed to load: %s', self.health.error)
         else:
-            if not self.server.draining:
+            if not self.server.draining:  # during a shutdown delay it serves, though not ready
                 self.server.app = app
                 self.health.set_ready()
-                if self.slot is not None:
+                if self.slot is not None and self.health.ready:
                     self.slot.set_ready()
                 logger.info('the job is ready')
         finally:
@@ -223,16 +225,40 @@ class JobRunner:
         return 0 if self._clean_exit else 1
 
     def stop(self) -> None:
-        """Begin a graceful drain from any thread (what SIGTERM does)."""
+        """Begin a graceful shutdown from any thread (what SIGTERM does)."""
         if self._drained is not None:
             return
-        logger.info('shutting down: draining requests in flight (grace period %.0fs)', self.limits.grace_period)
         self.health.set_draining()
-        self._drained = threading.Thread(target=self._drain, name='drain', daemon=True)
+        self.server.keep_alive = False
+        self._drained = threading.Thread(target=self._shut_down, name='drain', daemon=True)
         self._drained.start()
 
-    def _drain(self) -> None:
+    def _shut_down(self) -> None:
+        started = time.monotonic()
+        delay = self.limits.shutdown_delay
+        if delay:
+            logger.info('shutting down: /ready reports 500; serving on for %.1fs (shutdown delay)', delay)
+            self._delay_over.wait(delay)
+        logger.info(
+            'shutting down: stopped accepting; draining %d connection(s) (grace period %.0fs)',
+            self.server.connection_count(),
+            self.limits.grace_period,
+        )
+        drain_started = time.monotonic()
         self._clean_exit = self.server.drain()
+        now = time.monotonic()
+        logger.info('shutdown done in %.1fs (drain %.1fs)', now - started, now - drain_started)
+
+    def stop_now(self) -> None:
+        """Cut a shutdown short (a second Ctrl-C): no delay left, requests still running are cut."""
+        self.stop()
+        logger.warning('stopping now: requests still running are cut')
+        self._delay_over.set()
+        self.server.cut_short()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        self.stop()
+        # Only SIGINT cuts a shutdown short: a supervisor's repeated SIGTERM must not cut requests.
+        if self._drained is not None and signum == signal.SIGINT:
+            self.stop_now()
+        else:
+            self.stop()

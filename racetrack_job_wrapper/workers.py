@@ -2,8 +2,9 @@
 
 The parent binds the socket, then forks the workers; each worker loads the job itself and
 serves with its own threads, so N workers use N cores for Python code. The parent serves
-nothing: it restarts a worker that dies, and on SIGTERM or SIGINT it closes its copy of the
-socket, passes SIGTERM on and waits for every worker to drain.
+nothing: it restarts a worker that dies, and on SIGTERM or SIGINT it passes SIGTERM on,
+closes its copy of the socket after the shutdown delay (as each worker does) and waits for
+every worker to drain.
 
 Metrics of all workers add up through prometheus_client's multiprocess mode: every worker
 writes its values to files in one directory (PROMETHEUS_MULTIPROC_DIR), and `/metrics`,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import mmap
 import os
 import shutil
@@ -32,6 +34,7 @@ from prometheus_client import CollectorRegistry, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from racetrack_job_wrapper.server import shared_listener
+from racetrack_job_wrapper.settings import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +96,7 @@ class WorkerSlot:
 WorkerFactory = Callable[[socket.socket, CollectorRegistry, WorkerSlot], Worker]
 
 
-def serve_workers(make_worker: WorkerFactory, host: str, port: int, count: int, grace_period: float) -> int:
+def serve_workers(make_worker: WorkerFactory, host: str, port: int, count: int, limits: Limits) -> int:
     """Bind `host:port` and run `count` workers made by `make_worker(listener, scrape_registry, slot)`.
 
     Blocks until stopped.
@@ -110,7 +113,7 @@ def serve_workers(make_worker: WorkerFactory, host: str, port: int, count: int, 
     listener = shared_listener((host, port))
     logger.info('serving at http://%s:%d with %d worker processes', host, listener.getsockname()[1], count)
     try:
-        return Supervisor(make_worker, listener, count, grace_period, metrics_dir).run()
+        return Supervisor(make_worker, listener, count, limits, metrics_dir).run()
     finally:
         listener.close()
         metrics_dir.close()
@@ -185,13 +188,13 @@ class Supervisor:
         make_worker: WorkerFactory,
         listener: socket.socket,
         count: int,
-        grace_period: float,
+        limits: Limits,
         metrics_dir: MetricsDirectory,
     ):
         self._make_worker = make_worker
         self._listener = listener
         self._count = count
-        self._grace_period = grace_period
+        self._limits = limits
         self._metrics_dir = metrics_dir
         self._board = ReadyBoard(count)
         self._pid = os.getpid()
@@ -199,6 +202,8 @@ class Supervisor:
         self._restarts: dict[int, float] = {}  # slot -> when to start it again
         self._early_deaths = [0] * count
         self._stop_signal: int | None = None
+        self._interrupted_again = False  # a second SIGINT: the workers cut their shutdown short
+        self._close_listener_at = math.inf
         self._deadline = 0.0
         self._killed = False
         self._clean = True
@@ -215,6 +220,13 @@ class Supervisor:
                     self._begin_stop()
                 self._reap()
                 if self._deadline:
+                    if self._interrupted_again:
+                        self._interrupted_again = False
+                        self._forward(signal.SIGINT, None)
+                    if time.monotonic() >= self._close_listener_at:
+                        self._close_listener_at = math.inf
+                        logger.info('shutting down: stopped accepting')
+                        self._listener.close()  # with the workers' copies closed too, the kernel refuses new ones
                     if not self._children:
                         break
                     if time.monotonic() > self._deadline and not self._killed:
@@ -230,6 +242,8 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         # Only note it: the loop acts within one poll, outside the signal handler.
+        if self._stop_signal is not None and signum == signal.SIGINT:
+            self._interrupted_again = True
         self._stop_signal = signum
 
     def _forward(self, signum: int, frame: object) -> None:
@@ -237,11 +251,16 @@ class Supervisor:
             _signal(pid, signum)
 
     def _begin_stop(self) -> None:
+        delay, grace = self._limits.shutdown_delay, self._limits.grace_period
         logger.info(
-            'shutting down: draining %d worker(s) (grace period %.0fs)', len(self._children), self._grace_period
+            'shutting down %d worker(s): serving on for %.1fs (shutdown delay), then draining (grace period %.0fs)',
+            len(self._children),
+            delay,
+            grace,
         )
-        self._deadline = time.monotonic() + self._grace_period + _KILL_AFTER_GRACE
-        self._listener.close()  # with the workers' copies closed too, the kernel refuses new connections
+        now = time.monotonic()
+        self._close_listener_at = now + delay
+        self._deadline = now + delay + grace + _KILL_AFTER_GRACE
         self._restarts.clear()
         for pid in self._children:
             _signal(pid, signal.SIGTERM)

@@ -292,7 +292,7 @@ class JobSettingsTest(unittest.TestCase):
 
     def test_limit_fields_table(self):
         self.assertEqual(
-            {name: kind for name, kind, _, _ in Limits.describe()},
+            {limit.name: limit.kind for limit in Limits.describe()},
             {
                 'max_body_bytes': int,
                 'max_request_line_bytes': int,
@@ -303,19 +303,26 @@ class JobSettingsTest(unittest.TestCase):
                 'max_connections': int,
                 'max_json_depth': int,
                 'grace_period': float,
+                'shutdown_delay': float,
             },
         )
 
     def test_bad_limits(self):
-        for name, kind, _, _ in Limits.describe():
-            bad = [0, -1, True, 'abc', [1], float('inf')] + ([1.5] if kind is int else [])
+        for limit in Limits.describe():
+            bad = [-1, True, 'abc', [1], float('inf')] + ([1.5] if limit.kind is int else [])
+            bad += [] if limit.zero_allowed else [0]
+            sign = 'non-negative' if limit.zero_allowed else 'positive'
             for value in bad:
-                with self.subTest(field=name, value=value):
+                with self.subTest(field=limit.name, value=value):
                     self.assertManifestError(
-                        self.extra(**{name: value}),
-                        f'jobtype_extra.{name} must be a positive',
+                        self.extra(**{limit.name: value}),
+                        f'jobtype_extra.{limit.name} must be a {sign}',
                         f'{type(value).__name__} {value!r}',
                     )
+
+    def test_a_shutdown_delay_may_be_zero(self):
+        self.assertEqual(self.settings(self.extra(shutdown_delay=0)).limits.shutdown_delay, 0)
+        self.assertEqual(self.settings(self.extra(shutdown_delay='2.5')).limits.shutdown_delay, 2.5)
 
     def test_cors_allow_origins(self):
         settings = self.settings(self.extra(cors_allow_origins=['https://a.example.com', 'http://localhost:3000/']))

@@ -727,7 +727,7 @@ class ConfigurationTest(LimitsTestCase):
 
     def test_the_keyword_options_are_the_limits_and_the_cors_origins(self):
         self.assertEqual(
-            set(ServerOptions.__annotations__), {name for name, _, _, _ in Limits.describe()} | {'cors_allow_origins'}
+            set(ServerOptions.__annotations__), {limit.name for limit in Limits.describe()} | {'cors_allow_origins'}
         )
 
     def test_the_readme_limits_table_is_the_limits(self):
@@ -735,8 +735,8 @@ class ConfigurationTest(LimitsTestCase):
         rows = re.findall(r'^\| `(\w+)`[^|]*\| (\d+)[^|]*\|', readme, re.MULTILINE)
         table = {name: float(default) for name, default in rows}
         self.assertEqual(
-            {name: table.get(name) for name, _, _, _ in Limits.describe()},
-            {name: float(default) for name, _, default, _ in Limits.describe()},
+            {limit.name: table.get(limit.name) for limit in Limits.describe()},
+            {limit.name: float(limit.default) for limit in Limits.describe()},
         )
 
     def test_keyword_options_win_over_jobtype_extra_over_defaults(self):

@@ -15,6 +15,7 @@ import unittest
 from pathlib import Path
 from unittest import mock
 
+from racetrack_job_wrapper.settings import Limits
 from racetrack_job_wrapper.workers import Supervisor
 from tests.support import REPO_DIR, JobClient, ProcessJob, slow
 
@@ -265,7 +266,7 @@ class WorkersTest(unittest.TestCase):
 @slow
 class SupervisorTest(unittest.TestCase):
     def test_failed_fork_is_retried_later_with_growing_delay(self):
-        supervisor = Supervisor(mock.Mock(), mock.Mock(), 1, grace_period=1.0, metrics_dir=mock.Mock())
+        supervisor = Supervisor(mock.Mock(), mock.Mock(), 1, Limits(grace_period=1.0), metrics_dir=mock.Mock())
         before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
         with (
             mock.patch('os.fork', side_effect=BlockingIOError(11, 'Resource temporarily unavailable')),
