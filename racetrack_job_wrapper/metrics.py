@@ -59,7 +59,8 @@ REJECTION_REASONS = (
     'headers_too_large',  # max_header_bytes, max_header_fields
     'not_implemented',  # a Transfer-Encoding other than chunked
     'http_version',  # neither HTTP/1.0 nor HTTP/1.1
-    'connection_limit',  # 503 before any request is read: max_connections
+    'connection_limit',  # 503 before any request is read: max_connections, max_client_connections, no descriptor
+    'evicted',  # at a connection cap: the connection waiting longest for a request, closed to make room
     'shutting_down',  # 503 before any request is read
 )
 _METRIC_NAME = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*')

@@ -20,8 +20,9 @@ import socket
 import struct
 import threading
 import time
+import typing
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -64,6 +65,10 @@ _PROCESS_DESCRIPTORS = 32
 _ACCEPT_BACKOFF = 0.1
 # Resource exhaustion is logged at most once per this many seconds, not once per connection.
 _WARNING_INTERVAL = 10.0
+# At the connection cap, a new connection takes the place of the one that has waited longest
+# for its request (idle, or still sending its head) once that one's thread has let it go; the
+# accept loop waits at most this long for it.
+_EVICTION_WAIT = 0.1
 
 
 class RequestObserver(Protocol):
@@ -125,6 +130,7 @@ class JobServer(ThreadingHTTPServer):
         # Counted when accepted, not when the thread starts, so a burst cannot overshoot the cap
         # and a drain never misses a connection whose thread has not run yet.
         self._connections = 0
+        self._per_client: dict[str, int] = {}  # connections by client address, with max_client_connections
         self._handlers_lock = threading.Lock()
         self._idle = threading.Condition(self._handlers_lock)
         self.connection_cap, self._full_message = _connection_cap(self.limits.max_connections)
@@ -141,26 +147,68 @@ class JobServer(ThreadingHTTPServer):
             self.socket = listener
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Start a thread for the connection, or refuse it with 503 past `connection_cap` or when no thread starts.
+        """Start a thread for the connection, or refuse it with 503 when no place is free or no thread starts.
 
-        While draining, a connection still accepted is served one request with `Connection: close`.
+        At `connection_cap` (or a client address's `max_client_connections`), the connection that
+        has waited longest for a request of its own is closed to make the place: a client that
+        opens connections and sends nothing (or sends its head a byte at a time) cannot keep
+        others out, however fast it reconnects. A connection with a request in progress is never
+        closed, so past the cap with none waiting the answer is 503. While draining, a connection
+        still accepted is served one request with `Connection: close`.
         """
-        with self._handlers_lock:
-            full = self._connections >= self.connection_cap
-            if not full:
-                self._connections += 1
-        if full:
-            self._refuse_connection(request, self._full_message, 'connection_limit')
+        address = str(client_address[0]) if client_address else ''
+        refusal = self._admit(address)
+        if refusal is not None:
+            self._refuse_connection(request, refusal, 'connection_limit')
             return
         try:
             super().process_request(request, client_address)
         except RuntimeError as e:  # can't start new thread: out of memory or of the process's thread limit
-            self._forget_connection()
+            self._forget_connection(address)
             self._warn('threads', 'cannot start a connection thread (%s): connections get 503', e)
             self._refuse_connection(request, 'no thread to serve the connection', 'connection_limit')
         except BaseException:
-            self._forget_connection()
+            self._forget_connection(address)
             raise
+
+    def _admit(self, address: str) -> str | None:
+        """Count a new connection from `address`, making a place for it if needed; the refusal message if none."""
+        per_client = self.limits.max_client_connections
+        with self._handlers_lock:
+            client_full = per_client and self._per_client.get(address, 0) >= per_client
+            if client_full and not self._make_room(lambda: self._per_client.get(address, 0) < per_client, address):
+                return f'too many connections from {address} (max_client_connections is {per_client})'
+            full = self._connections >= self.connection_cap
+            if full and not self._make_room(lambda: self._connections < self.connection_cap):
+                return self._full_message
+            self._connections += 1
+            if per_client:
+                self._per_client[address] = self._per_client.get(address, 0) + 1
+        return None
+
+    def _make_room(self, has_room: Callable[[], bool], address: str | None = None) -> bool:
+        """Close the connection (of `address`, if given) waiting longest for a request; wait for its place.
+
+        Called holding `_handlers_lock`; False when no connection is waiting or none let go in time.
+        """
+        waiting = [
+            handler
+            for handler in self._handlers
+            if handler.waiting_since is not None and (address is None or handler.client_address[0] == address)
+        ]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda handler: typing.cast(float, handler.waiting_since))
+        oldest.evict()
+        if self.observer is not None:
+            self.observer.connection_refused('evicted')
+        deadline = time.monotonic() + _EVICTION_WAIT
+        while not has_room():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._idle.wait(remaining)
+        return True
 
     def get_request(self) -> tuple[socket.socket, Any]:
         """Accept a connection; out of descriptors, refuse one waiting connection (or pause) and raise."""
@@ -213,11 +261,14 @@ class JobServer(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._forget_connection()
+            self._forget_connection(str(client_address[0]) if client_address else '')
 
-    def _forget_connection(self) -> None:
+    def _forget_connection(self, address: str) -> None:
         with self._handlers_lock:
             self._connections -= 1
+            count = self._per_client.pop(address, 0) - 1
+            if count > 0:
+                self._per_client[address] = count
             self._idle.notify_all()
 
     def connection_count(self) -> int:
@@ -412,6 +463,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         super().setup()
         self.busy = False
         self.last_active = time.monotonic()
+        # Since when this connection waits for a request of its own: idle, or receiving the head.
+        # None while a request is read past its head or answered; such a connection is never evicted.
+        self.waiting_since: float | None = self.last_active
         self._unread_input = False
         self._current = ''
         self._started = 0.0
@@ -436,6 +490,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         """Wake an idle connection blocked waiting for its next request, so it closes."""
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RD)
+
+    def evict(self) -> None:
+        """Close this connection, waiting for a request, to make room for another (called under the handlers' lock)."""
+        self.waiting_since = None  # evicted once
+        self.interrupt()
 
     def describe(self) -> str:
         """What this connection is doing, for logs about cut requests."""
@@ -476,6 +535,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 method, target, version = http11.read_request_line(reader, limits, head_deadline)
                 self._current = f'{method} {target}'
                 head = http11.read_head(reader, version, limits, head_deadline)
+                self.waiting_since = None
                 if head.expect_continue:
                     self.connection.sendall(http11.CONTINUE)
                 body = http11.read_body(reader, head, limits, limits.head_timeout)
@@ -505,6 +565,10 @@ class RequestHandler(BaseHTTPRequestHandler):
             response.headers.extend(extra_headers)
             keep_alive = head.keep_alive and not response.close and self.server.keep_alive
             status = response.status
+            if keep_alive:
+                # Waiting for the next request from here: an eviction only stops reading, so
+                # this response is still sent in full.
+                self.waiting_since = time.monotonic()
             sent = self._send(response, method, version, keep_alive)
             return keep_alive
         finally:

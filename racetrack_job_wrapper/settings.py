@@ -44,9 +44,14 @@ class Limits:
     max_request_line_bytes: int = _limit(8 * 1024, 'longest request line; longer is 414')
     max_header_bytes: int = _limit(64 * 1024, 'request headers in all; more is 431')
     max_header_fields: int = _limit(100, 'request header fields; more is 431')
-    head_timeout: float = _limit(30.0, 'seconds to receive the request line and headers; then 408')
+    # HAProxy's manual suggests 10 s for `timeout http-request`; a head takes one round trip.
+    head_timeout: float = _limit(10.0, 'seconds to receive the request line and headers; then 408')
     idle_timeout: float = _limit(60.0, 'seconds an idle keep-alive connection is kept')
     max_connections: int = _limit(1000, 'connections open at once; more get 503')
+    # Off by default: behind a proxy (Racetrack's Pub, an ingress) every client has its address.
+    max_client_connections: int = _limit(
+        0, 'connections open at once from one client address; more get 503 (0: no such cap)', zero_allowed=True
+    )
     max_json_depth: int = _limit(100, 'nesting of a JSON request body; deeper is 400')
     grace_period: float = _limit(30.0, 'seconds requests in flight get on shutdown')
     # Load balancers and kube-proxy keep routing to a replica for a few seconds after it stops
@@ -449,6 +454,7 @@ class ServerOptions(typing.TypedDict, total=False):
     head_timeout: float
     idle_timeout: float
     max_connections: int
+    max_client_connections: int
     max_json_depth: int
     grace_period: float
     shutdown_delay: float

@@ -260,6 +260,16 @@ def load_example(name: str) -> type:
     return module.Job
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll `condition` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
 def free_port() -> int:
     """A port that was free a moment ago on 127.0.0.1."""
     with socket.socket() as sock:
@@ -288,8 +298,9 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0, read_until_close:
 class RawConnection:
     """A raw socket to a test server: send any bytes, read responses one by one, see the close."""
 
-    def __init__(self, port: int, timeout: float = 10.0):
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 10.0, source: str = '127.0.0.1'):
+        # Any 127.x.y.z is this machine: another `source` is another client address.
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout, source_address=(source, 0))
         self._buffer = bytearray()
 
     def send(self, data: bytes) -> None:

@@ -75,6 +75,15 @@ class DescriptorLimitTest(unittest.TestCase):
     def hold_connections(self) -> None:
         self.held += [socket.create_connection(('127.0.0.1', self.job.port), timeout=5) for _ in range(HELD)]
 
+    def hold_requests_in_progress(self) -> None:
+        """`HELD` connections, each accepted one with a request in progress (so never evicted), or refused."""
+        self.hold_connections()
+        head = b'POST /api/v1/perform HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\nExpect: 100-continue\r\n\r\n'
+        for sock in self.held:
+            sock.sendall(head)
+        for sock in self.held:  # answered, each: 100 Continue once its head is read, or 503
+            self.assertTrue(sock.recv(12).startswith(b'HTTP/1.1 '))
+
     def release(self) -> None:
         for sock in self.held:
             sock.close()
@@ -108,7 +117,7 @@ class DescriptorLimitTest(unittest.TestCase):
 
     def test_the_connection_cap_fits_the_descriptor_limit(self):
         cap = (DESCRIPTOR_LIMIT - 32) // 2
-        self.hold_connections()
+        self.hold_requests_in_progress()
         self.assert_refused_promptly(f'too many connections ({cap}, as the open file limit is {DESCRIPTOR_LIMIT})')
         self.assert_idle()
         self.assertEqual(self.log_lines(f'at most {cap} connections, not max_connections 1000'), 1)

@@ -301,6 +301,7 @@ class JobSettingsTest(unittest.TestCase):
                 'head_timeout': float,
                 'idle_timeout': float,
                 'max_connections': int,
+                'max_client_connections': int,
                 'max_json_depth': int,
                 'grace_period': float,
                 'shutdown_delay': float,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -197,6 +198,7 @@ class RejectionMetricsTest(ServerTestCase):
                 'not_implemented': 0,
                 'http_version': 0,
                 'connection_limit': 0,
+                'evicted': 0,
                 'shutting_down': 0,
             },
         )
@@ -206,9 +208,17 @@ class RejectionMetricsTest(ServerTestCase):
     def test_connections_over_the_cap(self):
         running = self.start(SleepJob, max_connections=1)
         holder = running.client()
-        self.assertEqual(holder.get('/live').status, 200)  # keeps its connection open
-        self.assertIn(b' 503 ', raw_exchange(running.port, b'GET /live HTTP/1.1\r\nHost: x\r\n\r\n'))
+        self.assertEqual(holder.get('/live').status, 200)  # keeps its connection open, idle
+        self.assertIn(b' 200 ', raw_exchange(running.port, b'GET /live HTTP/1.1\r\nHost: x\r\n\r\n'))
+        wait_for(lambda: running.runner.server.connection_count() == 0)  # the holder evicted, that one closed
+        with socket.create_connection(('127.0.0.1', running.port)) as busy:  # a request in progress: never evicted
+            busy.sendall(
+                b'POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n'
+            )
+            self.assertEqual(busy.recv(100), b'HTTP/1.1 100 Continue\r\n\r\n')  # its head is read
+            self.assertIn(b' 503 ', raw_exchange(running.port, b'GET /live HTTP/1.1\r\nHost: x\r\n\r\n'))
         value = running.runner.registry.get_sample_value
+        self.assertEqual(value('requests_rejected_total', {'reason': 'evicted'}), 1)  # the idle holder
         self.assertEqual(value('requests_rejected_total', {'reason': 'connection_limit'}), 1)
 
     def test_refusals_of_access_control_but_not_the_jobs_own_errors(self):

@@ -8,6 +8,7 @@ import re
 import select
 import socket
 import tempfile
+import threading
 import time
 import unittest
 from pathlib import Path
@@ -15,7 +16,7 @@ from unittest import mock
 
 from racetrack_job_wrapper import server
 from racetrack_job_wrapper.settings import JobSettings, Limits, ServerOptions, apply_options
-from tests.support import ProcessJob, RawConnection, ServerTestCase, raw_exchange
+from tests.support import ProcessJob, RawConnection, ServerTestCase, raw_exchange, wait_until
 
 MiB = 1024 * 1024
 PERFORM = b'POST /api/v1/perform HTTP/1.1\r\nHost: t\r\n'
@@ -532,32 +533,129 @@ class TimeoutTest(LimitsTestCase):
         self.assertEqual(len(response.body), 16 * MiB + 2)
 
 
+# A request whose body has not come yet: in progress, so its connection is never evicted.
+BODY_PENDING = b'POST /api/v1/perform HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\nExpect: 100-continue\r\n\r\n'
+CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
+
+
 class ConnectionCapTest(LimitsTestCase):
-    def test_connections_past_the_cap_get_503_and_close(self):
+    def hold(self, count: int, data: bytes, source: str = '127.0.0.1') -> list[RawConnection]:
+        """`count` connections from `source` that sent `data`, each accepted and counted before the next."""
+        held: list[RawConnection] = []
+        self.addCleanup(lambda: [conn.close() for conn in held])
+        server = self.running.runner.server
+        for _ in range(count):
+            held.append(RawConnection(self.running.port, source=source))
+            held[-1].send(data)
+            if data == BODY_PENDING:  # its head read, so it is in progress
+                self.assertEqual(held[-1].sock.recv(len(CONTINUE)), CONTINUE)
+            elif data.endswith(b'\r\n\r\n'):
+                self.assertEqual(held[-1].read_response().status, 200)
+            counted = wait_until(lambda expected=len(held): server.connection_count() >= expected)
+            self.assertTrue(counted, server.connection_count())
+            time.sleep(0.01)  # each one waiting since a moment of its own
+        return held
+
+    def test_connections_past_the_cap_with_requests_in_progress_get_503_and_close(self):
         running = self.start_echo(max_connections=3)
-        held = [RawConnection(running.port) for _ in range(3)]
-        try:
-            for conn in held:  # make sure each one is accepted and counted
-                conn.send(b'GET /ready HTTP/1.1\r\nHost: t\r\n\r\n')
-                self.assertEqual(conn.read_response().status, 200)
-            with RawConnection(running.port) as extra:
-                extra.send(b'GET /ready HTTP/1.1\r\nHost: t\r\n\r\n')
-                response = extra.read_response()
-                self.assertEqual(response.status, 503)
-                self.assertEqual(
-                    response.json(),
-                    {'error': 'too many connections (max_connections is 3)', 'type': 'ServiceUnavailable'},
-                )
-                self.assertEqual(response.headers['connection'], 'close')
-                self.assertTrue(extra.closed_by_server())
-            held[0].sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\x01\x00\x00\x00\x00\x00\x00\x00')
-        finally:
-            for conn in held:
-                conn.close()
-        deadline = time.monotonic() + 5
-        while running.runner.server.connection_count() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        held = self.hold(3, BODY_PENDING)
+        with RawConnection(running.port) as extra:
+            extra.send(b'GET /ready HTTP/1.1\r\nHost: t\r\n\r\n')
+            response = extra.read_response()
+            self.assertEqual(response.status, 503)
+            self.assertEqual(
+                response.json(),
+                {'error': 'too many connections (max_connections is 3)', 'type': 'ServiceUnavailable'},
+            )
+            self.assertEqual(response.headers['connection'], 'close')
+            self.assertTrue(extra.closed_by_server())
+        for conn in held:  # the requests in progress were left alone
+            conn.send(b'{"a": 1}')
+            self.assertEqual(conn.read_response().json(), {'a': 1})
         self.assertStillServes()
+
+    def test_at_the_cap_the_longest_idle_connection_makes_room(self):
+        running = self.start_echo(max_connections=3)
+        held = self.hold(3, b'GET /ready HTTP/1.1\r\nHost: t\r\n\r\n')
+        self.assertStillServes()  # a fourth connection: the first held one, idle longest, is closed for it
+        self.assertTrue(held[0].closed_by_server())
+        for conn in held[1:]:
+            conn.send(b'GET /ready HTTP/1.1\r\nHost: t\r\n\r\n')
+            self.assertEqual(conn.read_response().status, 200)
+        value = running.runner.registry.get_sample_value
+        self.assertEqual(value('requests_rejected_total', {'reason': 'evicted'}), 1)
+        self.assertEqual(value('requests_rejected_total', {'reason': 'connection_limit'}), 0)
+
+    def test_connections_sending_their_heads_slowly_cannot_keep_others_out(self):
+        self.start_echo(max_connections=5)
+        slow = self.hold(5, b'POST /api/v1/perform HTTP/1.1\r\nHost: t\r\nX-a: ')
+        served = []
+        self.addCleanup(lambda: [conn.close() for conn in served])
+        for index in range(5):  # each on a new connection kept open, taking the place of the oldest slow one
+            served.append(RawConnection(self.running.port))
+            served[-1].send(post(json.dumps({'n': index}).encode()))
+            self.assertEqual(served[-1].read_response().json(), {'n': index})
+        self.assertTrue(all(conn.closed_by_server() for conn in slow))
+
+    def test_a_client_reconnecting_as_fast_as_it_is_cut_off_cannot_keep_others_out(self):
+        running = self.start_echo(max_connections=20)
+        stop = threading.Event()
+        opened = []
+
+        def flood() -> None:
+            # Keeps 40 connections trickling their heads, opening a new one whenever one is closed.
+            sockets: list[socket.socket] = []
+            while not stop.is_set():
+                while len(sockets) < 40 and not stop.is_set():
+                    try:
+                        sock = socket.create_connection(('127.0.0.1', running.port), timeout=5)
+                        sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n')
+                        sock.setblocking(False)
+                        sockets.append(sock)
+                        opened.append(1)
+                    except OSError:
+                        pass
+                for sock in sockets[:]:
+                    try:
+                        if sock.recv(65536) == b'':
+                            raise ConnectionResetError
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        pass
+                    sock.close()
+                    sockets.remove(sock)
+            for sock in sockets:
+                sock.close()
+
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        self.addCleanup(flooder.join, 10)
+        self.addCleanup(stop.set)
+        self.assertTrue(wait_until(lambda: len(opened) >= 60))  # the cap is full and cutting
+        statuses = []
+        for index in range(30):
+            with RawConnection(running.port) as conn:
+                conn.send(post(json.dumps({'n': index}).encode()))
+                statuses.append(conn.read_response().status)
+        stop.set()
+        self.assertEqual(statuses, [200] * 30)
+
+    def test_connections_per_client_address(self):
+        running = self.start_echo(max_client_connections=2)
+        held = self.hold(2, BODY_PENDING)
+        with RawConnection(running.port) as extra:
+            extra.send(b'GET /ready HTTP/1.1\r\nHost: t\r\n\r\n')
+            response = extra.read_response()
+        self.assertEqual(response.status, 503)
+        self.assertEqual(response.json()['error'], 'too many connections from 127.0.0.1 (max_client_connections is 2)')
+        with RawConnection(running.port, source='127.0.0.2') as other:  # another address is not affected
+            other.send(b'GET /ready HTTP/1.1\r\nHost: t\r\n\r\n')
+            self.assertEqual(other.read_response().status, 200)
+        held[0].send(b'{"a": 1}')
+        self.assertEqual(held[0].read_response().json(), {'a': 1})  # now idle: its place can be taken
+        self.assertStillServes()
+        self.assertTrue(held[0].closed_by_server())
 
     def test_a_burst_of_connections_cannot_overshoot_the_cap(self):
         running = self.start_echo(max_connections=5)
@@ -716,11 +814,13 @@ class ConfigurationTest(LimitsTestCase):
                 max_request_line_bytes=8192,
                 max_header_bytes=65536,
                 max_header_fields=100,
-                head_timeout=30.0,
+                head_timeout=10.0,
                 idle_timeout=60.0,
                 max_connections=1000,
+                max_client_connections=0,
                 max_json_depth=100,
                 grace_period=30.0,
+                shutdown_delay=0.0,
             ),
         )
         self.assertEqual(settings.cors_allow_origins, ('*',))
