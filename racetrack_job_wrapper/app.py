@@ -266,6 +266,8 @@ def build_job_app(
         has_perform=has_perform,
         static_files=[file for endpoint in static for file in endpoint.files],
         has_webview=webview is not None,
+        is_public=AccessPolicy.from_settings(settings).is_public,
+        max_body_bytes=settings.limits.max_body_bytes,
     )
     routes.extend(docs_routes(document, title))
     routes.extend(endpoint.route for endpoint in static)

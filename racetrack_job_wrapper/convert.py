@@ -17,8 +17,12 @@ In both checking modes a value that already fits reaches the job unchanged: an i
 `float` stays an integer (PEP 484's numeric tower; pydantic would pass `1.0`), so the job sums
 `[40, 2]` to `42`, as it would unvalidated. Where the value does not fit it is converted: a list
 into a `tuple`, `set` or `frozenset`, an object into a dataclass instance (recursively), an
-`Enum` value into its member. `Optional[X]` accepts null. Annotations this module does not
-understand (arbitrary classes, numpy arrays, `Any`, none at all) are not checked.
+`Enum` value into its member. `Optional[X]` accepts null. A pydantic model validates itself:
+`model_validate` in lax mode (as FastAPI calls it), `model_validate_json` with `strict=True` in
+strict mode (the value came as JSON, where an array is a tuple's form), and the job gets the
+model instance; pydantic's first error becomes the ValidationError, with its field's path.
+Annotations this module does not understand (arbitrary classes, numpy arrays, `Any`, none at
+all) are not checked.
 
 Text converters (query strings, path segments) parse `int`, `float`, `bool`, `str`, `Literal`
 and `Enum` values from text, in every mode: lax reads numbers and booleans as pydantic reads
@@ -323,6 +327,8 @@ class _ConverterBuilder:
             return _lax_enum(info) if self._lax else _strict_enum(info)
         if kind in (Kind.DATACLASS, Kind.TYPEDDICT):
             return self._object(info)
+        if kind is Kind.MODEL:
+            return _model(info, strict=not self._lax)
         if kind in (Kind.SEQUENCE, Kind.SET):
             return self._sequence(info.item, info.container)
         if kind is Kind.TUPLE:
@@ -457,6 +463,51 @@ class _ConverterBuilder:
         return convert_object
 
 
+def _model(info: TypeInfo, strict: bool) -> _Node:
+    """A pydantic model, validated by pydantic: the job has it installed, having defined the model with it."""
+    cls = info.annotation
+    expected = f'object ({info.name})'
+    takes_any = bool(getattr(cls, '__pydantic_root_model__', False))  # a RootModel's value need not be an object
+
+    def validate(value: Any) -> Any:
+        return cls.model_validate_json(json.dumps(value), strict=True) if strict else cls.model_validate(value)
+
+    def convert_model(value: Any, path: str, fit: _Fit) -> Any:
+        if not takes_any and not isinstance(value, dict):
+            raise _mismatch(path, expected, value)
+        try:
+            model = validate(value)
+        except ValueError as e:  # pydantic's ValidationError is one; so is a job's validator refusing
+            raise _model_error(path, info.name, e) from None
+        fit.lower(_STRICT)
+        fields_set = getattr(model, 'model_fields_set', None)
+        if isinstance(fields_set, (set, frozenset)):
+            fit.add_fields(len(fields_set))
+        return model
+
+    return convert_model
+
+
+def _model_error(path: str, name: str, error: ValueError) -> ValidationError:
+    """pydantic's first error, at its field's path: `point.x: Input should be a valid number`."""
+    errors = getattr(error, 'errors', None)
+    details: list[Any] = []
+    if callable(errors):
+        try:
+            details = list(errors(include_url=False))
+        except TypeError:
+            details = list(errors())
+    if not details or not isinstance(details[0], dict):
+        return ValidationError(path, f'invalid {name}: {error}')
+    first = details[0]
+    where = path + ''.join(f'[{part}]' if isinstance(part, int) else f'.{part}' for part in first.get('loc', ()))
+    message = str(first.get('msg', error))
+    more = len(details) - 1
+    if more:
+        message += f' (and {more} more error{"s" if more > 1 else ""} in {name})'
+    return ValidationError(where, message, mismatch=where == path and first.get('type') == 'model_type')
+
+
 def _union_error(path: str, names: str, value: Any, errors: list[ValidationError]) -> ValidationError:
     # A problem inside the one member that could fit is reported as it is.
     inner = [e for e in errors if not (e.mismatch and e.path == path)]
@@ -541,7 +592,7 @@ def _expected_name(info: TypeInfo) -> str:
         return 'one of ' + ', '.join(_show(value) for value in info.values)
     if kind is Kind.ENUM:
         return f'{info.name} value'
-    if kind in (Kind.DATACLASS, Kind.TYPEDDICT):
+    if kind in (Kind.DATACLASS, Kind.TYPEDDICT, Kind.MODEL):
         return f'object ({info.name})'
     if kind is Kind.DICT:
         return 'object'

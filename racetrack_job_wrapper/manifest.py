@@ -111,7 +111,8 @@ def apply_runtime_env(
     if secret_file is not None:
         if not isinstance(secret_file, str) or not secret_file:
             raise ManifestError(f'secret_runtime_env_file must be a file path, got {describe_value(secret_file)}')
-        secrets = _read_secret_file(secret_file, 'secret_runtime_env_file', cwd)
+        # `${NAME}` in the file reads the environment as runtime_env leaves it.
+        secrets = _read_secret_file(secret_file, 'secret_runtime_env_file', cwd, {**runtime, **environ})
     for name, value in {**runtime, **secrets}.items():
         if name in RESERVED_ENV_NAMES:
             raise ManifestError(
@@ -134,13 +135,15 @@ def validate_build_settings(manifest: Mapping[str, Any], cwd: Path | None = None
         raise ManifestError(f'secret_build_env_file must be a file path, got {describe_value(secret_file)}')
 
 
-def read_build_env(manifest: Mapping[str, Any], cwd: Path | None = None) -> dict[str, str]:
+def read_build_env(
+    manifest: Mapping[str, Any], cwd: Path | None = None, environ: Mapping[str, str] = os.environ
+) -> dict[str, str]:
     """The manifest's build_env, with its secret_build_env_file over it, as an image build sees them."""
     validate_build_settings(manifest)
     values = _env_mapping(manifest.get('build_env'), 'build_env')
     secret_file = manifest.get('secret_build_env_file')
     if secret_file is not None:
-        values.update(_read_secret_file(secret_file, 'secret_build_env_file', cwd))
+        values.update(_read_secret_file(secret_file, 'secret_build_env_file', cwd, {**values, **environ}))
     return values
 
 
@@ -166,7 +169,7 @@ def _env_mapping(value: Any, field_name: str) -> dict[str, str]:
     return result
 
 
-def _read_secret_file(relative: str, field_name: str, cwd: Path | None) -> dict[str, str]:
+def _read_secret_file(relative: str, field_name: str, cwd: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
     """The variables of a secret env file; none, with a warning, when the file is absent.
 
     In a cluster the file stays on the developer's machine and its values arrive as
@@ -190,51 +193,204 @@ def _read_secret_file(relative: str, field_name: str, cwd: Path | None) -> dict[
         text = path.read_text(encoding='utf-8')
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"cannot read {field_name} '{relative}': {exc}") from None
-    return parse_env_file(text, relative)
+    return parse_env_file(text, relative, environ)
 
 
-def parse_env_file(text: str, source: str) -> dict[str, str]:
-    """Parse a Docker-style .env file (KEY=VALUE lines); ManifestError names the file and line."""
-    result: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith('#'):
-            continue
-        if line.startswith('export ') or line.startswith('export\t'):
-            line = line[len('export') :].lstrip()
-        name, equals, rest = line.partition('=')
-        name = name.strip()
-        if not equals or not _ENV_NAME.fullmatch(name):
-            raise ManifestError(f'{source}, line {number}: expected KEY=VALUE, got {raw!r}')
-        try:
-            result[name] = _env_value(rest.strip())
-        except ValueError as exc:
-            raise ManifestError(f'{source}, line {number}: {exc} in {raw!r}') from None
-    return result
+def parse_env_file(text: str, source: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Read a `.env` file as Docker Compose and python-dotenv read it; ManifestError names the file and line.
+
+    `${NAME}` is looked up in the file's earlier lines, then in `environ`. Where python-dotenv
+    and Compose read a line alike, this reader does too; a line either of them skips or
+    refuses is an error; where they differ otherwise, Compose's reading is kept, except that a
+    `$` not starting `${` and a backslash Compose alone reads are plain text (as python-dotenv
+    and racetrack-job-runner read them). tests/test_envfile.py holds both libraries to it.
+    """
+    return _EnvFileReader(text, source, environ).read()
 
 
-def _env_value(text: str) -> str:
-    """Unquote one .env value; an unquoted value ends at a ' #' comment."""
-    if text[:1] in ('"', "'"):
-        quote = text[0]
-        chunks: list[str] = []
-        index = 1
-        while index < len(text) and text[index] != quote:
-            ch = text[index]
-            if quote == '"' and ch == '\\' and index + 1 < len(text):
-                escaped = text[index + 1]
-                chunks.append({'n': '\n', 'r': '\r', 't': '\t', '"': '"', '\\': '\\'}.get(escaped, '\\' + escaped))
-                index += 2
-                continue
-            chunks.append(ch)
+# What a line may set: letters, digits and `_ . - [ ]`, as Compose reads names; a name starting
+# with a digit, which Compose drops without a word, is refused instead.
+_ENV_FILE_NAME = re.compile(r'(?![0-9])[\w.\[\]-]+')
+_EXPORT = re.compile(r'export\s+')
+# `${NAME}`, `${NAME:-word}` and the other forms of POSIX sh that Compose reads.
+_SUBSTITUTION = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)(:?[-+?])?')
+# The escapes both python-dotenv and Compose read in double quotes; any other backslash stays.
+_DOUBLE_QUOTE_ESCAPES = {
+    '\\': '\\',
+    '"': '"',
+    'a': '\a',
+    'b': '\b',
+    'f': '\f',
+    'n': '\n',
+    'r': '\r',
+    't': '\t',
+    'v': '\v',
+}
+
+
+class _EnvFileReader:
+    """One pass over one env file: statements, quoted values over several lines, substitutions."""
+
+    def __init__(self, text: str, source: str, environ: Mapping[str, str]):
+        text = text.removeprefix('\ufeff').replace('\r\n', '\n').replace('\r', '\n')
+        self.lines = text.split('\n')
+        self.source = source
+        self.environ = environ
+        self.values: dict[str, str] = {}
+        self.line = 0  # the number of the line the current statement starts on
+
+    def read(self) -> dict[str, str]:
+        index = 0
+        while index < len(self.lines):
+            raw = self.lines[index]
+            self.line = index + 1
             index += 1
-        if index >= len(text):
-            raise ValueError(f'unterminated {quote} quote')
-        tail = text[index + 1 :].strip()
+            statement = raw.lstrip()
+            if not statement or statement.startswith('#'):
+                continue
+            export = _EXPORT.match(statement)
+            if export:
+                statement = statement[export.end() :]
+            name, equals, rest = statement.partition('=')
+            name = name.rstrip()
+            if not equals or not _ENV_FILE_NAME.fullmatch(name):
+                hint = ' (a name is letters, digits and _ . - [ ], not starting with a digit)' if equals else ''
+                raise ManifestError(f'{self.source}, line {self.line}: expected KEY=VALUE, got {raw!r}{hint}')
+            try:
+                value, index = self._value(rest.lstrip(), index)
+            except ValueError as exc:
+                raise ManifestError(f'{self.source}, line {self.line}: {exc} in {raw!r}') from None
+            self.values[name] = value
+        return self.values
+
+    def _value(self, text: str, index: int) -> tuple[str, int]:
+        """The value starting `text`, and the index of the line after it."""
+        quote = text[:1]
+        if quote not in ('"', "'"):
+            cut = text.find(' #')  # an unquoted value's comment starts at a space and a `#`, as in Compose
+            return self._expand(text[:cut] if cut >= 0 else text, double=False), index
+        end, scanned = _closing_quote(text, quote, 1)
+        while end < 0:  # a quoted value goes on over the next lines until its closing quote
+            if index >= len(self.lines):
+                raise ValueError(f'unterminated {quote} quote')
+            text += '\n' + self.lines[index]
+            index += 1
+            end, scanned = _closing_quote(text, quote, scanned)
+        tail = text[end + 1 :].strip()
         if tail and not tail.startswith('#'):
             raise ValueError(f'unexpected text after the closing {quote} quote')
-        return ''.join(chunks)
-    for index, ch in enumerate(text):
-        if ch == '#' and index > 0 and text[index - 1] in ' \t':
-            return text[:index].rstrip()
-    return text
+        body = text[1:end]
+        if quote == "'":
+            return _single_quoted(body), index
+        return self._expand(body, double=True), index
+
+    def _expand(self, text: str, double: bool) -> str:
+        """Substitute `${...}` in an unquoted or double-quoted value; in double quotes, read escapes too."""
+        if '$' not in text and not (double and '\\' in text):
+            return text.rstrip() if not double else text
+        out: list[str] = []
+        index = 0
+        while index < len(text):
+            ch = text[index]
+            if double and ch == '\\' and index + 1 < len(text):
+                escaped = text[index + 1]
+                if escaped in _DOUBLE_QUOTE_ESCAPES:
+                    out.append(_DOUBLE_QUOTE_ESCAPES[escaped])
+                    index += 2
+                    continue
+                if text.startswith('${', index + 1):  # `\${` is a literal `${`, as in Compose
+                    out.append('${')
+                    index += 3
+                    continue
+            elif ch == '$' and text.startswith('$${', index):  # so is `$${`
+                out.append('${')
+                index += 3
+                continue
+            elif ch == '$' and text.startswith('${', index):
+                value, index = self._substitute(text, index + 2, double)
+                out.append(value)
+                continue
+            out.append(ch)
+            index += 1
+        result = ''.join(out)
+        return result if double else result.rstrip()
+
+    def _substitute(self, text: str, start: int, double: bool) -> tuple[str, int]:
+        """The value of the `${...}` whose name starts at `start`, and the index after its `}`."""
+        match = _SUBSTITUTION.match(text, start)
+        if match is None:
+            raise ValueError('invalid substitution: ${ must be followed by a variable name')
+        name, operator = match[1], match[2]
+        end = match.end()
+        if operator is None:
+            if not text.startswith('}', end):
+                raise ValueError(f'invalid substitution ${{{name}: expected }} after the name')
+            value = self._lookup(name)
+            if value is None:
+                logger.warning(
+                    '%s, line %d: %s is not set; ${%s} reads as an empty string', self.source, self.line, name, name
+                )
+            return value or '', end + 1
+        depth, close = 0, end
+        while close < len(text):
+            if text.startswith('${', close):
+                depth += 1
+                close += 1
+            elif text[close] == '}':
+                if depth == 0:
+                    break
+                depth -= 1
+            close += 1
+        else:
+            raise ValueError(f'unterminated substitution ${{{name}{operator}')
+        word = text[end:close]
+        value = self._lookup(name)
+        is_set = value is not None and (value != '' or not operator.startswith(':'))
+        if operator.endswith('-'):
+            result = value if is_set else self._expand(word, double)
+        elif operator.endswith('+'):
+            result = self._expand(word, double) if is_set else ''
+        elif not is_set:
+            problem = 'is not set' if value is None else 'is empty'
+            message = self._expand(word, double)
+            raise ValueError(f'{name} {problem}' + (f': {message}' if message else ''))
+        else:
+            result = value
+        return result or '', close + 1
+
+    def _lookup(self, name: str) -> str | None:
+        # The file's own lines first: applied, they win over the environment, so `${NAME}` agrees with them.
+        value = self.values.get(name)
+        return self.environ.get(name) if value is None else value
+
+
+def _closing_quote(text: str, quote: str, start: int) -> tuple[int, int]:
+    """The index of the quote closing `text` (a backslash escapes any character), or -1, and where to go on."""
+    index = start
+    while index < len(text):
+        ch = text[index]
+        if ch == '\\':
+            if index + 1 >= len(text):
+                return -1, index  # the next line's break may be the escaped character
+            index += 2
+            continue
+        if ch == quote:
+            return index, index
+        index += 1
+    return -1, index
+
+
+def _single_quoted(body: str) -> str:
+    """A single-quoted value is literal, but for `\\'`, as in Compose."""
+    if '\\' not in body:
+        return body
+    out: list[str] = []
+    index = 0
+    while index < len(body):
+        if body[index] == '\\' and index + 1 < len(body):
+            out.append("'" if body[index + 1] == "'" else body[index : index + 2])
+            index += 2
+        else:
+            out.append(body[index])
+            index += 1
+    return ''.join(out)

@@ -1,16 +1,29 @@
-"""The OpenAPI 3.1 document of one job, built once at start-up from its endpoint descriptions."""
+"""The OpenAPI 3.1 document of one job, built once at start-up from its endpoint descriptions.
+
+Besides each operation's own answers, the document lists the refusals every client can meet,
+each with the `{"error", "type"}` body:
+- 401 on every operation but the probes and the public endpoints: the Racetrack gateway
+  requires a token on every other path, and a job reached directly does when run with
+  JOB_AUTH_TOKENS (it cannot know which way a client comes, so both are said);
+- 413 on every operation that takes a request body: one over `max_body_bytes`;
+- 429 on the job's own calls (perform and auxiliary endpoints), the ones the concurrency cap
+  admits: only with `max_concurrency_queue` set, when that many calls wait already;
+- 503 with `Retry-After` everywhere: past `max_connections` or while shutting down a
+  connection is turned away before its request is read, and every operation but the probes
+  and `/` answers it while the job loads or after it failed to load.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
 from racetrack_job_wrapper.routing import API_PREFIX, METRICS_PATH, PROBE_PATHS
 from racetrack_job_wrapper.schema import SchemaBuilder
 from racetrack_job_wrapper.serialize import json_default
-from racetrack_job_wrapper.settings import AUTH_HEADER
+from racetrack_job_wrapper.settings import AUTH_HEADER, AUTH_TOKENS_ENV_VAR, Limits
 
 OPENAPI_VERSION = '3.1.0'
 AUTH_SCHEME = 'RacetrackAuth'
@@ -24,6 +37,23 @@ _ERROR_SCHEMA = {
     'required': ['error', 'type'],
 }
 _NULLABLE_STRING = {'anyOf': [{'type': 'string'}, {'type': 'null'}]}
+_RETRY_AFTER = {
+    'Retry-After': {'description': 'Seconds to wait before trying again', 'schema': {'type': 'integer', 'minimum': 0}}
+}
+_UNAUTHORIZED = (
+    f"No valid token: the Racetrack gateway requires one (in {AUTH_HEADER}) on every path but the job's"
+    f' public_endpoints; a job reached directly requires one only when run with {AUTH_TOKENS_ENV_VAR}'
+    f' ({AUTH_HEADER} or Authorization: Bearer)'
+)
+_QUEUE_FULL = (
+    'Too many calls wait for the job already: with jobtype_extra.max_concurrency_queue set, a call'
+    ' past max_concurrency and a full queue is refused'
+)
+_TURNED_AWAY = 'The server is at max_connections or shutting down, and turned the connection away'
+_NOT_LOADED = (
+    'The job is still loading or failed to load (it is being restarted), or the server is at'
+    ' max_connections or shutting down and turned the connection away'
+)
 
 
 def build_openapi(
@@ -37,6 +67,8 @@ def build_openapi(
     has_perform: bool = True,
     static_files: Iterable[tuple[str, str]] = (),
     has_webview: bool = False,
+    is_public: Callable[[str], bool] | None = None,
+    max_body_bytes: int = Limits.max_body_bytes,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for a job's endpoints (paths under /api/v1) plus its status endpoints.
 
@@ -45,6 +77,9 @@ def build_openapi(
 
     `servers` lists `base_path` (the `/pub/job/{name}/{version}` prefix the job is reached
     through) and `/`, so "Try it out" works whichever way the docs page was opened.
+    Operations whose path `is_public` (the access policy's judgement of the job's
+    public_endpoints) need no token: no 401, `security: []`. `max_body_bytes` is named in
+    the 413 answers.
     """
     builder = SchemaBuilder()
     operation_ids: set[str] = set()
@@ -53,7 +88,7 @@ def build_openapi(
         path = API_PREFIX + spec.path
         paths.setdefault(path, {})[spec.method.lower()] = _operation(spec, path, builder, operation_ids)
     if not has_perform:
-        paths[API_PREFIX + '/perform'] = {'post': _no_perform_operation()}
+        paths[API_PREFIX + '/perform'] = {}  # its place; filled in after the refusals, which it does not list
     for path, content_type in static_files:
         operation = _static_operation(path, content_type)
         operation['operationId'] = _unique(operation['operationId'], operation_ids)
@@ -63,6 +98,9 @@ def build_openapi(
     for path, method, operation in _status_operations():
         operation['operationId'] = _unique(operation['operationId'], operation_ids)
         paths.setdefault(path, {})[method] = operation
+    _add_refusals(paths, is_public or _nothing_public, max_body_bytes)
+    if not has_perform:
+        paths[API_PREFIX + '/perform'] = {'post': _no_perform_operation()}
     servers = [{'url': base_path, 'description': 'through the Racetrack gateway'}] if base_path else []
     servers.append({'url': '/', 'description': 'the job directly'})
     info: dict[str, Any] = {'title': title, 'version': version}
@@ -75,7 +113,8 @@ def build_openapi(
                 'type': 'apiKey',
                 'in': 'header',
                 'name': auth_header,
-                'description': 'Racetrack authentication token, checked by the Racetrack gateway in front of the job.',
+                'description': 'Racetrack authentication token, checked by the Racetrack gateway in front of the job'
+                f' (and by the job itself when run with {AUTH_TOKENS_ENV_VAR}).',
             }
         },
     }
@@ -129,10 +168,33 @@ def _operation(spec: EndpointSpec, path: str, builder: SchemaBuilder, operation_
             'Invalid input: a parameter is missing, unexpected or of the wrong type, '
             'or the job refused it with a ValueError'
         ),
-        '429': _error_response('Too many requests wait for the job already'),
+        '429': _error_response(_QUEUE_FULL, _RETRY_AFTER),
         '500': _error_response('The job failed, or its result cannot be expressed in JSON'),
     }
     return operation
+
+
+def _add_refusals(paths: dict[str, dict[str, Any]], is_public: Callable[[str], bool], max_body_bytes: int) -> None:
+    """Add the 401, 413 and 503 answers to every operation they can come from (see the module docstring)."""
+    too_large = f'The request body is over max_body_bytes ({max_body_bytes} bytes)'
+    for path, methods in paths.items():
+        probe = path in PROBE_PATHS
+        # A `{name}` template is judged by its fixed head, as any path it stands for would be.
+        public = not probe and is_public(path.split('{', 1)[0] if '{' in path else path)
+        for operation in methods.values():
+            responses = operation['responses']
+            if public:
+                operation['security'] = []
+            elif not probe:
+                responses['401'] = _error_response(_UNAUTHORIZED, _WWW_AUTHENTICATE)
+            if 'requestBody' in operation:
+                responses['413'] = _error_response(too_large)
+            responses['503'] = _error_response(_TURNED_AWAY if probe or path == '/' else _NOT_LOADED, _RETRY_AFTER)
+            operation['responses'] = dict(sorted(responses.items()))
+
+
+def _nothing_public(path: str) -> bool:
+    return False
 
 
 def _request_body(
@@ -241,8 +303,14 @@ def _webview_operation() -> dict[str, Any]:
     }
 
 
-def _error_response(description: str) -> dict[str, Any]:
-    return {'description': description, 'content': {'application/json': {'schema': _ERROR_REF}}}
+_WWW_AUTHENTICATE = {'WWW-Authenticate': {'description': 'The Bearer challenge', 'schema': {'type': 'string'}}}
+
+
+def _error_response(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {'description': description, 'content': {'application/json': {'schema': _ERROR_REF}}}
+    if headers:
+        response['headers'] = headers
+    return response
 
 
 LIVE, READY, HEALTH = PROBE_PATHS
@@ -337,7 +405,8 @@ def _status_operations() -> list[tuple[str, str, dict[str, Any]]]:
                 'tags': [STATUS_TAG],
                 'summary': 'Prometheus metrics',
                 'operationId': 'get_metrics',
-                'security': [],
+                # Scraped without a token (Prometheus reaches the pod, not the gateway), unless JOB_AUTH_TOKENS is set.
+                'security': [{}, {AUTH_SCHEME: []}],
                 'responses': {
                     '200': {
                         'description': 'Metrics in the Prometheus text format',

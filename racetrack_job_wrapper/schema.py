@@ -1,12 +1,15 @@
 """Python annotations -> JSON Schema (2020-12, as OpenAPI 3.1 uses it).
 
 Annotations this module does not understand (arbitrary classes, numpy arrays, `Any`, none at
-all) get the schema `{}`.
+all) get the schema `{}`. A pydantic model describes itself (`model_json_schema()`); the
+models and enums it defines join the named schemas, renamed where a name is taken by
+another schema.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any
 
 from racetrack_job_wrapper.convert import ValidationMode
@@ -16,14 +19,17 @@ from racetrack_job_wrapper.typeinfo import JSON_TYPE_NAMES, Kind, TypeInfo, clas
 # ValidationMode lives in convert.py; manifest.py still imports it from here.
 __all__ = ['REF_PREFIX', 'SchemaBuilder', 'ValidationMode', 'json_schema']
 REF_PREFIX = '#/components/schemas/'
+_PYDANTIC_REF_PREFIX = '#/$defs/'
+logger = logging.getLogger(__name__)
 _NUMBER_PATTERNS = {'integer': r'^-?[0-9]+$', 'number': r'^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$'}
 
 
 class SchemaBuilder:
     """Turns annotations into JSON Schema.
 
-    Dataclasses, TypedDicts and Enums become named schemas in `components`, referenced with
-    `$ref`, which also makes recursive types finite. Not thread-safe; build at start-up.
+    Dataclasses, TypedDicts, Enums and pydantic models become named schemas in `components`,
+    referenced with `$ref`, which also makes recursive types finite. Not thread-safe; build at
+    start-up.
     """
 
     def __init__(self, ref_prefix: str = REF_PREFIX):
@@ -45,6 +51,8 @@ class SchemaBuilder:
             return _literal_schema(info.values)
         if kind in (Kind.ENUM, Kind.DATACLASS, Kind.TYPEDDICT):
             return {'$ref': self.ref_prefix + self._component(info)}
+        if kind is Kind.MODEL:
+            return self._model_schema(info)
         if kind is Kind.TUPLE:
             if not info.parts:
                 return {'type': 'array', 'maxItems': 0}
@@ -83,23 +91,78 @@ class SchemaBuilder:
         name = self._names.get(cls)
         if name is not None:
             return name
+        description = _own_doc(info)
+        if info.kind is Kind.ENUM:
+            # Not recursive, so known before it is named: the same enum in a pydantic model's schema shares it.
+            schema = {'title': info.name, **_literal_schema(tuple(member.value for member in info.values))}
+            if description:
+                schema['description'] = description
+            name = self._claim(info.name, schema)
+            self._names[cls] = name
+            return name
         name = info.name
-        taken = set(self._names.values())
         counter = 2
-        while name in taken:  # two classes of one name from different modules
+        # Two classes of one name from different modules; pydantic's definitions hold names too.
+        while name in self.components:
             name = f'{info.name}{counter}'
             counter += 1
         self._names[cls] = name
         self.components[name] = {}  # reserved first, so recursive references terminate
-        if info.kind is Kind.ENUM:
-            schema = {'title': info.name, **_literal_schema(tuple(member.value for member in info.values))}
-        else:
-            schema = self._object_schema(info)
-        description = _own_doc(info)
+        schema = self._object_schema(info)
         if description:
             schema['description'] = description
         self.components[name] = schema
         return name
+
+    def _model_schema(self, info: TypeInfo) -> dict[str, Any]:
+        """A pydantic model's own schema, its definitions merged into `components`."""
+        cls = info.annotation
+        name = self._names.get(cls)
+        if name is not None:
+            return {'$ref': self.ref_prefix + name}
+        try:
+            document = dict(cls.model_json_schema(ref_template=_PYDANTIC_REF_PREFIX + '{model}'))
+        except Exception as e:  # noqa: BLE001 -- a field pydantic cannot describe raises its own errors
+            logger.warning('%s cannot be described in JSON Schema (%s); documented as any value', info.name, e)
+            return {}
+        definitions: dict[str, Any] = document.pop('$defs', {})
+        renames: dict[str, str] = {}
+        claimed: dict[str, Any] = {}
+        for def_name, definition in definitions.items():
+            target = self._claim(def_name, self._rewrite_refs(definition, renames))
+            renames[def_name] = target
+            claimed[target] = definition
+        for target, definition in claimed.items():  # names settled, forward references included
+            self.components[target] = self._rewrite_refs(definition, renames)
+        document = dict(self._rewrite_refs(document, renames))
+        if set(document) == {'$ref'}:  # a recursive model: the document points at its own definition
+            self._names[cls] = document['$ref'][len(self.ref_prefix) :]
+            return document
+        name = self._claim(info.name, document)
+        self._names[cls] = name
+        return {'$ref': self.ref_prefix + name}
+
+    def _claim(self, name: str, schema: dict[str, Any]) -> str:
+        """The component name `schema` is kept under: `name`, unless another schema has it."""
+        candidate, counter = name, 2
+        while candidate in self.components and self.components[candidate] != schema:
+            candidate = f'{name}{counter}'
+            counter += 1
+        self.components[candidate] = schema
+        return candidate
+
+    def _rewrite_refs(self, value: Any, renames: dict[str, str]) -> Any:
+        """`value` with pydantic's `#/$defs/Name` references pointing into `components`."""
+        if isinstance(value, dict):
+            ref = value.get('$ref')
+            rewritten = {key: self._rewrite_refs(item, renames) for key, item in value.items()}
+            if isinstance(ref, str) and ref.startswith(_PYDANTIC_REF_PREFIX):
+                target = ref[len(_PYDANTIC_REF_PREFIX) :]
+                rewritten['$ref'] = self.ref_prefix + renames.get(target, target)
+            return rewritten
+        if isinstance(value, list):
+            return [self._rewrite_refs(item, renames) for item in value]
+        return value
 
     def _object_schema(self, info: TypeInfo) -> dict[str, Any]:
         """A dataclass or TypedDict: its fields as properties, no others allowed."""

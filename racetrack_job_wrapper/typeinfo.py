@@ -2,9 +2,10 @@
 
 `classify(annotation)` looks through `Annotated[...]` metadata and `NewType` wrappers, reads
 unions, `Literal`, enums, dataclasses and TypedDicts (`typing` and `typing_extensions` ones,
-string annotations of their fields resolved, `Required`/`NotRequired` read), and the generic
-containers of `typing` and `collections.abc`. The JSON Schema builder and the converters ask the
-`TypeInfo` it returns what an annotation is, never `typing` itself.
+string annotations of their fields resolved, `Required`/`NotRequired` read, `ReadOnly` looked
+through), pydantic models (recognised by their `model_validate`, so pydantic is never imported
+here), and the generic containers of `typing` and `collections.abc`. The JSON Schema builder
+and the converters ask the `TypeInfo` it returns what an annotation is, never `typing` itself.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Kind(enum.Enum):
     DICT = 'dict'  # dict, Mapping: `key`, `value`
     DATACLASS = 'dataclass'  # `fields`
     TYPEDDICT = 'typeddict'  # `fields`
+    MODEL = 'model'  # a pydantic model class: it validates and describes itself
     UNKNOWN = 'unknown'  # any other class, an unresolved forward reference, a TypeVar: not checked
 
 
@@ -103,7 +105,7 @@ class TypeInfo:
 
     @property
     def name(self) -> str:
-        """The class name of an ENUM, DATACLASS or TYPEDDICT."""
+        """The class name of an ENUM, DATACLASS, TYPEDDICT or MODEL."""
         return str(self.annotation.__name__)
 
 
@@ -180,6 +182,8 @@ def _classify(annotation: Any) -> TypeInfo:
             return TypeInfo(Kind.DATACLASS, annotation, fields=_dataclass_fields(annotation))
         if _is_typeddict(annotation):
             return TypeInfo(Kind.TYPEDDICT, annotation, fields=_typeddict_fields(annotation))
+        if _is_model(annotation):
+            return TypeInfo(Kind.MODEL, annotation)
     base = origin or annotation
     if base is tuple:
         # A bare `tuple` or `typing.Tuple` has no `__args__`; `tuple[()]` has empty ones.
@@ -217,6 +221,27 @@ def _is_typeddict(cls: type) -> bool:
     return extensions is not None and bool(extensions.is_typeddict(cls))
 
 
+def _is_model(cls: type) -> bool:
+    # pydantic v2's BaseModel (and RootModel); the job imported pydantic to define it.
+    return callable(getattr(cls, 'model_validate', None)) and callable(getattr(cls, 'model_json_schema', None))
+
+
+def _typeddict_qualifiers() -> dict[Any, bool | None]:
+    """`Required` and `NotRequired` (whether the key is required) and `ReadOnly` (None: no say).
+
+    From `typing` and, when a job imported it, `typing_extensions`, whose `ReadOnly` stands
+    before Python 3.13.
+    """
+    modules = [typing, sys.modules.get('typing_extensions')]
+    qualifiers: dict[Any, bool | None] = {}
+    for module in modules:
+        for name, required in (('Required', True), ('NotRequired', False), ('ReadOnly', None)):
+            qualifier = getattr(module, name, None)
+            if qualifier is not None:
+                qualifiers[qualifier] = required
+    return qualifiers
+
+
 def _class_hints(cls: type) -> dict[str, Any]:
     try:
         # With extras: Annotated is stripped where read, and a TypedDict's NotRequired[...] stays visible.
@@ -252,11 +277,15 @@ def _typeddict_fields(cls: type) -> tuple[FieldInfo, ...]:
     # `Required[...]` and `NotRequired[...]` are read from the hints too: in string annotations
     # (`from __future__ import annotations`) `__required_keys__` cannot see them.
     required_keys = getattr(cls, '__required_keys__', None)
+    qualifiers = _typeddict_qualifiers()
     fields = []
     for name, annotation in _class_hints(cls).items():
         required = required_keys is None or name in required_keys
-        while typing.get_origin(annotation) in (typing.Required, typing.NotRequired):
-            required = typing.get_origin(annotation) is typing.Required
+        # Nested either way round (`ReadOnly[NotRequired[int]]`); read-only binds the job, not its input.
+        while (origin := typing.get_origin(annotation)) in qualifiers:
+            says = qualifiers[origin]
+            if says is not None:
+                required = says
             annotation = typing.get_args(annotation)[0]
         fields.append(FieldInfo(name, annotation, required=required))
     return tuple(fields)

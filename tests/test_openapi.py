@@ -91,7 +91,7 @@ class OpenAPITest(unittest.TestCase):
                     'in': 'header',
                     'name': 'X-Racetrack-Auth',
                     'description': 'Racetrack authentication token, checked by the Racetrack gateway '
-                    'in front of the job.',
+                    'in front of the job (and by the job itself when run with JOB_AUTH_TOKENS).',
                 }
             },
         )
@@ -252,6 +252,96 @@ class OpenAPITest(unittest.TestCase):
         listed = {entry['name']: entry['default_value'] for entry in describe_parameters(spec)}
         self.assertEqual(listed['day'], '2024-01-02')
         self.assertRegex(listed['note'], r'^<object object at 0x[0-9a-f]+>$')  # ...and its repr in the listing
+
+
+class RefusalsTest(unittest.TestCase):
+    """401, 413, 429 and 503: where each is documented."""
+
+    def statuses(self, document):
+        return {
+            (path, method): list(operation['responses'])
+            for path, methods in document['paths'].items()
+            for method, operation in methods.items()
+        }
+
+    def test_where_each_refusal_is_documented(self):
+        statuses = self.statuses(adder_document())
+        self.assertEqual(
+            statuses,
+            {
+                ('/api/v1/perform', 'post'): ['200', '400', '401', '413', '429', '500', '503'],
+                ('/api/v1/explain', 'post'): ['200', '400', '401', '413', '429', '500', '503'],
+                # No request body, so no 413.
+                ('/api/v1/scale/{path}', 'get'): ['200', '400', '401', '429', '500', '503'],
+                ('/api/v1/parameters', 'get'): ['200', '401', '503'],
+                ('/', 'get'): ['307', '401', '503'],
+                # Probes never need a token.
+                ('/live', 'get'): ['200', '500', '503'],
+                ('/ready', 'get'): ['200', '500', '503'],
+                ('/health', 'get'): ['200', '500', '503'],
+                ('/metrics', 'get'): ['200', '401', '503'],
+            },
+        )
+
+    def test_each_refusal_has_the_error_schema_and_its_headers(self):
+        document = adder_document()
+        validate(document)
+        responses = document['paths']['/api/v1/perform']['post']['responses']
+        for status in ('401', '413', '429', '503'):
+            with self.subTest(status=status):
+                self.assertEqual(
+                    responses[status]['content'],
+                    {'application/json': {'schema': {'$ref': '#/components/schemas/Error'}}},
+                )
+        self.assertEqual(list(responses['401']['headers']), ['WWW-Authenticate'])
+        self.assertEqual(list(responses['429']['headers']), ['Retry-After'])
+        self.assertEqual(list(responses['503']['headers']), ['Retry-After'])
+        self.assertNotIn('headers', responses['413'])
+        self.assertIn('JOB_AUTH_TOKENS', responses['401']['description'])
+        self.assertIn('max_concurrency_queue', responses['429']['description'])
+        self.assertIn('67108864 bytes', responses['413']['description'])
+        self.assertIn('loading', responses['503']['description'])
+        live = document['paths']['/live']['get']['responses']['503']['description']
+        self.assertNotIn('loading', live)  # probes answer while the job loads
+
+    def test_public_endpoints_need_no_token(self):
+        from racetrack_job_wrapper.auth import AccessPolicy
+
+        job = AdderJob()
+        policy = AccessPolicy(('token',), public_endpoints=('/api/v1/perform', '/api/v1/scale'))
+        specs = [
+            describe_endpoint('/perform', 'POST', job.perform),
+            describe_endpoint('/explain', 'POST', job.explain),
+            describe_endpoint('/scale/{path}', 'GET', job.scale, fastapi_rules=True),
+        ]
+        document = build_openapi(specs, title='t', version='1', is_public=policy.is_public, max_body_bytes=1000)
+        validate(document)
+        paths = document['paths']
+        for path, method in (('/api/v1/perform', 'post'), ('/api/v1/scale/{path}', 'get')):
+            with self.subTest(path=path):
+                self.assertEqual(paths[path][method]['security'], [])
+                self.assertNotIn('401', paths[path][method]['responses'])
+        explain = paths['/api/v1/explain']['post']
+        self.assertNotIn('security', explain)
+        self.assertIn('401', explain['responses'])
+        self.assertEqual(
+            explain['responses']['413']['description'], 'The request body is over max_body_bytes (1000 bytes)'
+        )
+
+    def test_a_job_without_perform_keeps_its_placeholder(self):
+        document = build_openapi([], title='t', version='1', has_perform=False)
+        validate(document)
+        self.assertEqual(list(document['paths'])[0], '/api/v1/perform')
+        self.assertEqual(list(document['paths']['/api/v1/perform']['post']['responses']), ['400'])
+
+    def test_static_files_and_webview(self):
+        document = build_openapi(
+            [], title='t', version='1', static_files=[('/xrai', 'application/yaml')], has_webview=True
+        )
+        validate(document)
+        statuses = self.statuses(document)
+        self.assertEqual(statuses[('/api/v1/xrai', 'get')], ['200', '304', '401', '404', '503'])
+        self.assertEqual(statuses[('/api/v1/webview/{path}', 'get')], ['200', '401', '503'])
 
 
 if __name__ == '__main__':

@@ -650,5 +650,93 @@ class ValidationModeOverHTTPTest(ServerTestCase):
         self.assertEqual(client.get('/api/v1/double?number=7907.0').json(), 15814)
 
 
+try:
+    import pydantic
+except ImportError:  # the test extra installs it; tests/test_validation_pydantic.py fails CI without it
+    pydantic = None
+
+if pydantic is not None:
+
+    class Street(pydantic.BaseModel):
+        name: str
+
+    class Home(pydantic.BaseModel):
+        street: Street
+        color: Color = Color.RED
+
+    class Office(pydantic.BaseModel):
+        street: Street
+
+    class Tree(pydantic.BaseModel):
+        value: int
+        children: List['Tree'] = []
+
+    class Opaque(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+        thing: NotAType
+
+
+@unittest.skipIf(pydantic is None, 'pydantic is not installed (the test extra has it)')
+class PydanticModelSchemaTest(unittest.TestCase):
+    def test_a_model_and_its_definitions_become_components(self):
+        schema, components = schema_of(Home)
+        self.assertEqual(schema, {'$ref': '#/components/schemas/Home'})
+        self.assertEqual(sorted(components), ['Color', 'Home', 'Street'])
+        self.assertEqual(components['Home']['properties']['street'], {'$ref': '#/components/schemas/Street'})
+        self.assertEqual(components['Street'], Street.model_json_schema())
+
+    def test_shared_definitions_are_kept_once_and_an_enum_is_shared_with_ours(self):
+        builder = SchemaBuilder()
+        builder.schema(Color)
+        builder.schema(Home)
+        builder.schema(Office)
+        self.assertEqual(sorted(builder.components), ['Color', 'Home', 'Office', 'Street'])
+        self.assertEqual(
+            builder.schema(Optional[Home]), {'anyOf': [{'$ref': '#/components/schemas/Home'}, {'type': 'null'}]}
+        )
+
+    def test_a_name_taken_by_another_schema_is_renamed_in_references_too(self):
+        builder = SchemaBuilder()
+        builder.components['Street'] = {'type': 'string'}  # another schema of that name
+        builder.schema(Home)
+        self.assertEqual(builder.components['Street2'], Street.model_json_schema())
+        self.assertEqual(builder.components['Home']['properties']['street'], {'$ref': '#/components/schemas/Street2'})
+
+    def test_recursive_model(self):
+        schema, components = schema_of(Tree)
+        self.assertEqual(schema, {'$ref': '#/components/schemas/Tree'})
+        self.assertEqual(components['Tree']['properties']['children']['items'], {'$ref': '#/components/schemas/Tree'})
+
+    def test_standalone_json_schema(self):
+        schema = json_schema(list[Home])
+        self.assertEqual(schema['items'], {'$ref': '#/$defs/Home'})
+        self.assertEqual(schema['$defs']['Home']['properties']['street'], {'$ref': '#/$defs/Street'})
+
+    def test_a_model_pydantic_cannot_describe_is_any_value(self):
+        with self.assertLogs('racetrack_job_wrapper.schema', 'WARNING') as logs:
+            self.assertEqual(schema_of(Opaque), ({}, {}))
+        self.assertIn('Opaque cannot be described in JSON Schema', logs.output[0])
+
+
+@unittest.skipIf(pydantic is None, 'pydantic is not installed (the test extra has it)')
+class PydanticModelConverterTest(unittest.TestCase):
+    def test_lax_and_strict(self):
+        lax = build_converter(Home)
+        self.assertEqual(lax({'street': {'name': 'Main'}, 'color': 'red'}, 'home'), Home(street=Street(name='Main')))
+        strict = build_converter(Home, ValidationMode.STRICT)
+        with self.assertRaises(ValidationError) as caught:
+            strict({'street': {'name': 5}}, 'home')
+        self.assertEqual(str(caught.exception), 'home.street.name: Input should be a valid string')
+
+    def test_a_union_of_models_takes_the_one_given_more_fields(self):
+        convert = build_converter(Union[Office, Home])
+        self.assertIsInstance(convert({'street': {'name': 'x'}, 'color': 'green'}, 'place'), Home)
+        self.assertIsInstance(convert({'street': {'name': 'x'}}, 'place'), Office)
+
+    def test_text_converter_reads_json_text(self):
+        convert = build_text_converter(Street)
+        self.assertEqual(convert('{"name": "Main"}', 'street'), Street(name='Main'))
+
+
 if __name__ == '__main__':
     unittest.main()

@@ -46,6 +46,27 @@ class ExtensionMovie(typing_extensions.TypedDict):
     title: str
 
 
+class ReadOnlyMovie(typing_extensions.TypedDict, total=False):
+    title: typing_extensions.Required[typing_extensions.ReadOnly[str]]
+    year: typing_extensions.ReadOnly[int]
+    rating: typing_extensions.ReadOnly[typing_extensions.NotRequired[float]]
+    votes: Required[int]
+
+
+class FakeModel:
+    @classmethod
+    def model_validate(cls, value: Any) -> FakeModel:
+        return cls()
+
+    @classmethod
+    def model_json_schema(cls) -> dict[str, Any]:
+        return {'type': 'object'}
+
+
+class HalfModel:
+    model_validate = None
+
+
 UserId = NewType('UserId', int)
 T = typing.TypeVar('T')
 
@@ -158,6 +179,24 @@ class ClassifyTest(unittest.TestCase):
             [(field.name, field.required) for field in classify(Draft).fields], [('title', True), ('note', False)]
         )
         self.assertEqual(classify(ExtensionMovie).fields, (FieldInfo('title', str, required=True),))
+
+    def test_read_only_keys_are_looked_through(self):
+        self.assertEqual(
+            classify(ReadOnlyMovie).fields,
+            (
+                FieldInfo('title', str, required=True),
+                FieldInfo('year', int, required=False),
+                FieldInfo('rating', float, required=False),
+                FieldInfo('votes', int, required=True),
+            ),
+        )
+
+    def test_a_class_with_model_validate_is_a_model(self):
+        # pydantic's BaseModel is recognised by its methods, so pydantic is never imported to tell.
+        info = classify(FakeModel)
+        self.assertEqual((info.kind, info.name, info.fields), (Kind.MODEL, 'FakeModel', ()))
+        self.assertIs(classify(Optional[FakeModel]).parts[0], info)
+        self.assertKind(HalfModel, Kind.UNKNOWN)
 
     def test_what_is_not_understood(self):
         for annotation in (

@@ -546,5 +546,225 @@ class LaxMatchesPydanticTest(unittest.TestCase):
             self.assertMatches(annotation, value)
 
 
+# Jobs whose parameters are pydantic models or typing_extensions TypedDicts, served through
+# `App.handle` as a request would reach them.
+if pydantic is not None:
+    import typing_extensions
+
+    class Address(pydantic.BaseModel):
+        street: str
+
+    class Person(pydantic.BaseModel):
+        """Someone to greet."""
+
+        name: str = pydantic.Field(description='Full name')
+        age: int = 0
+        home: Optional[Address] = None
+        nicknames: Tuple[str, ...] = ()
+
+        @pydantic.field_validator('age')
+        @classmethod
+        def not_negative(cls, value: int) -> int:
+            if value < 0:
+                raise ValueError('age must not be negative')
+            return value
+
+    class Numbers(pydantic.RootModel[List[int]]):
+        pass
+
+    class Movie(typing_extensions.TypedDict):
+        title: typing_extensions.ReadOnly[str]
+        year: typing_extensions.NotRequired[int]
+        rating: typing_extensions.NotRequired[typing_extensions.ReadOnly[float]]
+
+    class ModelJob:
+        def perform(self, person: Person, friends: List[Person] = [], best: Optional[Person] = None) -> dict:
+            """Greet a person."""
+            assert isinstance(person, Person), type(person)
+            assert all(isinstance(friend, Person) for friend in friends)
+            return {
+                'type': type(person).__name__,
+                'person': person.model_dump(),
+                'friends': len(friends),
+                'best': best.name if best else None,
+            }
+
+        def auxiliary_endpoints(self) -> dict:
+            return {'/movie': self.movie, '/sum': self.sum}
+
+        def auxiliary_endpoints_v2(self) -> list:
+            from racetrack_job_wrapper.endpoint_config import EndpointConfig
+
+            return [EndpointConfig('/greet', 'POST', self.greet)]
+
+        def movie(self, movie: Movie) -> dict:
+            return {'type': type(movie).__name__, 'movie': movie}
+
+        def sum(self, numbers: Numbers) -> int:
+            return sum(numbers.root)
+
+        def greet(self, person: Person) -> str:
+            # As FastAPI binds it: the lone model parameter is the whole body.
+            return f'hello {person.name} ({type(person).__name__})'
+
+
+@unittest.skipIf(pydantic is None, 'pydantic is not installed (pip install "pydantic>=2"); CI=true requires it')
+class ModelParameterTest(unittest.TestCase):
+    def app(self, **settings: Any) -> Any:
+        from prometheus_client import CollectorRegistry
+
+        from racetrack_job_wrapper.app import build_job_app
+        from racetrack_job_wrapper.health import HealthState
+        from racetrack_job_wrapper.metrics import JobMetrics
+        from racetrack_job_wrapper.settings import JobSettings
+
+        health = HealthState()
+        health.set_ready()
+        app, components = build_job_app(ModelJob(), JobSettings(**settings), health, JobMetrics(CollectorRegistry()))
+        self.addCleanup(components.close)
+        return app
+
+    def call(self, app: Any, path: str, body: Any) -> tuple[int, Any]:
+        from tests.test_app import body_of, handle
+
+        response = handle(app, 'POST', path, body)
+        return response.status, body_of(response)
+
+    def test_the_job_gets_the_model_instance(self):
+        payload = {'person': {'name': 'Ada', 'age': '36', 'home': {'street': 'Main'}, 'nicknames': ['A']}}
+        status, body = self.call(self.app(), '/api/v1/perform', payload)
+        self.assertEqual(status, 200)
+        self.assertEqual(
+            body,
+            {
+                'type': 'Person',
+                'person': {'name': 'Ada', 'age': 36, 'home': {'street': 'Main'}, 'nicknames': ['A']},
+                'friends': 0,
+                'best': None,
+            },
+        )
+
+    def test_models_in_lists_and_optionals(self):
+        payload = {'person': {'name': 'Ada'}, 'friends': [{'name': 'B'}, {'name': 'C'}], 'best': {'name': 'B'}}
+        status, body = self.call(self.app(), '/api/v1/perform', payload)
+        self.assertEqual((status, body['friends'], body['best']), (200, 2, 'B'))
+        status, body = self.call(self.app(), '/api/v1/perform', {'person': {'name': 'Ada'}, 'best': None})
+        self.assertEqual((status, body['best']), (200, None))
+
+    def test_errors_name_the_parameter_and_the_field(self):
+        app = self.app()
+        cases = [
+            ({'person': 'Ada'}, 'person: expected object (Person), got string'),
+            ({'person': {}}, 'person.name: Field required'),
+            (
+                {'person': {'name': 'Ada', 'age': 'old'}},
+                'person.age: Input should be a valid integer, unable to parse string as an integer',
+            ),
+            ({'person': {'name': 'Ada', 'age': -1}}, 'person.age: Value error, age must not be negative'),
+            ({'person': {'name': 'Ada', 'home': {'street': 5}}}, 'person.home.street: Input should be a valid string'),
+            ({'person': {'name': 'Ada'}, 'friends': [{'name': 'B'}, {}]}, 'friends[1].name: Field required'),
+            ({'person': {'age': 'x'}}, 'person.name: Field required (and 1 more error in Person)'),
+        ]
+        for payload, error in cases:
+            with self.subTest(payload=payload):
+                self.assertEqual(
+                    self.call(app, '/api/v1/perform', payload), (400, {'error': error, 'type': 'ValidationError'})
+                )
+
+    def test_strict_mode_validates_the_json_strictly(self):
+        from racetrack_job_wrapper.convert import ValidationMode
+
+        app = self.app(validate_input=ValidationMode.STRICT)
+        status, body = self.call(app, '/api/v1/perform', {'person': {'name': 'Ada', 'nicknames': ['A']}})
+        self.assertEqual((status, body['person']['nicknames']), (200, ['A']))  # an array is a tuple's JSON form
+        self.assertEqual(
+            self.call(app, '/api/v1/perform', {'person': {'name': 'Ada', 'age': '36'}}),
+            (400, {'error': 'person.age: Input should be a valid integer', 'type': 'ValidationError'}),
+        )
+
+    def test_unvalidated_input_reaches_the_job_as_sent(self):
+        from racetrack_job_wrapper.convert import ValidationMode
+
+        class RawJob:
+            def perform(self, person: Person) -> str:
+                return type(person).__name__
+
+        from prometheus_client import CollectorRegistry
+
+        from racetrack_job_wrapper.app import build_job_app
+        from racetrack_job_wrapper.health import HealthState
+        from racetrack_job_wrapper.metrics import JobMetrics
+        from racetrack_job_wrapper.settings import JobSettings
+        from tests.test_app import body_of, handle
+
+        health = HealthState()
+        health.set_ready()
+        settings = JobSettings(validate_input=ValidationMode.OFF)
+        app, components = build_job_app(RawJob(), settings, health, JobMetrics(CollectorRegistry()))
+        self.addCleanup(components.close)
+        response = handle(app, 'POST', '/api/v1/perform', {'person': {'name': 'Ada'}})
+        self.assertEqual((response.status, body_of(response)), (200, 'dict'))
+
+    def test_auxiliary_endpoints_v2_bind_a_lone_model_to_the_whole_body(self):
+        self.assertEqual(self.call(self.app(), '/api/v1/greet', {'name': 'Ada'}), (200, 'hello Ada (Person)'))
+
+    def test_a_root_model(self):
+        self.assertEqual(self.call(self.app(), '/api/v1/sum', {'numbers': [1, '2']}), (200, 3))
+        status, body = self.call(self.app(), '/api/v1/sum', {'numbers': [1, 'x']})
+        self.assertEqual(
+            (status, body['error']),
+            (400, 'numbers[1]: Input should be a valid integer, unable to parse string as an integer'),
+        )
+
+    def test_typing_extensions_typed_dict_with_read_only_keys(self):
+        app = self.app()
+        self.assertEqual(
+            self.call(app, '/api/v1/movie', {'movie': {'title': 'Up', 'year': '2009', 'rating': 8}}),
+            (200, {'type': 'dict', 'movie': {'title': 'Up', 'year': 2009, 'rating': 8}}),
+        )
+        self.assertEqual(
+            self.call(app, '/api/v1/movie', {'movie': {'title': 'Up', 'rating': 'good'}}),
+            (400, {'error': 'movie.rating: expected number, got string', 'type': 'ValidationError'}),
+        )
+        self.assertEqual(
+            self.call(app, '/api/v1/movie', {'movie': {'year': 2009}}),
+            (400, {'error': 'movie.title: required field is missing', 'type': 'ValidationError'}),
+        )
+
+    def test_the_openapi_document_describes_them(self):
+        from openapi_spec_validator import validate
+
+        from tests.test_app import body_of, handle
+
+        response = handle(self.app(), 'GET', '/openapi.json')
+        self.assertEqual(response.status, 200)
+        document = body_of(response)
+        validate(document)
+        schemas = document['components']['schemas']
+        person = Person.model_json_schema(ref_template='#/components/schemas/{model}')
+        del person['$defs']  # Address, a component of its own
+        self.assertEqual(schemas['Person'], person)
+        self.assertEqual(schemas['Address'], Address.model_json_schema())
+        self.assertEqual(schemas['Numbers'], Numbers.model_json_schema())
+        self.assertEqual(
+            schemas['Movie'],
+            {
+                'type': 'object',
+                'title': 'Movie',
+                'properties': {'title': {'type': 'string'}, 'year': {'type': 'integer'}, 'rating': {'type': 'number'}},
+                'required': ['title'],
+                'additionalProperties': False,
+            },
+        )
+        perform = document['paths']['/api/v1/perform']['post']
+        properties = perform['requestBody']['content']['application/json']['schema']['properties']
+        self.assertEqual(properties['person'], {'$ref': '#/components/schemas/Person'})
+        self.assertEqual(properties['friends']['items'], {'$ref': '#/components/schemas/Person'})
+        greet = document['paths']['/api/v1/greet']['post']
+        self.assertEqual(
+            greet['requestBody']['content']['application/json']['schema'], {'$ref': '#/components/schemas/Person'}
+        )
+
+
 if __name__ == '__main__':
     unittest.main()
