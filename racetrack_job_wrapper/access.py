@@ -7,7 +7,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from racetrack_job_wrapper.logs import Ticker, add_request_fields, report_dropped_lines
+from racetrack_job_wrapper.logs import Ticker, add_request_fields, drain_before_writing, report_dropped_lines
 from racetrack_job_wrapper.messages import Request
 from racetrack_job_wrapper.metrics import JobMetrics
 from racetrack_job_wrapper.routing import METRICS_PATH, PROBE_PATHS
@@ -37,6 +37,7 @@ class AccessObserver:
         self.active = active if active is not None else ActiveRequests()
         self.access_log = AccessLog(logger, settings.log_caller_name, metrics.log_lines_dropped.inc)
         report_dropped_lines(metrics.log_lines_dropped.inc)
+        drain_before_writing(self.access_log.flush)
 
     def request_started(self) -> None:
         """Count a request as received (its first line has arrived)."""
@@ -82,7 +83,8 @@ class AccessObserver:
                 self._forget(request)
                 return
         if logger.isEnabledFor(logging.INFO):
-            self.access_log.write((method, target, status, seconds * 1000, sent))
+            client = request.client[0] if request is not None and request.client else None
+            self.access_log.write(method, target, status, seconds * 1000, sent, client)
         if request is not None:
             self._forget(request)
 
@@ -116,14 +118,20 @@ class AccessLog:
         self._writer = Ticker(self.INTERVAL, self._write_pending, 'access-log')
         self._lock = threading.Lock()  # taken only to flush
 
-    def write(self, args: tuple[object, ...]) -> None:
+    def write(self, method: str, target: str, status: int, ms: float, sent: int, client: str | None) -> None:
         """Queue one access line with the current request's fields, or drop it when the queue is full."""
         if len(self._pending) >= self.MAX_PENDING:  # unlocked: racing threads may pass it by a line each
             self._on_drop(1)
             return
         # A ready record: the caller's file and line (what `logger.info` walks frames for) say
-        # nothing about an access line.
-        record = logging.LogRecord(self._logger.name, logging.INFO, __file__, 0, ACCESS_FORMAT, args, None)
+        # nothing about an access line. Its parts are fields too, for JSON lines.
+        record = logging.LogRecord(
+            self._logger.name, logging.INFO, __file__, 0, ACCESS_FORMAT, (method, target, status, ms, sent), None
+        )
+        fields = record.__dict__
+        fields.update(method=method, path=target, status=status, duration_ms=round(ms, 3), bytes=sent)
+        if client is not None:
+            fields['client'] = client
         trace = CURRENT_TRACE.get()
         if trace is not None:
             add_request_fields(record, trace, self._caller_name)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -42,6 +44,16 @@ _RECORD_ATTRIBUTES = frozenset(logging.LogRecord('', 0, '', 0, '', (), None).__d
     'taskName',
     *REQUEST_FIELDS,
 }
+
+
+# With several worker processes every line names the process that wrote it.
+_show_pid = False
+
+
+def show_pid_in_lines() -> None:
+    """From now on, text lines carry `[pid]` and JSON lines a `pid` field (set before forking workers)."""
+    global _show_pid
+    _show_pid = True
 
 
 class RequestContextFilter(logging.Filter):
@@ -86,7 +98,8 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         record.message = record.getMessage()
         level = self._levels.get(record.levelno) or record.levelname
-        line = f'{self._clock.format(record.created)} {level} {record.name}: {record.message}'
+        process = f' [{record.process}]' if _show_pid else ''
+        line = f'{self._clock.format(record.created)} {level}{process} {record.name}: {record.message}'
         fields = record.__dict__
         for name in REQUEST_FIELDS:
             value = fields.get(name)
@@ -110,6 +123,8 @@ class StructuredFormatter(logging.Formatter):
             'msg': record.getMessage(),
             'logger': record.name,
         }
+        if _show_pid:
+            line['pid'] = record.process
         for name, value in record.__dict__.items():
             if name not in _RECORD_ATTRIBUTES or (name in REQUEST_FIELDS and value):
                 line[name] = value
@@ -168,6 +183,9 @@ class JobLogHandler(logging.StreamHandler[TextIO]):
     for the stream. `flush()` (run by `logging.shutdown()` at exit) waits for the queue to be
     written, at most `FLUSH_TIMEOUT` seconds.
 
+    Lines leave in the order of their records' times: before each batch the writer takes the
+    lines waiting in other queues (`drain_before_writing`: the access log's) and sorts the batch.
+
     Thread-safe: the queue is guarded by the handler's lock, which `handle()` holds around `emit()`.
     """
 
@@ -180,13 +198,15 @@ class JobLogHandler(logging.StreamHandler[TextIO]):
     def __init__(self, stream: TextIO | None = None):
         super().__init__(stream)
         self.on_drop: Callable[[int], None] | None = None  # told how many lines were dropped
-        self._pending: list[str] = []
+        self.sources: list[weakref.WeakMethod[Callable[[], None]]] = []  # see drain_before_writing
+        self._pending: list[tuple[float, str]] = []  # (record time, line)
         self._pending_chars = 0
         self._queued = 0  # lines queued since the start
         self._written = 0  # lines the writer is done with (written, or lost to a stream error)
         self._done = threading.Condition(self.lock)
         self._writer = Ticker(self.FLUSH_INTERVAL, self._write_pending, 'log-writer')
         self._interactive = _is_tty(self.stream)
+        _HANDLERS.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the line for the writer thread, or drop it when the queue is full; never writes."""
@@ -200,7 +220,7 @@ class JobLogHandler(logging.StreamHandler[TextIO]):
         if self._pending_chars + len(line) > self.MAX_PENDING_CHARS:
             self._dropped(1)
             return
-        self._pending.append(line)
+        self._pending.append((record.created, line))
         self._pending_chars += len(line)
         self._queued += 1
         self._writer.ensure_running()
@@ -216,13 +236,25 @@ class JobLogHandler(logging.StreamHandler[TextIO]):
                 self._writer.wake()
                 self._done.wait_for(lambda: self._written >= queued, self.FLUSH_TIMEOUT)
 
+    def forget_pending(self) -> None:
+        """Drop the queued lines (in a forked child: they are the parent's to write)."""
+        self._pending, self._pending_chars = [], 0
+        self._queued = self._written
+
     def _write_pending(self) -> None:
+        for source in self.sources[:]:
+            drain = source()
+            if drain is None:
+                self.sources.remove(source)
+            else:
+                drain()
         with self._done:
             lines = self._pending
             self._pending, self._pending_chars = [], 0
         if lines:
+            lines.sort(key=lambda item: item[0])  # stable: lines of one moment keep their order
             try:
-                self.stream.write(''.join(lines))
+                self.stream.write(''.join(line for _, line in lines))
                 self.stream.flush()
             except (OSError, ValueError):  # the stream was closed, or its reader went away
                 self._dropped(len(lines))
@@ -235,11 +267,40 @@ class JobLogHandler(logging.StreamHandler[TextIO]):
             self.on_drop(count)
 
 
+_HANDLERS: weakref.WeakSet[JobLogHandler] = weakref.WeakSet()
+
+
+def _forget_parents_lines() -> None:
+    for handler in _HANDLERS:
+        handler.forget_pending()
+
+
+os.register_at_fork(after_in_child=_forget_parents_lines)
+
+
 def report_dropped_lines(callback: Callable[[int], None]) -> None:
     """Have the server's handler on the root logger tell `callback` how many lines it drops."""
     for handler in logging.getLogger().handlers:
         if isinstance(handler, JobLogHandler):
             handler.on_drop = callback
+
+
+def drain_before_writing(drain: Callable[[], None]) -> None:
+    """Have the server's handler call `drain` (a bound method, held weakly) before writing each batch.
+
+    `drain` passes another queue's records to the logging handlers, so that their lines join the
+    batch and are written in time order with the rest.
+    """
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, JobLogHandler):
+            handler.sources.append(weakref.WeakMethod(drain))
+
+
+def flush_logs() -> None:
+    """Write what the server's handlers have queued (before a fork, so no child inherits it)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, JobLogHandler):
+            handler.flush()
 
 
 class Ticker:

@@ -33,6 +33,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from racetrack_job_wrapper.logs import flush_logs, show_pid_in_lines
 from racetrack_job_wrapper.server import shared_listener
 from racetrack_job_wrapper.settings import Limits
 
@@ -110,6 +111,7 @@ def serve_workers(make_worker: WorkerFactory, host: str, port: int, count: int, 
     except OSError as e:
         logger.error('cannot start the workers: %s', e)
         raise SystemExit(2) from None
+    show_pid_in_lines()
     listener = shared_listener((host, port))
     logger.info('serving at http://%s:%d with %d worker processes', host, listener.getsockname()[1], count)
     try:
@@ -320,6 +322,7 @@ class Supervisor:
                 self._spawn(slot)
 
     def _spawn(self, slot: int) -> None:
+        flush_logs()  # what is queued now is the parent's to write, not each child's
         # Signals stay blocked across the fork until the worker has its own handlers, so a
         # SIGTERM sent to a new worker is a graceful drain, never a plain death.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS | _FORWARDED_SIGNALS)

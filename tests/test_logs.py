@@ -426,6 +426,51 @@ class ProcessLogsTest(unittest.TestCase):
         self.assertLess(max(server_lines), min(job_lines), output)
         self.assertEqual(json.loads(output[server_lines[0]])['logger'], 'racetrack_job_wrapper.standalone')
 
+    def test_json_access_lines_carry_their_parts_as_fields_in_time_order(self):
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as directory:
+            Path(directory, 'job.py').write_text(JOB_LOGGING_JOB)
+            job = ProcessJob(['job.py:Job'], cwd=directory, env={'LOG_STRUCTURED': 'true'})
+            try:
+                job.wait_ready()
+                client = job.client()
+                for _ in range(20):
+                    self.assertEqual(client.post('/api/v1/perform', {}).status, 200)
+                self.assertEqual(client.get('/nowhere').status, 404)
+            finally:
+                job.stop()
+            lines = [json.loads(line) for line in job.read_output().splitlines() if line.startswith('{')]
+        # (A /ready answered 500 while the job loaded is logged too, and left out here.)
+        access = [
+            line for line in lines if line['logger'] == 'racetrack_job_wrapper.access' and line['path'] != '/ready'
+        ]
+        self.assertEqual(len(access), 21, access)
+        last = access[-1]
+        self.assertEqual(
+            {name: last[name] for name in ('method', 'path', 'status', 'client')},
+            {'method': 'GET', 'path': '/nowhere', 'status': 404, 'client': '127.0.0.1'},
+        )
+        self.assertIsInstance(last['duration_ms'], float)
+        self.assertGreater(last['bytes'], 0)
+        self.assertRegex(last['msg'], rf'^GET /nowhere 404 [0-9.]+ms {last["bytes"]}B$')
+        # The job's line inside each call comes before that call's access line, all in time order.
+        self.assertEqual([line['time'] for line in lines], sorted(line['time'] for line in lines))
+        calls = [line for line in lines if line['msg'] == 'inside perform' or line.get('path') == '/api/v1/perform']
+        self.assertEqual(['job' if 'path' not in line else 'access' for line in calls], ['job', 'access'] * 20)
+
+
+JOB_LOGGING_JOB = """
+import logging
+
+
+class Job:
+    def perform(self) -> int:
+        logging.getLogger('job').info('inside perform')
+        return 1
+"""
+
 
 DEBUG_LOGGING_JOB = """
 import logging
@@ -653,7 +698,7 @@ class AccessLogTest(unittest.TestCase):
         def serve(number: int) -> None:
             CURRENT_TRACE.set(RequestTrace(f'trace-{number}', caller_name=f'caller-{number}'))
             for index in range(100):
-                access_log.write(('POST', f'/{number}/{index}', 200, 1.0, 10))
+                access_log.write('POST', f'/{number}/{index}', 200, 1.0, 10, '127.0.0.1')
 
         threads = [threading.Thread(target=serve, args=(number,)) for number in range(8)]
         for thread in threads:
@@ -684,10 +729,10 @@ class AccessLogTest(unittest.TestCase):
         self.addCleanup(release.set)
         dropped: list[int] = []
         access_log = AccessLog(target, caller_name=False, on_drop=dropped.append)
-        access_log.write(('GET', '/first', 200, 1.0, 10))
+        access_log.write('GET', '/first', 200, 1.0, 10, None)
         self.assertTrue(entered.wait(5))  # the writer has taken the first line and waits in the handler
         for index in range(AccessLog.MAX_PENDING + 5):
-            access_log.write(('GET', f'/{index}', 200, 1.0, 10))
+            access_log.write('GET', f'/{index}', 200, 1.0, 10, None)
         self.assertEqual(dropped, [1] * 5)
 
 

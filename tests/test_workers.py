@@ -206,6 +206,17 @@ class WorkersTest(unittest.TestCase):
         self.assertEqual(children_of(job.process.pid), set())
         self.assertFalse(metrics_dirs[0].exists())
 
+    def test_start_up_lines_are_written_once_and_every_line_names_its_process(self):
+        job = self.start()
+        pids, _ = self.call_until_every_worker_answered(job)
+        job.stop()
+        lines = job.read_output().splitlines()
+        self.assertEqual(sum('with 2 worker processes' in line for line in lines), 1, lines)
+        self.assertEqual(sum('worker 0 started' in line for line in lines), 1, lines)
+        logged = {int(pid) for pid in re.findall(r'^\S+ \w+ +\[(\d+)\] ', '\n'.join(lines), re.MULTILINE)}
+        self.assertEqual(logged, pids | {job.process.pid})
+        self.assertTrue(all(re.match(r'^\S+ \w+ +\[\d+\] ', line) for line in lines if line[:4].isdigit()), lines)
+
     def test_sigusr1_to_the_supervisor_dumps_every_worker(self):
         job = self.start()
         pids, _ = self.call_until_every_worker_answered(job)
