@@ -1,4 +1,5 @@
-"""Sessions: `nox -s tests` (3.11, 3.12, 3.13 where installed), `quick`, `lint`, `fuzz`, `bench`."""
+"""Sessions: `nox -s tests` (3.11, 3.12, 3.13 where installed), `quick`, `lint`, `fuzz`, `bench`, `wheelhouse`,
+`cluster`."""
 
 import nox
 
@@ -44,3 +45,16 @@ def fuzz(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmark against the peer and the stdlib floor; writes benchmarks/results/latest.md."""
     session.run('python', 'benchmarks/bench.py', *session.posargs, external=True)
+
+
+@nox.session(python='3.11')
+def wheelhouse(session: nox.Session) -> None:
+    """The project's wheel and its dependencies' in wheelhouse/ (or the folder given), installable with --no-index."""
+    session.run('python', '.ci/wheelhouse.py', *session.posargs)
+
+
+@nox.session(python='3.11')
+def cluster(session: nox.Session) -> None:
+    """Three replicas behind HAProxy and Prometheus, rolled one by one under load (needs haproxy, prometheus)."""
+    session.install('-e', '.')
+    session.run('python', '-m', 'unittest', '-v', 'tests.test_cluster', *session.posargs)

@@ -1,18 +1,11 @@
-import os
 import re
-import subprocess
-import sys
-import tempfile
-import time
 import unittest
-import venv
-from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from racetrack_job_wrapper.docs import ASSET_TYPES, docs_routes, render_page, swagger_dir
 from racetrack_job_wrapper.messages import Headers, Request
 from racetrack_job_wrapper.routing import Router
-from tests.support import REPO_DIR, JobClient, ServerTestCase, free_port, slow
+from tests.support import JobClient, ServerTestCase
 
 EXPECTED_TYPES = {
     'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
@@ -191,87 +184,6 @@ class DocsServerTest(ServerTestCase):
         self.assertEqual(body['example'], {'a': 40, 'b': 2})
         response = client.get('/openapi.json', {'If-None-Match': client.get('/openapi.json').headers['etag']})
         self.assertEqual((response.status, response.body), (304, b''))
-
-
-WHEEL_JOB = '''
-class Job:
-    def perform(self, number: int) -> bool:
-        """Check if a number is even."""
-        return number % 2 == 0
-'''
-
-
-@slow
-class WheelTest(unittest.TestCase):
-    """The docs assets ship inside the wheel and are served from an installed copy."""
-
-    def test_installed_wheel_serves_docs(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp_path = Path(tmp)
-            subprocess.run(
-                [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-q', str(REPO_DIR), '-w', str(tmp_path / 'dist')],
-                check=True,
-                cwd=tmp,
-            )
-            wheels = list((tmp_path / 'dist').glob('racetrack_job_wrapper-*.whl'))
-            self.assertEqual(len(wheels), 1, wheels)
-            venv.EnvBuilder(system_site_packages=True, with_pip=False).create(tmp_path / 'venv')
-            python = tmp_path / 'venv' / 'bin' / 'python'
-            env = dict(os.environ)  # without this checkout on the path
-            env['PYTHONPATH'] = os.pathsep.join(
-                entry
-                for entry in env.get('PYTHONPATH', '').split(os.pathsep)
-                if entry and Path(entry).resolve() != REPO_DIR
-            )
-            # The venv sees pip and prometheus-client through the system site-packages; the wheel goes
-            # into the venv itself, so the job imports the installed copy, not this checkout.
-            subprocess.run(
-                [str(python), '-m', 'pip', 'install', '-q', '--no-deps', '--no-index', str(wheels[0])],
-                check=True,
-                cwd=tmp,
-                env=env,
-            )
-            located = subprocess.run(
-                [str(python), '-c', 'import racetrack_job_wrapper.docs as d; print(d.swagger_dir())'],
-                check=True,
-                cwd=tmp,
-                env=env,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-            self.assertTrue(located.startswith(str(tmp_path / 'venv')), located)
-            (tmp_path / 'job.py').write_text(WHEEL_JOB)
-            port = free_port()
-            with open(tmp_path / 'job.log', 'wb') as log:
-                process = subprocess.Popen(
-                    [str(python), '-m', 'racetrack_job_wrapper', 'job.py', '--host', '127.0.0.1', '--port', str(port)],
-                    cwd=tmp,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            client = JobClient(port)
-            try:
-                self.wait_ready(client, process, tmp_path / 'job.log')
-                check_docs(self, client, '/docs', f'Job - {client.get("/health").json()["job_name"]}')
-                self.assertEqual(client.post('/api/v1/perform', {'number': 4}).json(), True)
-            finally:
-                client.close()
-                process.terminate()
-                process.wait(30)
-
-    def wait_ready(self, client: JobClient, process: subprocess.Popen, log: Path) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self.fail(f'the installed job exited with {process.returncode}: {log.read_text()}')
-            try:
-                if client.get('/ready').status == 200:
-                    return
-            except OSError:
-                client.close()
-            time.sleep(0.05)
-        self.fail(f'the installed job did not become ready: {log.read_text()}')
 
 
 if __name__ == '__main__':
