@@ -1,12 +1,15 @@
-"""Hardening proof, run by hand: a long mixed-error soak, then SIGTERM under load.
+"""Hardening proof, run by hand: a long mixed-error soak, SIGTERM under load, slow-header floods.
 
 Soak: 100,000 POSTs over 32 keep-alive connections; 10% bad JSON (expect 400), 10% asking
 the job to raise ValueError (expect 400), the rest valid (expect 200 and the right sum).
 Every unexpected status, wrong body or broken connection is counted; p99 latency and the
 server's RSS growth are reported. SIGTERM: load at 32 connections, SIGTERM mid-run; every
-request whose bytes were fully sent must get a complete response.
+request whose bytes were fully sent must get a complete response. Flood and reconnecting
+flood: 1,200 slow-header connections from one address (see slow_headers.py), the second
+reopening each one the server closes; every ordinary call beside them must get its 200.
 
-    python benchmarks/soak.py [--target project|floor] [--requests N] [--workers N]
+    python benchmarks/soak.py [--target project|peer|floor] [--requests N] [--workers N]
+        [--only soak|sigterm|flood|reconnecting-flood ...]
 """
 
 import argparse
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import probes
 import sides
+import slow_headers
 
 JOB = sides.BENCH_DIR / 'jobs' / 'flaky.py'
 MB = 1024 * 1024
@@ -303,6 +307,13 @@ def run_sigterm(server: probes.Server, connections: int, load_seconds: float, gr
     return total['sent'] == total['completed'] and code is not None
 
 
+def run_flood(server: probes.Server, connections: int, duration: float, reconnect: bool) -> bool:
+    """Slow-header flood beside an ordinary client; passes when every ordinary call got its 200."""
+    result = slow_headers.run_flood(server.port, connections, duration, reconnect=reconnect)
+    print(f'{"reconnecting " if reconnect else ""}flood of {connections}: {result.summary()}')
+    return result.calls > 0 and result.ok == result.calls
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -310,22 +321,23 @@ def _interrupt(signum: int, frame: object) -> None:
 def main() -> int:
     """Start the target server, run the soak and the SIGTERM drill, stop everything."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--target', choices=('project', 'floor'), default='project')
+    parser.add_argument('--target', choices=('project', 'peer', 'floor'), default='project')
     parser.add_argument('--requests', type=int, default=100_000)
     parser.add_argument('--connections', type=int, default=32)
     parser.add_argument('--workers', type=int, help='pass --workers N to the project')
     parser.add_argument('--sigterm-after', type=float, default=3.0, help='seconds of load')
     parser.add_argument('--grace', type=float, default=30.0, help='seconds to wait for exit')
-    parser.add_argument('--skip-soak', action='store_true')
-    parser.add_argument('--skip-sigterm', action='store_true')
+    parser.add_argument('--flood-connections', type=int, default=1200)
+    parser.add_argument('--flood-seconds', type=float, default=40.0)
+    phases = ('soak', 'sigterm', 'flood', 'reconnecting-flood')
+    parser.add_argument('--only', nargs='+', choices=phases, default=phases, help='phases to run (all)')
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)
-    side = sides.project_side(False) if args.target == 'project' else sides.floor_side(False)
+    make_side = {'project': sides.project_side, 'peer': sides.peer_side, 'floor': sides.floor_side}[args.target]
+    side = make_side(False)
     passed = True
     with tempfile.TemporaryDirectory(prefix='soak-') as tmp:
-        for phase in ('soak', 'sigterm'):
-            if getattr(args, f'skip_{phase}'):
-                continue
+        for phase in args.only:
             port = probes.free_port()
             argv = side.argv(JOB, port, args.workers)
             server = probes.start_server(argv, port, Path(tmp) / f'{phase}.log', Path(tmp))
@@ -333,8 +345,11 @@ def main() -> int:
                 probes.wait_ready(server)
                 if phase == 'soak':
                     ok = run_soak(server, args.requests, args.connections)
-                else:
+                elif phase == 'sigterm':
                     ok = run_sigterm(server, args.connections, args.sigterm_after, args.grace)
+                else:
+                    reconnect = phase == 'reconnecting-flood'
+                    ok = run_flood(server, args.flood_connections, args.flood_seconds, reconnect)
                 print(f'{phase}: {"PASS" if ok else "FAIL"}')
                 passed = passed and ok
             finally:
