@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from racetrack_job_wrapper import __version__
-from racetrack_job_wrapper.logs import configure_logs
+from racetrack_job_wrapper.logs import LOG_LEVELS, configure_logs
 from racetrack_job_wrapper.manifest import MANIFEST_FILENAME, ManifestError
-from racetrack_job_wrapper.settings import LimitField, Limits
+from racetrack_job_wrapper.settings import ENVIRONMENT_VARIABLES, LimitField, Limits
 from racetrack_job_wrapper.standalone import DEFAULT_HOST, DEFAULT_PORT, serve
 from racetrack_job_wrapper.template import TemplateError, render_file
 
@@ -44,18 +45,31 @@ extra). Errors exit with code 2.
 """
 
 
+# Every flag can be given as an environment variable too: RJW_ and its name (RJW_PORT=8000),
+# as uvicorn's UVICORN_* and gunicorn's GUNICORN_CMD_ARGS do; a flag on the command line wins.
+ENV_PREFIX = 'RJW_'
+# Flags whose variable the server already read before the flag existed.
+_FLAG_VARIABLES = {'log_level': 'LOG_LEVEL'}
+
+
+def flag_variable(dest: str) -> str:
+    """The environment variable standing for the flag stored in `dest`."""
+    return _FLAG_VARIABLES.get(dest, ENV_PREFIX + dest.upper())
+
+
 def build_parser(legacy: bool = False) -> argparse.ArgumentParser:
     """The argument parser; `legacy` is the `run JOB [CLASS]` form."""
     parser = argparse.ArgumentParser(
         prog='racetrack_job_wrapper' + (' run' if legacy else ''),
         description=DESCRIPTION,
+        epilog=_environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument('job', metavar='JOB', help='job reference: file.py[:Class] or module:Class')
     if legacy:
         parser.add_argument('class_name', metavar='CLASS', nargs='?', help='name of the job class')
-    parser.add_argument('--host', default=DEFAULT_HOST, help=f'address to bind (default {DEFAULT_HOST})')
-    parser.add_argument('--port', type=int, default=DEFAULT_PORT, help=f'port to bind (default {DEFAULT_PORT})')
+    parser.add_argument('--host', default=DEFAULT_HOST, help=f'address to bind, IPv4 or IPv6 (default {DEFAULT_HOST})')
+    parser.add_argument('--port', type=_port, default=DEFAULT_PORT, help=f'port to bind (default {DEFAULT_PORT})')
     parser.add_argument('--manifest-path', metavar='FILE', help='job manifest (job.yaml) to read')
     parser.add_argument(
         '--workers',
@@ -63,6 +77,9 @@ def build_parser(legacy: bool = False) -> argparse.ArgumentParser:
         type=_positive_int,
         default=1,
         help='worker processes serving the port, each loading the job (default 1)',
+    )
+    parser.add_argument(
+        '--log-level', type=str.lower, choices=LOG_LEVELS, help='debug, info (default), warning or error'
     )
     limits = parser.add_argument_group('limits (defaults in parentheses; jobtype_extra can set them too)')
     for limit in Limits.describe():
@@ -80,7 +97,35 @@ def build_parser(legacy: bool = False) -> argparse.ArgumentParser:
         help="origin allowed by CORS, repeatable ('*', all, unless jobtype_extra says otherwise)",
     )
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
+    for action in parser._actions:
+        if action.option_strings and action.dest not in ('help', 'version'):
+            action.help = f'{action.help} [${flag_variable(action.dest)}]'
     return parser
+
+
+def _environment_help() -> str:
+    lines = ['environment variables (each flag also has one, named in brackets; the flag wins):']
+    lines += [f'  {name:<32}{text}' for name, text in ENVIRONMENT_VARIABLES.items()]
+    return '\n'.join(lines)
+
+
+def apply_flag_variables(parser: argparse.ArgumentParser, environ: Mapping[str, str] = os.environ) -> None:
+    """Make each flag's environment variable, where set, its default; a bad value is a usage error naming it."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ('help', 'version'):
+            continue
+        name = flag_variable(action.dest)
+        text = environ.get(name, '').strip()
+        if not text:
+            continue
+        parts = [part.strip() for part in text.split(',')] if isinstance(action, argparse._AppendAction) else [text]
+        try:
+            values = [action.type(part) if callable(action.type) else part for part in parts]
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            parser.error(f'{name}={text!r}: {e}')
+        if action.choices is not None and any(value not in action.choices for value in values):
+            parser.error(f'{name}={text!r}: choose from {", ".join(map(str, action.choices))}')
+        parser.set_defaults(**{action.dest: values if isinstance(action, argparse._AppendAction) else values[0]})
 
 
 def build_template_parser() -> argparse.ArgumentParser:
@@ -108,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return render_template(args_list[1:])
     legacy = bool(args_list) and args_list[0] == 'run'
     parser = build_parser(legacy)
+    apply_flag_variables(parser)
     args = parser.parse_args(args_list[1:] if legacy else args_list)
     reference = args.job
     class_name = getattr(args, 'class_name', None)
@@ -121,7 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return load_job_class(reference, class_name)
 
     return serve(
-        load, host=args.host, port=args.port, manifest_path=args.manifest_path, workers=args.workers, **options
+        load,
+        host=args.host,
+        port=args.port,
+        manifest_path=args.manifest_path,
+        workers=args.workers,
+        log_level=args.log_level,
+        **options,
     )
 
 
@@ -148,6 +200,13 @@ def _limit_parser(limit: LimitField) -> Callable[[str], int | float]:
 
     parse.__name__ = limit.kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f'must be a port number from 0 to 65535, got {value}')
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -27,6 +27,8 @@ LEVELS = {
     'error': logging.ERROR,
     'critical': logging.CRITICAL,
 }
+# The names --log-level offers (LOG_LEVEL also takes `warn` and `critical`).
+LOG_LEVELS = ('debug', 'info', 'warning', 'error')
 # Record attributes the request filter adds, in the order text lines show them.
 REQUEST_FIELDS = ('tracing_id', 'caller_name', 'traceparent', 'tracestate')
 _COLORS = {

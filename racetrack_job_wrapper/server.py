@@ -140,6 +140,7 @@ class JobServer(ThreadingHTTPServer):
         self._warned: dict[str, float] = {}
         self._unwarned: dict[str, int] = {}
         if listener is None:
+            self.address_family = address_family(*address)
             super().__init__(address, RequestHandler, bind_and_activate)
         else:
             super().__init__(listener.getsockname()[:2], RequestHandler, bind_and_activate=False)
@@ -348,9 +349,27 @@ class JobServer(ThreadingHTTPServer):
         return taken
 
 
+def address_family(host: str, port: int) -> socket.AddressFamily:
+    """AF_INET or AF_INET6, as `host` (an address or a name) resolves; OSError (socket.gaierror) if it does not."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+
+
+def listen_url(host: str, port: int) -> str:
+    """`http://host:port`, an IPv6 address in brackets, for the log."""
+    return f'http://[{host}]:{port}' if ':' in host else f'http://{host}:{port}'
+
+
+def exit_unable_to_listen(host: str, port: int, error: OSError) -> typing.NoReturn:
+    """Log in one line why `host:port` cannot be listened on (taken, not this machine's, no such name); exit 1."""
+    reason = os.strerror(error.errno) if isinstance(error.errno, int) and error.errno > 0 else str(error)
+    logger.error('cannot listen on %s: %s', listen_url(host, port), reason)
+    raise SystemExit(1) from None
+
+
 def shared_listener(address: tuple[str, int]) -> socket.socket:
     """A bound, listening socket for several worker processes to accept from (`JobServer(listener=...)`)."""
-    sock = socket.create_server(address, backlog=JobServer.request_queue_size)
+    family = address_family(*address)
+    sock = socket.create_server(address, family=family, backlog=JobServer.request_queue_size)
     # Every worker wakes for a new connection and only one wins the accept; the others must
     # get EAGAIN (which socketserver ignores) instead of blocking their serve loop.
     sock.setblocking(False)

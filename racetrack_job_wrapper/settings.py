@@ -527,5 +527,30 @@ class ObservabilitySettings:
         )
 
 
+# Every environment variable the server reads (the flags' own RJW_* variables aside), for
+# `--help` and the README; tests/test_cli.py holds it to the names the package reads.
+ENVIRONMENT_VARIABLES = {
+    'JOB_MANIFEST_YAML': 'the manifest itself, as YAML text (instead of a job.yaml file)',
+    'JOB_AUTH_TOKENS': 'token1,token2: every request but probes and public_endpoints needs one',
+    'JOB_NAME': "the job name (over the manifest's name), shown by /health and in chain calls",
+    'JOB_VERSION': "the job version (over the manifest's version)",
+    'LOG_LEVEL': 'debug, info (default), warning or error; --log-level too',
+    'LOG_STRUCTURED': 'true: one JSON object per log line',
+    'LOG_CALLER_NAME': 'true: access lines name the caller (X-Caller-Name)',
+    'REQUEST_TRACING_HEADER': 'the tracing id header (default X-Request-Tracing-Id)',
+    'CALLER_NAME_HEADER': 'the caller name header (default X-Caller-Name)',
+    'PUB_URL': "Racetrack's internal Pub URL, for chain calls",
+    'AUTH_TOKEN': 'the token chain calls send in X-Racetrack-Auth',
+    'DEBUG_THREADS': 'true: serve GET /debug/threads',
+    'MEMRAY_PROFILER': 'true: track memory with memray and serve the profiler endpoints',
+    'MEMRAY_LEAKS': 'true: the profiler shows leaked memory, not peak usage',
+    'PROMETHEUS_MULTIPROC_DIR': "--workers' metric files (default: a directory made and removed)",
+    'GIT_VERSION': 'shown by /health',
+    'DEPLOYED_BY_RACETRACK_VERSION': 'shown by /health',
+    'JOB_DEPLOYMENT_TIMESTAMP': 'shown by /live and /health',
+    'JOB_TYPE_VERSION': 'shown by /health',
+}
+
+
 def _flag(environ: Mapping[str, str], name: str) -> bool:
     return (environ.get(name) or '').strip().lower() in _TRUE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import socket
@@ -24,7 +25,7 @@ from racetrack_job_wrapper.manifest import ManifestError, apply_runtime_env, rea
 from racetrack_job_wrapper.metrics import JobMetrics, metrics_route, register_job_metrics
 from racetrack_job_wrapper.profiler import create_profiler, profiler_routes
 from racetrack_job_wrapper.routing import API_PREFIX
-from racetrack_job_wrapper.server import JobServer
+from racetrack_job_wrapper.server import JobServer, exit_unable_to_listen, listen_url
 from racetrack_job_wrapper.settings import JobSettings, ObservabilitySettings, ServerOptions, apply_options
 
 if TYPE_CHECKING:
@@ -67,18 +68,20 @@ def serve(
     port: int = DEFAULT_PORT,
     manifest_path: str | None = None,
     workers: int = 1,
+    log_level: str | None = None,
     **options: Unpack[ServerOptions],
 ) -> int:
     """Run a server whose job is produced by `load()` (called in the background); returns an exit code.
 
     SIGTERM and SIGINT drain the server: /ready turns 500, accepting goes on for the shutdown
     delay, then stops, and requests in flight finish within the grace period; a second SIGINT
-    cuts them. The exit code is 0 when none was cut. With
-    `workers` above 1, that many processes serve the port, each calling `load()` itself.
-    An unusable manifest (or JOB_AUTH_TOKENS) is logged and raises SystemExit(2) before
-    anything listens: a configuration error should stop the process, with its reason in the log.
+    cuts them. The exit code is 0 when none was cut. With `workers` above 1, that many
+    processes serve the port, each calling `load()` itself. An unusable manifest (or
+    JOB_AUTH_TOKENS) is logged and raises SystemExit(2) before anything listens, an address
+    that cannot be listened on SystemExit(1): a start-up error stops the process, with its
+    reason in one log line. `log_level` wins over LOG_LEVEL.
     """
-    configure_logs()
+    configure_logs(log_level)
     warn_if_conflicting_install()
     try:
         settings = prepare_settings(manifest_path)
@@ -87,6 +90,8 @@ def serve(
         raise SystemExit(2) from None
     # Read again now that the manifest's runtime_env is applied: it may set LOG_* and the header names.
     observability = ObservabilitySettings.from_environ()
+    if log_level:
+        observability = dataclasses.replace(observability, log_level=log_level)
     configure_logs(settings=observability)
     settings = apply_options(settings, options)
     if workers != 1:
@@ -99,8 +104,11 @@ def serve(
 
         return serve_workers(make_worker, host, port, workers, settings.limits)
     runner = JobRunner(load, settings, observability=observability)
-    runner.bind(host, port)
-    logger.info('serving at http://%s:%d', host, runner.server.server_address[1])
+    try:
+        runner.bind(host, port)
+    except OSError as e:
+        exit_unable_to_listen(host, port, e)
+    logger.info('serving at %s', listen_url(host, runner.server.server_address[1]))
     return runner.run_forever(install_signals=True)
 
 

@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from racetrack_job_wrapper.logs import flush_logs, show_pid_in_lines
-from racetrack_job_wrapper.server import shared_listener
+from racetrack_job_wrapper.server import exit_unable_to_listen, listen_url, shared_listener
 from racetrack_job_wrapper.settings import Limits
 
 logger = logging.getLogger(__name__)
@@ -112,8 +112,12 @@ def serve_workers(make_worker: WorkerFactory, host: str, port: int, count: int, 
         logger.error('cannot start the workers: %s', e)
         raise SystemExit(2) from None
     show_pid_in_lines()
-    listener = shared_listener((host, port))
-    logger.info('serving at http://%s:%d with %d worker processes', host, listener.getsockname()[1], count)
+    try:
+        listener = shared_listener((host, port))
+    except OSError as e:
+        metrics_dir.close()
+        exit_unable_to_listen(host, port, e)
+    logger.info('serving at %s with %d worker processes', listen_url(host, listener.getsockname()[1]), count)
     try:
         return Supervisor(make_worker, listener, count, limits, metrics_dir).run()
     finally:

@@ -178,15 +178,23 @@ class ServerTestCase(unittest.TestCase):
 class ProcessJob:
     """A job served by `python -m racetrack_job_wrapper` in a child process."""
 
-    def __init__(self, args: list[str], cwd: Path | str | None = None, env: Mapping[str, str] | None = None):
-        self.port = free_port()
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path | str | None = None,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+    ):
+        """With `port`, the arguments name no address: the caller chose it (through RJW_HOST and RJW_PORT, say)."""
+        self.port = free_port() if port is None else port
+        address = ['--host', '127.0.0.1', '--port', str(self.port)] if port is None else []
         full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', **(env or {})}
         full_env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO_DIR), full_env.get('PYTHONPATH')]))
         # A file, not a pipe: a chatty child must never block on a full pipe nobody reads.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - open while the process runs, closed by stop()
         self.output = ''
         self.process = subprocess.Popen(
-            [sys.executable, '-m', 'racetrack_job_wrapper', *args, '--host', '127.0.0.1', '--port', str(self.port)],
+            [sys.executable, '-m', 'racetrack_job_wrapper', *args, *address],
             cwd=cwd,
             env=full_env,
             stdout=self._log,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -13,7 +16,7 @@ import time
 import unittest
 from pathlib import Path
 
-from tests.support import EXAMPLES_DIR, REPO_DIR, ProcessJob
+from tests.support import EXAMPLES_DIR, REPO_DIR, ProcessJob, free_port
 
 
 def write(directory: Path, name: str, text: str) -> Path:
@@ -290,3 +293,129 @@ class TemplateCommandTest(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class ConventionsTest(unittest.TestCase):
+    """What users know from uvicorn and gunicorn: flags as environment variables, one-line start-up errors."""
+
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: subprocess.run(['rm', '-rf', str(self.tmp)]))
+        write(self.tmp, 'job.py', 'class Job:\n    def perform(self, x: int = 1):\n        return x * 2\n')
+
+    def run_cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, '-m', 'racetrack_job_wrapper', *args],
+            capture_output=True,
+            text=True,
+            cwd=self.tmp,
+            timeout=30,
+            env={**os.environ, 'PYTHONPATH': str(REPO_DIR), **(env or {})},
+        )
+
+    def test_a_port_in_use_is_one_line_naming_the_address(self):
+        with socket.socket() as taken:
+            taken.bind(('127.0.0.1', 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            for workers in ('1', '2'):
+                with self.subTest(workers=workers):
+                    result = self.run_cli(
+                        'job.py:Job', '--host', '127.0.0.1', '--port', str(port), '--workers', workers
+                    )
+                    self.assertEqual(result.returncode, 1, result.stderr)
+                    lines = result.stderr.strip().splitlines()
+                    self.assertEqual(len(lines), 1, lines)
+                    self.assertTrue(
+                        lines[0].endswith(f'cannot listen on http://127.0.0.1:{port}: Address already in use'), lines
+                    )
+
+    def test_a_host_that_is_no_address_is_one_line(self):
+        result = self.run_cli('job.py:Job', '--host', 'no-such-host.invalid', '--port', '0')
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+        self.assertIn('cannot listen on http://no-such-host.invalid:0: ', result.stderr)
+
+    def test_bad_flag_and_variable_values_are_usage_errors(self):
+        result = self.run_cli('job.py:Job', '--port', '99999')
+        self.assertEqual(result.returncode, 2)
+        self.assertIn('argument --port: must be a port number from 0 to 65535, got 99999', result.stderr)
+        result = self.run_cli('job.py:Job', env={'RJW_MAX_BODY_BYTES': '-5'})
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("RJW_MAX_BODY_BYTES='-5': must be a positive integer", result.stderr)
+        result = self.run_cli(
+            'job.py:Job',
+            env={'LOG_LEVEL': 'loud', 'RJW_PORT': '0', 'RJW_HOST': '127.0.0.1'},
+        )
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("LOG_LEVEL='loud': choose from debug, info, warning, error", result.stderr)
+
+    def test_every_flag_can_be_an_environment_variable_and_the_flag_wins(self):
+        port = free_port()
+        env = {'RJW_HOST': '127.0.0.1', 'RJW_PORT': str(port), 'RJW_MAX_BODY_BYTES': '10', 'LOG_LEVEL': 'debug'}
+        job = ProcessJob(['job.py:Job', '--max-body-bytes', '20'], cwd=self.tmp, env=env, port=port)
+        self.addCleanup(job.stop)
+        job.wait_ready()
+        client = job.client()
+        self.assertEqual(client.post('/api/v1/perform', {'x': 123456}).status, 200)  # 13 bytes: 20 won over 10
+        self.assertEqual(client.post('/api/v1/perform', {'x': 12345678901234567890}).status, 413)  # 27 bytes
+        self.assertEqual(job.stop(), 0)
+        self.assertIn('DEBUG', job.read_output())  # LOG_LEVEL=debug
+        self.assertIn(f'serving at http://127.0.0.1:{port}', job.read_output())
+
+    def test_an_ipv6_host(self):
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(('::1', 0))
+            port = probe.getsockname()[1]
+        process = subprocess.Popen(
+            [sys.executable, '-m', 'racetrack_job_wrapper', 'job.py:Job', '--host', '::1', '--port', str(port)],
+            cwd=self.tmp,
+            env={**os.environ, 'PYTHONPATH': str(REPO_DIR)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.addCleanup(process.stderr.close)
+        self.addCleanup(process.wait, 30)
+        self.addCleanup(process.terminate)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                connection = http.client.HTTPConnection('::1', port, timeout=5)
+                connection.request('POST', '/api/v1/perform', b'{"x": 4}', {'Content-Type': 'application/json'})
+                response = connection.getresponse()
+                body = response.read()
+                connection.close()
+                if response.status == 200:
+                    self.assertEqual(body, b'8')
+                    break
+            except OSError:
+                connection.close()
+                self.assertLess(time.monotonic(), deadline, 'no answer on [::1]')
+                time.sleep(0.05)
+        process.terminate()
+        self.assertEqual(process.wait(30), 0)
+        self.assertIn(f'serving at http://[::1]:{port}', process.stderr.read())
+
+    def test_help_names_every_environment_variable(self):
+        from racetrack_job_wrapper.cli import build_parser, flag_variable
+        from racetrack_job_wrapper.settings import ENVIRONMENT_VARIABLES
+
+        text = self.run_cli('--help').stdout
+        for name in ENVIRONMENT_VARIABLES:
+            self.assertIn(f'\n  {name} ', text)
+        for action in build_parser()._actions:
+            if action.option_strings and action.dest not in ('help', 'version'):
+                self.assertIn(f'[${flag_variable(action.dest)}]', ' '.join(text.split()))
+
+    def test_the_environment_table_names_every_variable_the_package_reads(self):
+        from racetrack_job_wrapper.settings import ENVIRONMENT_VARIABLES
+
+        read = set()
+        for path in (REPO_DIR / 'racetrack_job_wrapper').glob('*.py'):
+            if path.name == 'webview.py':  # a WSGI environ, not the process's
+                continue
+            for line in path.read_text().splitlines():
+                if 'environ' in line or '_ENV' in line or '_flag(' in line or '_identity(' in line:
+                    read |= set(re.findall(r"'([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)'", line))
+        self.assertGreater(len(read), 10)
+        self.assertEqual(read - set(ENVIRONMENT_VARIABLES), set())
