@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from racetrack_job_wrapper.asyncloop import AsyncRunner
 from racetrack_job_wrapper.auth import AccessPolicy
-from racetrack_job_wrapper.docs import docs_routes
+from racetrack_job_wrapper.docs import docs_routes, loading_docs_route
 from racetrack_job_wrapper.endpoint_config import EndpointConfig
 from racetrack_job_wrapper.endpoints import EndpointSpec, describe_endpoint, describe_parameters
 from racetrack_job_wrapper.health import HealthState, health_body, live_body, ready_body
@@ -179,17 +179,28 @@ def home_route(settings: JobSettings) -> Route:
     return Route('/', {'GET': home}, 'the built-in /')
 
 
+def docs_title(settings: JobSettings) -> str:
+    """The title of the docs page and of the OpenAPI document."""
+    return f'Job - {settings.name}'
+
+
 def build_loading_app(health: HealthState, settings: JobSettings) -> App:
     """The app served while the job loads (or after it failed to): probes, and 503 for the rest."""
 
-    def not_ready(request: Request) -> Response:
+    def state() -> str:
         if health.error:
-            message = f'the job failed to load: {health.error}'
-        else:
-            message = 'the job is still loading; try again shortly'
-        return error_response(503, message, 'ServiceUnavailable', {'Retry-After': '1'})
+            return f'the job failed to load: {health.error}'
+        return 'the job is still loading; try again shortly'
 
-    return App(Router(probe_routes(health, settings) + [home_route(settings)]), settings, fallback=not_ready)
+    def not_ready(request: Request) -> Response:
+        return error_response(503, state(), 'ServiceUnavailable', {'Retry-After': '1'})
+
+    routes = [
+        *probe_routes(health, settings),
+        home_route(settings),
+        loading_docs_route(f'Job - {settings.name}', state),
+    ]
+    return App(Router(routes), settings, fallback=not_ready)
 
 
 class JobComponents:
@@ -220,7 +231,12 @@ def build_job_app(
     cwd = Path.cwd() if cwd is None else Path(cwd)
     specs = collect_endpoints(entrypoint)
     guesser = MimeGuesser()
-    static = static_endpoints(_call_optional(entrypoint, 'static_endpoints', dict), cwd, API_PREFIX, guesser=guesser)
+    static_files = _call_optional(entrypoint, 'static_endpoints', dict)
+    try:
+        static = static_endpoints(static_files, cwd, API_PREFIX, guesser=guesser)
+    except JobDefinitionError as e:
+        e.where = e.where or getattr(entrypoint, 'static_endpoints', None)
+        raise
     webview_url = webview_base_url(settings.name, settings.version, API_PREFIX)
     webview = create_webview_app(entrypoint, webview_url)
     context = RequestContext()
@@ -257,7 +273,7 @@ def build_job_app(
         by_path[API_PREFIX + '/perform'] = {'POST': _no_perform}
     routes.append(Route(API_PREFIX + '/parameters', {'GET': parameters}, f'the built-in {API_PREFIX}/parameters'))
     routes.extend(Route(path, handlers, f'endpoint {path[len(API_PREFIX) :]}') for path, handlers in by_path.items())
-    title = f'Job - {settings.name}'
+    title = docs_title(settings)
     document = build_openapi(
         specs,
         title=title,
@@ -302,20 +318,20 @@ def collect_endpoints(entrypoint: Any) -> list[EndpointSpec]:
     if perform is not None:
         specs.append(
             describe_endpoint(
-                '/perform', 'POST', perform, example=examples.get('/perform'), example_fills_empty_body=True
+                '/perform', 'POST', perform, example_fills_empty_body=True, **examples.arguments('/perform')
             )
         )
     for path, handler in _call_optional(entrypoint, 'auxiliary_endpoints', dict).items():
         path = _slash(path)
         specs.append(
-            describe_endpoint(path, 'POST', handler, example=examples.get(path), example_fills_empty_body=True)
+            describe_endpoint(path, 'POST', handler, example_fills_empty_body=True, **examples.arguments(path))
         )
     for config in _call_optional(entrypoint, 'auxiliary_endpoints_v2', list):
         specs.append(_describe_v2(config, examples))
     return specs
 
 
-def _describe_v2(config: Any, examples: dict[str, Any]) -> EndpointSpec:
+def _describe_v2(config: Any, examples: _Examples) -> EndpointSpec:
     if not isinstance(config, EndpointConfig) and not all(
         hasattr(config, name) for name in ('path', 'method', 'handler')
     ):
@@ -330,23 +346,38 @@ def _describe_v2(config: Any, examples: dict[str, Any]) -> EndpointSpec:
         logger.warning('auxiliary endpoint %s: ignoring unsupported other_options %s', path, ', '.join(unknown))
     doc_options = {key: value for key, value in options.items() if key in DOC_OPTIONS}
     return describe_endpoint(
-        path, method, config.handler, example=examples.get(path), options=doc_options, fastapi_rules=True
+        path, method, config.handler, options=doc_options, fastapi_rules=True, **examples.arguments(path)
     )
 
 
-def _input_examples(entrypoint: Any) -> dict[str, Any]:
+class _Examples:
+    """The docs input examples by endpoint path, with the job method each came from (where its errors point)."""
+
+    def __init__(self) -> None:
+        self._by_path: dict[str, tuple[Any, object]] = {}
+
+    def add(self, path: str, example: Any, source: object) -> None:
+        self._by_path[path] = (example, source)
+
+    def arguments(self, path: str) -> dict[str, Any]:
+        """`describe_endpoint`'s keyword arguments for the example of `path`."""
+        example, source = self._by_path.get(path, (None, None))
+        return {'example': example, 'example_source': source}
+
+
+def _input_examples(entrypoint: Any) -> _Examples:
     """Examples by endpoint path: `docs_input_examples()` wins over `docs_input_example()` for /perform.
 
     They are checked where an endpoint takes them (`describe_endpoint`), so an example for a
     path the job does not serve is ignored, as in the existing implementation.
     """
-    examples: dict[str, Any] = {}
+    examples = _Examples()
     single = _call_optional(entrypoint, 'docs_input_example', dict, check=False)
     if single is not None and single != {}:
-        examples['/perform'] = single
+        examples.add('/perform', single, getattr(entrypoint, 'docs_input_example', None))
     many = _call_optional(entrypoint, 'docs_input_examples', dict)
     for path, example in many.items():
-        examples[_slash(str(path))] = example
+        examples.add(_slash(str(path)), example, getattr(entrypoint, 'docs_input_examples', None))
     return examples
 
 
@@ -365,7 +396,9 @@ def _call_optional(entrypoint: Any, method_name: str, expected: type, check: boo
     if value is None:
         return expected()
     if check and not isinstance(value, expected):
-        raise JobDefinitionError(f'{method_name}() must return a {expected.__name__}, got {type(value).__name__}')
+        raise JobDefinitionError(
+            f'{method_name}() must return a {expected.__name__}, got {type(value).__name__}', where=method
+        )
     return value
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import html
 import importlib.resources
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,43 @@ _PAGE = """\
 </body>
 </html>
 """
+
+
+# While the job loads, /docs is this page: it says so and reloads itself until the real page answers.
+LOADING_REFRESH_SECONDS = 2
+_LOADING_PAGE = """\
+<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="{refresh}">
+<title>{title} - loading</title>
+</head>
+<body>
+<h1>{title}</h1>
+<p>{state}</p>
+<p>This page reloads itself every {refresh} s.</p>
+</body>
+</html>
+"""
+
+
+def loading_docs_route(title: str, describe_state: Callable[[], str]) -> Route:
+    """`/docs` while the job loads: a 503 page saying `describe_state()`, reloading itself."""
+
+    def serve_loading_page(request: Request) -> Response:
+        page = _LOADING_PAGE.format(
+            title=html.escape(title), state=html.escape(describe_state()), refresh=LOADING_REFRESH_SECONDS
+        )
+        headers = [
+            ('Cache-Control', 'no-store'),
+            ('Retry-After', str(LOADING_REFRESH_SECONDS)),
+            ('Content-Security-Policy', PAGE_POLICY),
+            ('X-Content-Type-Options', 'nosniff'),
+        ]
+        return Response(page.encode(), 503, HTML_TYPE, headers)
+
+    return Route('/docs', {'GET': serve_loading_page}, 'the API docs')
 
 
 def swagger_dir() -> Path:

@@ -100,6 +100,7 @@ def describe_endpoint(
     options: Mapping[str, Any] | None = None,
     fastapi_rules: bool = False,
     example_fills_empty_body: bool = False,
+    example_source: object = None,
 ) -> EndpointSpec:
     """Describe `handler` served at `path`; raises JobDefinitionError for signatures that cannot be served.
 
@@ -112,11 +113,11 @@ def describe_endpoint(
     """
     label = getattr(handler, '__qualname__', repr(handler))
     if not callable(handler):
-        raise JobDefinitionError(f'endpoint {path}: handler {handler!r} is not callable')
+        raise JobDefinitionError(f'endpoint {path}: handler {handler!r} is not callable', where=handler)
     try:
         signature = inspect.signature(handler)
     except (TypeError, ValueError) as e:
-        raise JobDefinitionError(f'endpoint {path}: cannot read the signature of {label}: {e}') from e
+        raise JobDefinitionError(f'endpoint {path}: cannot read the signature of {label}: {e}', where=handler) from e
     hints = _type_hints(handler)
     docstring = inspect.getdoc(handler) or ''
     doc = parse_docstring(docstring)
@@ -132,7 +133,9 @@ def describe_endpoint(
             continue
         if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
             raise JobDefinitionError(
-                f'endpoint {path}: parameter {parameter.name!r} of {label} is positional-only; arguments arrive by name'
+                f'endpoint {path}: parameter {parameter.name!r} of {label} is positional-only; '
+                'arguments arrive by name',
+                where=handler,
             )
         annotation = hints.get(parameter.name, parameter.annotation)
         annotation, marker = _split_annotated(annotation)
@@ -164,10 +167,11 @@ def describe_endpoint(
     missing = path_names - {param.name for param in params}
     if missing:
         raise JobDefinitionError(
-            f'endpoint {path}: path parameter(s) {", ".join(sorted(missing))} are not parameters of {label}'
+            f'endpoint {path}: path parameter(s) {", ".join(sorted(missing))} are not parameters of {label}',
+            where=handler,
         )
     if example is not None:
-        example = validate_example(path, example)
+        example = validate_example(path, example, example_source)
     whole_body = None
     if fastapi_rules and len(body_markers) == 1 and not accepts_any_kwargs:
         name, marker = next(iter(body_markers.items()))
@@ -198,21 +202,26 @@ MAX_EXAMPLE_BYTES = 1024 * 1024
 _BAD_EXAMPLE = 'invalid docs input example: '
 
 
-def validate_example(path: str, example: Any) -> Any:
-    """A docs input example in its JSON form; JobDefinitionError unless a dict of at most 1 MB of JSON."""
+def validate_example(path: str, example: Any, source: object = None) -> Any:
+    """A docs input example in its JSON form; JobDefinitionError unless a dict of at most 1 MB of JSON.
+
+    `source` is the job method that gave the example, where the error points.
+    """
     if not isinstance(example, Mapping):
-        raise JobDefinitionError(f'{_BAD_EXAMPLE}input example (for {path} endpoint) is not a dict')
+        raise JobDefinitionError(f'{_BAD_EXAMPLE}input example (for {path} endpoint) is not a dict', where=source)
     try:
         serializable = to_json_serializable(example, 'example')
         size = len(json.dumps(serializable, allow_nan=False).encode())
     except (SerializationError, TypeError, ValueError) as e:
         raise JobDefinitionError(
-            f'{_BAD_EXAMPLE}failed to encode input example (for {path} endpoint) to JSON: {e}'
+            f'{_BAD_EXAMPLE}failed to encode input example (for {path} endpoint) to JSON: {e}',
+            where=source,
         ) from e
     if size > MAX_EXAMPLE_BYTES:
         raise JobDefinitionError(
             f'{_BAD_EXAMPLE}input example (for {path} endpoint) encoded to JSON ({size} bytes) '
-            f'exceeds maximum size ({MAX_EXAMPLE_BYTES} bytes)'
+            f'exceeds maximum size ({MAX_EXAMPLE_BYTES} bytes)',
+            where=source,
         )
     return serializable
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import logging
 import os
 import sys
 import traceback
 from pathlib import Path
 from types import ModuleType, TracebackType
+
+logger = logging.getLogger(__name__)
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
@@ -26,6 +29,7 @@ def load_job_class(reference: str, class_name: str | None = None) -> type:
     """
     target, _, named = reference.partition(':')
     class_name = class_name or named or None
+    logger.info('loading the job: importing %s', target)
     module = _import(target)
     if class_name:
         job_class = getattr(module, class_name, None)
@@ -94,14 +98,33 @@ def describe_failure(error: BaseException) -> str:
     else:
         # The deepest exception was raised where the job went wrong; the ones wrapping it, in this library.
         frames = [_last_job_frame(link.__traceback__) for link in reversed(chain)]
-        frame = next(
-            (found for found in frames if found is not None and _is_job_frame(found)),
-            next((found for found in frames if found is not None), None),
-        )
+        frame = next((found for found in frames if found is not None and _is_job_frame(found)), None)
         if frame is not None:
             location = f'{_shown(frame.filename)}:{frame.lineno}'
+        else:
+            # Found by this library, not raised by the job: where the job defines what is at fault.
+            where = next((site for link in chain if (site := _definition_site(link)) is not None), None)
+            frame = next((found for found in frames if found is not None), None)
+            if where is not None:
+                location = where
+            elif frame is not None:
+                location = f'{_shown(frame.filename)}:{frame.lineno}'
     message = f'{type(error).__name__}: {error}, cause={type(root).__name__}'
     return f'{message} (at {location})' if location else message
+
+
+def _definition_site(error: BaseException) -> str | None:
+    """`file:line` of the job code a JobDefinitionError names as `where`, if it can be found."""
+    where = getattr(error, 'where', None)
+    if where is None:
+        return None
+    target = inspect.unwrap(getattr(where, '__func__', where))
+    try:
+        filename = inspect.getsourcefile(target)
+        _, line = inspect.getsourcelines(target)
+    except (TypeError, OSError):
+        return None
+    return f'{_shown(filename)}:{line}' if filename else None
 
 
 def _last_job_frame(tb: TracebackType | None) -> traceback.FrameSummary | None:

@@ -46,7 +46,15 @@ class ClientDisconnected(Exception):
 
 
 class JobDefinitionError(ValueError):
-    """A job method or setting that cannot be served; the message names the method or field."""
+    """A job method or setting that cannot be served; the message names the method or field.
+
+    `where` is the job's own function, method or class at fault, when the error was found in
+    this library's code: its source line is what `/live` points at.
+    """
+
+    def __init__(self, message: str, where: object = None):
+        super().__init__(message)
+        self.where = where
 
 
 class Headers:

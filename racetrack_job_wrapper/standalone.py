@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = '0.0.0.0'
 DEFAULT_PORT = 7000
+LOADING_REPORT_INTERVAL = 10.0  # seconds between "still loading" lines
 
 
 def serve_job_class(
@@ -173,10 +174,12 @@ class JobRunner:
         threading.Thread(target=self._load, name='job-loader', daemon=True).start()
 
     def _load(self) -> None:
+        started = time.monotonic()
+        threading.Thread(target=self._report_loading, args=(started,), name='load-progress', daemon=True).start()
         try:
             entrypoint = self.load()
             if isinstance(entrypoint, type):
-                logger.debug('creating an instance of %s', entrypoint.__name__)
+                logger.info('loading the job: creating an instance of %s', entrypoint.__name__)
                 entrypoint = entrypoint()
             extra_routes = [metrics_route(self.scrape_registry)]
             if self.observability.debug_threads:
@@ -196,9 +199,14 @@ class JobRunner:
                 self.health.set_ready()
                 if self.slot is not None and self.health.ready:
                     self.slot.set_ready()
-                logger.info('the job is ready')
+                logger.info('the job is ready in %.1f s', time.monotonic() - started)
         finally:
             self.loaded.set()
+
+    def _report_loading(self, started: float) -> None:
+        """Say every `LOADING_REPORT_INTERVAL` seconds that the job is still loading, so a slow load shows."""
+        while not self.loaded.wait(LOADING_REPORT_INTERVAL):
+            logger.info('still loading the job (%.0f s so far)', time.monotonic() - started)
 
     def install_signal_handlers(self) -> None:
         """Make SIGTERM and SIGINT start a graceful drain, SIGUSR1 log a thread dump (main thread only)."""

@@ -419,3 +419,61 @@ class ConventionsTest(unittest.TestCase):
                     read |= set(re.findall(r"'([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)'", line))
         self.assertGreater(len(read), 10)
         self.assertEqual(read - set(ENVIRONMENT_VARIABLES), set())
+
+
+class JobDefinitionSiteTest(unittest.TestCase):
+    """A job error this library finds (not one the job raises) points at the job's own line."""
+
+    def failing_live(self, source: str) -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            write(Path(tmp), 'job.py', source)
+            job = ProcessJob(['job.py:Job'], cwd=tmp)
+            try:
+                job.wait_listening()
+                client = job.client()
+                deadline = time.monotonic() + 20
+                while (response := client.get('/live')).status == 200:
+                    self.assertLess(time.monotonic(), deadline, 'the job did not fail to load')
+                    time.sleep(0.05)
+                return response.json()['error']
+            finally:
+                job.stop()
+
+    def test_a_bad_docs_input_example(self):
+        error = self.failing_live(
+            """
+            class Job:
+                def perform(self, x: int = 1):
+                    return x
+
+                def docs_input_example(self):
+                    return {'x': object()}
+            """
+        )
+        self.assertIn('invalid docs input example: failed to encode input example (for /perform endpoint)', error)
+        self.assertTrue(error.endswith('(at job.py:6)'), error)
+
+    def test_a_missing_static_file(self):
+        error = self.failing_live(
+            """
+            class Job:
+                def perform(self):
+                    return 1
+
+                def static_endpoints(self):
+                    return {'/notes': 'no-such-file.txt'}
+            """
+        )
+        self.assertIn("static endpoint /notes: file 'no-such-file.txt' does not exist", error)
+        self.assertTrue(error.endswith('(at job.py:6)'), error)
+
+    def test_a_signature_that_cannot_be_served(self):
+        error = self.failing_live(
+            """
+            class Job:
+                def perform(self, x, /):
+                    return x
+            """
+        )
+        self.assertIn("parameter 'x' of Job.perform is positional-only", error)
+        self.assertTrue(error.endswith('(at job.py:3)'), error)

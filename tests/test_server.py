@@ -12,7 +12,9 @@ import threading
 import time
 import unittest
 from typing import Optional
+from unittest import mock
 
+from racetrack_job_wrapper import standalone
 from tests.support import ServerTestCase, raw_exchange
 
 
@@ -310,6 +312,40 @@ class LoadingTest(ServerTestCase):
         self.assertTrue(running.runner.loaded.wait(10))
         self.assertEqual(client.get('/ready').status, 200)
         self.assertEqual(client.post('/api/v1/perform', {}).json(), 'ok')
+
+    def test_docs_while_loading_is_a_page_that_reloads_itself_and_the_log_tells_the_progress(self):
+        release = threading.Event()
+
+        class SlowJob:
+            def __init__(self):
+                release.wait(10)
+
+            def perform(self):
+                return 'ok'
+
+        with (
+            mock.patch.object(standalone, 'LOADING_REPORT_INTERVAL', 0.2),
+            self.assertLogs('racetrack_job_wrapper.standalone', 'INFO') as logs,
+        ):
+            running = self.start(SlowJob, wait=False)
+            client = running.client()
+            page = client.get('/docs')
+            self.assertEqual(page.status, 503)
+            self.assertEqual(page.headers['content-type'], 'text/html; charset=utf-8')
+            self.assertEqual(page.headers['retry-after'], '2')
+            self.assertIn(b'<meta http-equiv="refresh" content="2">', page.body)
+            self.assertIn(b'the job is still loading', page.body)
+            self.assertIn("frame-ancestors 'none'", page.headers['content-security-policy'])
+            time.sleep(0.5)
+            release.set()
+            self.assertTrue(running.runner.loaded.wait(10))
+        messages = [record.getMessage() for record in logs.records]
+        self.assertIn('loading the job: creating an instance of SlowJob', messages)
+        self.assertTrue(any(message.startswith('still loading the job (') for message in messages), messages)
+        self.assertRegex(messages[-1], r'^the job is ready in \d+\.\d s$')
+        page = client.get('/docs')
+        self.assertEqual(page.status, 200)
+        self.assertIn(b'swagger-ui-bundle.js', page.body)
 
     def test_failed_load_keeps_running_and_reports_where(self):
         class BrokenJob:
