@@ -4,10 +4,12 @@ import enum
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal, Optional, TypedDict
 
 from racetrack_job_wrapper.endpoint_config import EndpointConfig, Query
@@ -67,7 +69,9 @@ class FuzzedJob:
 
 
 def schemathesis_command() -> str | None:
-    return shutil.which('schemathesis') or shutil.which('st')
+    # Beside this interpreter first: a virtual environment's scripts are there, on PATH or not.
+    scripts = str(Path(sys.executable).parent)
+    return shutil.which('schemathesis', path=scripts) or shutil.which('schemathesis') or shutil.which('st')
 
 
 @slow
