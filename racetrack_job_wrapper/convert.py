@@ -142,7 +142,7 @@ _WHITESPACE = (
 # underscores between them, and a `.000` tail. pydantic also reads "0-1" as -1, a slip of its
 # leading-zero stripping that is deliberately not copied.
 _INT_TEXT = re.compile(r'([+-]?)(?:0[0_]*)?(0|[1-9](?:_?[0-9])*)(?:\.0+)?', re.ASCII)
-_MAX_INT_TEXT = 4300  # characters with the sign: pydantic's bound, Python's default int_max_str_digits
+_MAX_INT_DIGITS = 4300  # Python's default int_max_str_digits, the bound pydantic (>= 2.14) keeps too
 # Rust's float syntax, which pydantic parses strings with: inf, infinity and nan in any case.
 _FLOAT_TEXT = re.compile(
     r'[+-]?(?:inf|infinity|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)', re.ASCII | re.IGNORECASE
@@ -170,7 +170,7 @@ def _int_from_text(text: str) -> int | None:
     if match is None:
         return None
     sign, digits = match[1], match[2].replace('_', '')
-    if len(digits) + (sign == '-') > _MAX_INT_TEXT:
+    if len(digits) > _MAX_INT_DIGITS:
         return None
     return int(sign + digits)
 
