@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from racetrack_job_wrapper import __version__
 from racetrack_job_wrapper.logs import LOG_LEVELS, configure_logs
 from racetrack_job_wrapper.manifest import MANIFEST_FILENAME, ManifestError
+from racetrack_job_wrapper.reload import job_directory
 from racetrack_job_wrapper.settings import ENVIRONMENT_VARIABLES, LimitField, Limits
 from racetrack_job_wrapper.standalone import DEFAULT_HOST, DEFAULT_PORT, serve
 from racetrack_job_wrapper.template import TemplateError, render_file
@@ -81,6 +82,11 @@ def build_parser(legacy: bool = False) -> argparse.ArgumentParser:
     parser.add_argument(
         '--log-level', type=str.lower, choices=LOG_LEVELS, help='debug, info (default), warning or error'
     )
+    parser.add_argument(
+        '--reload',
+        action='store_true',
+        help='serve the job afresh when a .py file in its directory changes (development; one process)',
+    )
     limits = parser.add_argument_group('limits (defaults in parentheses; jobtype_extra can set them too)')
     for limit in Limits.describe():
         limits.add_argument(
@@ -117,6 +123,13 @@ def apply_flag_variables(parser: argparse.ArgumentParser, environ: Mapping[str, 
         name = flag_variable(action.dest)
         text = environ.get(name, '').strip()
         if not text:
+            continue
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            # A switch takes no value on the command line; its variable says whether it is given.
+            given = _switch(text)
+            if given is None:
+                parser.error(f'{name}={text!r}: must be true or false (1 or 0, yes or no)')
+            parser.set_defaults(**{action.dest: action.const if given else action.default})
             continue
         parts = [part.strip() for part in text.split(',')] if isinstance(action, argparse._AppendAction) else [text]
         try:
@@ -155,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(legacy)
     apply_flag_variables(parser)
     args = parser.parse_args(args_list[1:] if legacy else args_list)
+    if args.reload and args.workers != 1:
+        message = f'--reload serves the job in one process; it cannot be used with --workers {args.workers}'
+        print(f'{parser.prog}: error: {message}', file=sys.stderr, flush=True)
+        return 2
     reference = args.job
     class_name = getattr(args, 'class_name', None)
     options = {limit.name: getattr(args, limit.name) for limit in Limits.describe()}
@@ -173,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest_path=args.manifest_path,
         workers=args.workers,
         log_level=args.log_level,
+        reload=args.reload,
+        reload_dir=job_directory(reference) if args.reload else None,
         **options,
     )
 
@@ -200,6 +219,23 @@ def _limit_parser(limit: LimitField) -> Callable[[str], int | float]:
 
     parse.__name__ = limit.kind.__name__  # argparse names the type in its messages
     return parse
+
+
+_SWITCH_WORDS = {
+    'true': True,
+    '1': True,
+    'yes': True,
+    'on': True,
+    'false': False,
+    '0': False,
+    'no': False,
+    'off': False,
+}
+
+
+def _switch(text: str) -> bool | None:
+    """True or False for a switch's environment variable ('true', '1', 'yes' / 'false', '0', 'no'), else None."""
+    return _SWITCH_WORDS.get(text.lower())
 
 
 def _port(text: str) -> int:

@@ -17,6 +17,9 @@ class HealthState:
     ready: bool = False
     error: str | None = None
     stopping: bool = False
+    # With `--reload` only (None otherwise): reloads that served the job afresh, and why the last one failed.
+    reloads: int | None = None
+    reload_error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set_ready(self) -> None:
@@ -28,6 +31,26 @@ class HealthState:
         """Loading failed: not live, not ready, with the reason."""
         with self._lock:
             self.live, self.ready, self.error = False, False, error
+
+    def track_reloads(self) -> None:
+        """Count reloads from now on (`--reload`): `/health` then shows `reloads` and `reload_error`."""
+        with self._lock:
+            self.reloads = self.reloads or 0
+
+    def set_reloaded(self) -> None:
+        """A reload serves the job afresh: counted, and its error (or a failed load's) cleared."""
+        with self._lock:
+            self.reloads = (self.reloads or 0) + 1
+            self.live, self.ready, self.error, self.reload_error = True, not self.stopping, None, None
+
+    def set_reload_failed(self, error: str) -> bool:
+        """A reload failed with `error`; True when a job loaded before serves on (else `error` is the load error)."""
+        with self._lock:
+            self.reload_error = error
+            if self.error is None:
+                return True
+            self.error = error
+            return False
 
     def set_draining(self) -> None:
         """Shutting down: still live, no longer ready (for good), so load balancers stop sending."""
@@ -65,4 +88,7 @@ def health_body(health: HealthState, settings: JobSettings) -> tuple[int, dict[s
         'deployment_timestamp': deployment.deployment_timestamp,
         'job_type_version': deployment.job_type_version,
     }
+    if health.reloads is not None:
+        body['reloads'] = health.reloads
+        body['reload_error'] = health.reload_error
     return (200 if status == 'pass' else 500), body

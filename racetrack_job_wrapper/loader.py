@@ -47,11 +47,16 @@ def load_job_class(reference: str, class_name: str | None = None) -> type:
     raise JobLoadError(f'{target} defines several classes ({_names(classes)}); name one with {target}:ClassName')
 
 
+def is_file_reference(target: str) -> bool:
+    """Whether a job reference's target (before `:`) names a file (`job.py`, `dir/job`) rather than a module."""
+    return target.endswith('.py') or os.sep in target or '/' in target
+
+
 def _import(target: str) -> ModuleType:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    if target.endswith('.py') or os.sep in target or '/' in target:
+    if is_file_reference(target):
         path = Path(target).resolve()
         if not path.is_file():
             raise JobLoadError(f'job file {target} does not exist (working directory: {cwd})')

@@ -50,21 +50,31 @@ def _load_yaml_subset(text: str, source: str) -> Any:
         raise ManifestError(f'cannot read {source}: {exc}') from None
 
 
+def manifest_file(
+    manifest_path: str | None = None, environ: Mapping[str, str] = os.environ, cwd: Path | None = None
+) -> Path | None:
+    """The file the manifest is read from (which may not exist); None when $JOB_MANIFEST_YAML holds it."""
+    base = Path.cwd() if cwd is None else Path(cwd)
+    if manifest_path:
+        return base / manifest_path
+    if environ.get(MANIFEST_ENV_VAR, ''):
+        return None
+    return base / MANIFEST_FILENAME
+
+
 def read_manifest(
     manifest_path: str | None = None, environ: Mapping[str, str] = os.environ, cwd: Path | None = None
 ) -> dict[str, Any]:
     """Read the manifest: an explicit path, else $JOB_MANIFEST_YAML, else ./job.yaml, else {}."""
-    base = Path.cwd() if cwd is None else Path(cwd)
-    if manifest_path:
-        path = base / manifest_path
+    path = manifest_file(manifest_path, environ, cwd)
+    if manifest_path and path is not None:
         if not path.is_file():
             raise ManifestError(f"manifest file '{manifest_path}' does not exist (looked at {path})")
         return _read_manifest_file(path, manifest_path)
-    inline = environ.get(MANIFEST_ENV_VAR, '')
-    if inline:
+    if path is None:
         # Infrastructure passes the manifest as one line, with line breaks as a literal backslash-n.
+        inline = environ[MANIFEST_ENV_VAR]
         return _top_level(load_yaml(inline.replace('\\n', '\n'), MANIFEST_ENV_VAR), MANIFEST_ENV_VAR)
-    path = base / MANIFEST_FILENAME
     if path.is_file():
         return _read_manifest_file(path, str(path))
     logger.debug('no manifest: no manifest path given, %s is not set and %s does not exist', MANIFEST_ENV_VAR, path)

@@ -15,15 +15,22 @@ from typing import TYPE_CHECKING, Any, Unpack
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from racetrack_job_wrapper.access import AccessObserver
-from racetrack_job_wrapper.app import build_job_app, build_loading_app
+from racetrack_job_wrapper.app import App, JobComponents, build_job_app, build_loading_app
 from racetrack_job_wrapper.debug import debug_threads_route, install_dump_signal
 from racetrack_job_wrapper.health import HealthState
 from racetrack_job_wrapper.installation import warn_if_conflicting_install
 from racetrack_job_wrapper.loader import describe_failure
 from racetrack_job_wrapper.logs import configure_logs
-from racetrack_job_wrapper.manifest import ManifestError, apply_runtime_env, read_manifest, validate_build_settings
-from racetrack_job_wrapper.metrics import JobMetrics, metrics_route, register_job_metrics
+from racetrack_job_wrapper.manifest import (
+    ManifestError,
+    apply_runtime_env,
+    manifest_file,
+    read_manifest,
+    validate_build_settings,
+)
+from racetrack_job_wrapper.metrics import JobGaugeCollector, JobMetrics, metrics_route, register_job_metrics
 from racetrack_job_wrapper.profiler import create_profiler, profiler_routes
+from racetrack_job_wrapper.reload import Reloader, class_reference, close_when_done
 from racetrack_job_wrapper.routing import API_PREFIX
 from racetrack_job_wrapper.server import JobServer, exit_unable_to_listen, listen_url
 from racetrack_job_wrapper.settings import JobSettings, ObservabilitySettings, ServerOptions, apply_options
@@ -44,10 +51,33 @@ def serve_job_class(
     port: int = DEFAULT_PORT,
     manifest_path: str | None = None,
     workers: int = 1,
+    reload: bool = False,
     **options: Unpack[ServerOptions],
 ) -> int:
-    """Serve probes at once, instantiate the job in the background, then serve it; blocks until stopped."""
-    return serve(entrypoint_class, host=host, port=port, manifest_path=manifest_path, workers=workers, **options)
+    """Serve probes at once, instantiate the job in the background, then serve it; blocks until stopped.
+
+    `reload=True` (development) imports the class's module afresh whenever a `.py` file in its
+    directory changes; the class must be defined at the top level of its file (ValueError if not).
+    """
+    if not reload:
+        return serve(entrypoint_class, host=host, port=port, manifest_path=manifest_path, workers=workers, **options)
+    reference, directory = class_reference(entrypoint_class)
+
+    def load() -> type:
+        from racetrack_job_wrapper.loader import load_job_class
+
+        return load_job_class(reference)
+
+    return serve(
+        load,
+        host=host,
+        port=port,
+        manifest_path=manifest_path,
+        workers=workers,
+        reload=True,
+        reload_dir=directory,
+        **options,
+    )
 
 
 def serve_job_instance(
@@ -70,6 +100,8 @@ def serve(
     manifest_path: str | None = None,
     workers: int = 1,
     log_level: str | None = None,
+    reload: bool = False,
+    reload_dir: str | Path | None = None,
     **options: Unpack[ServerOptions],
 ) -> int:
     """Run a server whose job is produced by `load()` (called in the background); returns an exit code.
@@ -81,7 +113,14 @@ def serve(
     JOB_AUTH_TOKENS) is logged and raises SystemExit(2) before anything listens, an address
     that cannot be listened on SystemExit(1): a start-up error stops the process, with its
     reason in one log line. `log_level` wins over LOG_LEVEL.
+
+    With `reload` (development), `load()` is called again whenever a `.py` file under
+    `reload_dir` (the working directory by default) changes, the job's modules there imported
+    afresh, and the new job replaces the old on the same socket; one process only (ValueError
+    with `workers` above 1).
     """
+    if reload and workers != 1:
+        raise ValueError(f'reload serves the job in one process; it cannot be used with {workers} workers')
     configure_logs(log_level)
     warn_if_conflicting_install()
     try:
@@ -105,6 +144,9 @@ def serve(
 
         return serve_workers(make_worker, host, port, workers, settings.limits)
     runner = JobRunner(load, settings, observability=observability)
+    if reload:
+        directory = Path(reload_dir) if reload_dir is not None else Path.cwd()
+        runner.reloader = Reloader(directory, runner.reload, runner.health, manifest_file(manifest_path))
     try:
         runner.bind(host, port)
     except OSError as e:
@@ -161,7 +203,9 @@ class JobRunner:
         self._drained: threading.Thread | None = None
         self._delay_over = threading.Event()  # set when the shutdown delay ends, or is cut short
         self._clean_exit = True
-        self._components: Any = None
+        self._components: JobComponents | None = None
+        self._job_collector: JobGaugeCollector | None = None
+        self.reloader: Reloader | None = None  # watches the job's files (`--reload`), started by run_forever()
 
     def bind(self, host: str, port: int, listener: socket.socket | None = None) -> None:
         """Create the listening socket (or take a shared one) and start answering probes."""
@@ -177,19 +221,8 @@ class JobRunner:
         started = time.monotonic()
         threading.Thread(target=self._report_loading, args=(started,), name='load-progress', daemon=True).start()
         try:
-            entrypoint = self.load()
-            if isinstance(entrypoint, type):
-                logger.info('loading the job: creating an instance of %s', entrypoint.__name__)
-                entrypoint = entrypoint()
-            extra_routes = [metrics_route(self.scrape_registry)]
-            if self.observability.debug_threads:
-                extra_routes.append(debug_threads_route(self.observer.active))
-            if self.profiler is not None:
-                extra_routes.extend(profiler_routes(self.profiler, API_PREFIX))
-            app, self._components = build_job_app(
-                entrypoint, self.settings, self.health, self.metrics, extra_routes, cwd=self.cwd
-            )
-            register_job_metrics(self.scrape_registry, entrypoint)
+            app, self._components, entrypoint = self._build(self.load())
+            self._job_collector = register_job_metrics(self.scrape_registry, entrypoint)
         except BaseException as e:  # SystemExit from a job module counts as a failed load, too
             self.health.set_error(describe_failure(e))
             logger.exception('the job failed to load: %s', self.health.error)
@@ -202,6 +235,46 @@ class JobRunner:
                 logger.info('the job is ready in %.1f s', time.monotonic() - started)
         finally:
             self.loaded.set()
+
+    def _build(self, entrypoint: object) -> tuple[App, JobComponents, object]:
+        """The app serving `entrypoint` (a class is instantiated first), what to close with it, and the instance."""
+        if isinstance(entrypoint, type):
+            logger.info('loading the job: creating an instance of %s', entrypoint.__name__)
+            entrypoint = entrypoint()
+        extra_routes = [metrics_route(self.scrape_registry)]
+        if self.observability.debug_threads:
+            extra_routes.append(debug_threads_route(self.observer.active))
+        if self.profiler is not None:
+            extra_routes.extend(profiler_routes(self.profiler, API_PREFIX))
+        app, components = build_job_app(
+            entrypoint, self.settings, self.health, self.metrics, extra_routes, cwd=self.cwd
+        )
+        return app, components, entrypoint
+
+    def reload(self) -> None:
+        """Load the job again and serve it in place of the one serving; raises, that one serving on, if it cannot.
+
+        The listening socket stays open; requests in flight finish on the job that took them,
+        whose event loop (for `async def` methods) is closed once they have.
+        """
+        app, components, entrypoint = self._build(self.load())
+        if self.server.draining:
+            components.close()
+            return
+        previous_collector = self._job_collector
+        if previous_collector is not None:
+            self.scrape_registry.unregister(previous_collector)
+        try:
+            self._job_collector = register_job_metrics(self.scrape_registry, entrypoint)
+        except BaseException:
+            components.close()
+            if previous_collector is not None:
+                self.scrape_registry.register(previous_collector)
+            raise
+        previous, self._components = self._components, components
+        self.server.app = app
+        if previous is not None:
+            close_when_done(previous.close, self.observer.active)
 
     def _report_loading(self, started: float) -> None:
         """Say every `LOADING_REPORT_INTERVAL` seconds that the job is still loading, so a slow load shows."""
@@ -221,6 +294,8 @@ class JobRunner:
         if self.profiler is not None:
             self.profiler.start()  # before the job loads, so its import and start-up are in the capture
         self.start_loading()
+        if self.reloader is not None:
+            self.reloader.start(self.loaded)
         if self.slot is not None:
             # A worker started while others serve accepts only once it serves too: connections wait
             # in the shared backlog for a worker that answers them, not for a 503 from this one. One
@@ -244,6 +319,8 @@ class JobRunner:
         """Begin a graceful shutdown from any thread (what SIGTERM does)."""
         if self._drained is not None:
             return
+        if self.reloader is not None:
+            self.reloader.stop()
         self.health.set_draining()
         self.server.keep_alive = False
         self._drained = threading.Thread(target=self._shut_down, name='drain', daemon=True)

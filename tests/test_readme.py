@@ -163,11 +163,11 @@ class RunningAJobTest(ReadmeTestCase):
     def test_every_way_to_run_a_job_shown(self):
         commands = [
             command
-            for section in ('Running a job', 'Performance')
+            for section in ('Running a job', 'Reloading on a change (development)', 'Performance')
             for command in self.shown(section)
             if 'template' not in command.text
         ]
-        self.assertEqual(len(commands), 6, commands)
+        self.assertEqual(len(commands), 7, commands)
         for command in commands:
             with self.subTest(command=command.text):
                 port = free_port()
@@ -213,6 +213,7 @@ class EveryCommandTest(unittest.TestCase):
         run_here = {
             'Quick start',
             'Running a job',
+            'Reloading on a change (development)',
             'Performance',
             'Migrating from racetrack-job-runner',
         }
