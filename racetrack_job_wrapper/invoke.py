@@ -19,7 +19,7 @@ from racetrack_job_wrapper.convert import (
 )
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
 from racetrack_job_wrapper.limiter import ConcurrencyLimiter
-from racetrack_job_wrapper.messages import HTTPError, Request, Response, encode_json, json_bytes_response
+from racetrack_job_wrapper.messages import HTTPError, Request, Response, encode_serialized, json_bytes_response
 from racetrack_job_wrapper.metrics import EndpointMetrics, JobMetrics
 from racetrack_job_wrapper.serialize import SerializationError, floats_where_annotated, to_json_serializable
 
@@ -120,7 +120,7 @@ class Invoker:
         try:
             if self.spec.fastapi_rules and self.spec.has_return_annotation:
                 result = floats_where_annotated(result, self.spec.returns)
-            return encode_json(to_json_serializable(result))
+            return encode_serialized(to_json_serializable(result, for_encoder=True))
         except (SerializationError, ValueError, TypeError) as e:
             raise HTTPError(
                 500, f'the result of {self.spec.path} cannot be returned as JSON: {e}', error_type='SerializationError'

@@ -1,11 +1,14 @@
-"""Request and Response value objects, and the one JSON error shape."""
+"""Request and Response value objects, the one JSON error shape, and JSON in and out (orjson when installed)."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import parse_qs
 
@@ -15,7 +18,6 @@ if TYPE_CHECKING:
 JSON_TYPE = 'application/json'
 NOSNIFF = ('X-Content-Type-Options', 'nosniff')
 MAX_NUMBER_DIGITS = 1000  # digits in one JSON number; int() of thousands of digits costs quadratic time
-_LONG_DIGIT_RUN = re.compile(rf'\d{{{MAX_NUMBER_DIGITS + 1}}}')
 _T = TypeVar('_T')
 
 
@@ -242,14 +244,39 @@ def encode_json(data: Any) -> bytes:
     return _ENCODER.encode(data).encode()
 
 
+def encode_serialized(data: Any) -> bytes:
+    """`encode_json`'s bytes for what `to_json_serializable(..., for_encoder=True)` returns, numpy
+    arrays included, written by orjson when it is installed (`JSONCodec`)."""
+    return CODEC.encode(data)
+
+
+def decode_json(body: bytes, max_depth: int = 100) -> Any:
+    """Parse a JSON request body: UTF-8, finite numbers, nesting at most `max_depth`; else HTTPError(400)."""
+    return CODEC.decode(body, max_depth)
+
+
+class _ReprFloat(float):
+    """A float that orjson would write otherwise than Python's repr, so the codec writes its repr."""
+
+    __slots__ = ()
+
+
+def encodable_float(value: float) -> float:
+    """A finite float as `encode_serialized` writes it the standard way: a plain float where orjson's text is repr's,
+    else a float subclass that the codec writes with repr.
+
+    Python's repr (and so the standard encoder) writes plain notation from 1e-4 up to 1e16 and
+    exponents outside that range (`1e-07`, `1.5e-05`, `1e+16`); orjson writes the same shortest
+    digits, and in the plain range the same text, but other exponent forms (`1e-7`, `0.000015`,
+    and in older versions `1e16`).
+    """
+    if 1e-4 <= abs(value) < 1e16 or value == 0.0:
+        return value if type(value) is float else float.__float__(value)
+    return _ReprFloat(value)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f'{name} is not valid JSON')
-
-
-# Built once: json.dumps and json.loads with non-default options construct a new encoder or
-# decoder on every call. Both are stateless between calls, so threads can share them.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(',', ':'))
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _checked_number(convert: Any) -> Any:
@@ -262,58 +289,190 @@ def _checked_number(convert: Any) -> Any:
     return parse
 
 
+def _plain_array(value: Any) -> Any:
+    numpy = sys.modules.get('numpy')
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        return value.tolist()
+    raise TypeError(f'Object of type {value.__class__.__name__} is not JSON serializable')
+
+
+# Built once: json.dumps and json.loads with non-default options construct a new encoder or
+# decoder on every call. Both are stateless between calls, so threads can share them.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(',', ':'))
+_SERIALIZED_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(',', ':'), default=_plain_array)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 # For the rare body with a long run of digits somewhere (maybe only inside a string).
 _CHECKED_DECODER = json.JSONDecoder(
     parse_constant=_refuse_constant, parse_int=_checked_number(int), parse_float=_checked_number(float)
 )
+# Byte classes for the scans below: every digit becomes 0, a dot stays, anything else is a space.
+_DIGIT_CLASSES = bytes(48 if 48 <= byte <= 57 else 46 if byte == 46 else 32 for byte in range(256))
+# A run of digits not after a dot that is 19 or more long: maybe an integer beyond 64 bits.
+_LONG_INTEGER = b' ' + b'0' * 19
+_LONG_NUMBER = b'0' * (MAX_NUMBER_DIGITS + 1)
+_NOT_BRACKET_OR_QUOTE = bytes(byte for byte in range(256) if byte not in b'[]{}"')
+_NOT_BRACKET = bytes(byte for byte in range(256) if byte not in b'[]{}')
+_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)  # to the closing quote, or the end
+_PLAIN_STRING = re.compile(rb'"[^"]*+"?')
+_STEP = [1 if byte in b'[{' else -1 if byte in b']}' else 0 for byte in range(256)]
+_SQUARE = bytes.maketrans(b'{}', b'[]')
 
 
-def decode_json(body: bytes, max_depth: int = 100) -> Any:
-    """Parse a JSON request body: UTF-8, finite numbers, nesting at most `max_depth`; else HTTPError(400)."""
-    if not body.strip():
-        return {}
+class JSONCodec:
+    """Encodes serialized results and decodes request bodies, with orjson or the standard library alone.
+
+    Both ways give the same bytes and the same values, errors included: orjson is asked only
+    where its answer is the standard library's, and whatever it refuses goes to the standard
+    library, which writes it, reads it or words the error.
+
+    - Encoding: floats outside orjson's agreement come as a float subclass (see `encodable_float`) and
+      are written with repr; a numpy array of numbers is written by orjson, its floats outside that
+      range by repr; integers beyond 64 bits, lone surrogates and nesting past orjson's limit make
+      it refuse the value.
+    - Decoding: a body with a run of 19 digits not after a dot (orjson reads integers beyond 64
+      bits as floats) goes to the standard decoder, and so does a body orjson refuses: its
+      messages differ, and it refuses lone surrogate escapes and `1e400`, which the standard
+      decoder reads. The checks before parsing (nesting, long numbers) are the same for both.
+
+    Thread-safe: it holds no state between calls.
+    """
+
+    def __init__(self, orjson: Any = None):
+        self.orjson = orjson
+        if orjson is not None:
+            self._options = (
+                orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+            )
+
+    def encode(self, data: Any) -> bytes:
+        """`encode_json`'s bytes for `data`: JSON's own types, finite floats and numpy arrays."""
+        if self.orjson is not None:
+            try:
+                encoded: bytes = self.orjson.dumps(data, default=self._orjson_default, option=self._options)
+                return encoded
+            except self.orjson.JSONEncodeError:
+                pass  # the standard encoder writes it, or refuses it in its own words
+        return _SERIALIZED_ENCODER.encode(data).encode()
+
+    def decode(self, body: bytes, max_depth: int = 100) -> Any:
+        """Parse a JSON request body: UTF-8, finite numbers, nesting at most `max_depth`; else HTTPError(400)."""
+        if not body.strip():
+            return {}
+        # Counting brackets is cheap C work; only a body with many of them needs the scan.
+        depth = _nesting_over(body, max_depth) if body.count(b'[') + body.count(b'{') > max_depth else 0
+        digits = body.translate(_DIGIT_CLASSES)
+        # One search decides whether the per-number checks are needed at all.
+        long_number = _LONG_NUMBER in digits
+        if self.orjson is not None and not depth and not long_number and not _has_long_integer(digits):
+            try:
+                return self.orjson.loads(body)
+            except self.orjson.JSONDecodeError:
+                pass  # the standard decoder below reads it or words the error
+        try:
+            text = body.decode('utf-8-sig' if body.startswith(b'\xef\xbb\xbf') else 'utf-8')
+        except UnicodeDecodeError as e:
+            raise HTTPError(
+                400, f'request body is not valid UTF-8: {e.reason} at byte {e.start}', error_type='InvalidJSON'
+            ) from None
+        if depth:
+            raise HTTPError(
+                400, f'JSON nesting is {depth} levels deep, the limit is {max_depth}', error_type='InvalidJSON'
+            )
+        decoder = _CHECKED_DECODER if long_number else _DECODER
+        try:
+            return decoder.decode(text)
+        except ValueError as e:
+            # Covers JSONDecodeError, NaN/Infinity and numbers with too many digits.
+            raise HTTPError(400, f'request body is not valid JSON: {e}', error_type='InvalidJSON') from None
+        except RecursionError:
+            # Unbalanced brackets the depth scan does not count as nesting still stop here, not deeper.
+            raise HTTPError(
+                400, f'JSON nesting is deeper than the limit of {max_depth}', error_type='InvalidJSON'
+            ) from None
+
+    def _orjson_default(self, value: Any) -> Any:
+        # Called for what orjson does not write itself, subclasses included (the passthrough options).
+        if isinstance(value, float) and math.isfinite(value):
+            return self.orjson.Fragment(float.__repr__(value).encode())
+        numpy = sys.modules.get('numpy')
+        if (
+            numpy is not None
+            and type(value) is numpy.ndarray
+            and value.ndim
+            and value.dtype.kind in 'biuf'
+            and value.dtype.itemsize <= 8
+        ):
+            return self._array(value, numpy)
+        raise TypeError(f'Object of type {value.__class__.__name__} is not JSON serializable')
+
+    def _array(self, array: Any, numpy: Any) -> Any:
+        """A numpy array of numbers as a fragment of JSON, as `tolist()` and the standard encoder write it."""
+        if array.dtype.kind == 'f':
+            if array.dtype.itemsize != 8 or not array.dtype.isnative:
+                array = array.astype(numpy.float64)  # what tolist() makes of float16 and float32 too
+            magnitude = numpy.abs(array)
+            if not numpy.isfinite(magnitude).all():
+                raise TypeError('non-finite float in an array')  # the standard encoder refuses it
+            exponent = (magnitude >= 1e16) | ((magnitude < 1e-4) & (magnitude != 0))
+            if exponent.any():
+                boxed = array.astype(object)
+                boxed[exponent] = [self.orjson.Fragment(repr(item).encode()) for item in array[exponent].tolist()]
+                return self.orjson.Fragment(self.orjson.dumps(boxed.tolist()))
+        elif not array.dtype.isnative:
+            array = array.astype(array.dtype.newbyteorder('='))
+        if not array.flags.c_contiguous:
+            array = numpy.ascontiguousarray(array)
+        return self.orjson.Fragment(self.orjson.dumps(array, option=self.orjson.OPT_SERIALIZE_NUMPY))
+
+
+def _has_long_integer(digits: bytes) -> bool:
+    """Whether the digit classes of a body hold a run of 19 digits that does not follow a dot."""
+    return _LONG_INTEGER in digits or digits.startswith(_LONG_INTEGER[1:])
+
+
+def _nesting_over(body: bytes, limit: int) -> int:
+    """0 when the bracket nesting outside strings is at most `limit`, else how deep it is.
+
+    The same reading as a scan character by character (a backslash escapes the next character
+    inside a string only; an unclosed string runs to the end), in C-speed passes.
+    """
+    if b'\\' in body:
+        brackets = _STRING.sub(b'', body).translate(None, _NOT_BRACKET)
+    else:
+        # Without escapes, dropping everything but brackets and quotes, then pairs of adjacent
+        # quotes (empty strings, or the end of one and the start of the next), leaves every
+        # bracket on the same side of the same quotes.
+        skeleton = body.translate(None, _NOT_BRACKET_OR_QUOTE).replace(b'""', b'')
+        brackets = _PLAIN_STRING.sub(b'', skeleton) if b'"' in skeleton else skeleton
+    # Removing every adjacent pair `[]` takes exactly one level off a balanced nesting: a body
+    # that empties within `limit` rounds is nested no deeper (and needs no count at all).
+    rest = brackets.translate(_SQUARE)
+    for _ in range(limit):
+        shorter = rest.replace(b'[]', b'')
+        if len(shorter) == len(rest):
+            break
+        rest = shorter
+    if not rest:
+        return 0
+    # Unbalanced, or deeper than the limit: count exactly.
+    deepest = max(accumulate(map(_STEP.__getitem__, brackets)))
+    return deepest if deepest > limit else 0
+
+
+def _load_orjson() -> Any:
+    """The orjson module when it is installed and writes as `JSONCodec` expects, else None."""
     try:
-        text = body.decode('utf-8-sig' if body.startswith(b'\xef\xbb\xbf') else 'utf-8')
-    except UnicodeDecodeError as e:
-        raise HTTPError(
-            400, f'request body is not valid UTF-8: {e.reason} at byte {e.start}', error_type='InvalidJSON'
-        ) from None
-    # Counting brackets is cheap C work; only a body with many of them needs the scan.
-    depth = _nesting_depth(text) if text.count('[') + text.count('{') > max_depth else 0
-    if depth > max_depth:
-        raise HTTPError(400, f'JSON nesting is {depth} levels deep, the limit is {max_depth}', error_type='InvalidJSON')
-    # One regex search decides whether the per-number checks are needed at all.
-    decoder = _CHECKED_DECODER if _LONG_DIGIT_RUN.search(text) else _DECODER
+        import orjson
+    except ImportError:  # an optional extra: the standard library does it all
+        return None
+    # A version without Fragment (before 3.9), or one whose plain-notation floats are not repr's, is left unused.
+    probe = [0.0, -0.0, 1e-4, 0.1, 1 / 3, 1.5, 100.0, 2.0**53, 9999999999999998.0, -123456.789, '\x00\x1f"\\\u2028']
     try:
-        return decoder.decode(text)
-    except ValueError as e:
-        # Covers JSONDecodeError, NaN/Infinity and numbers with too many digits.
-        raise HTTPError(400, f'request body is not valid JSON: {e}', error_type='InvalidJSON') from None
-    except RecursionError:
-        # Unbalanced brackets the depth scan does not count as nesting still stop here, not deeper.
-        raise HTTPError(
-            400, f'JSON nesting is deeper than the limit of {max_depth}', error_type='InvalidJSON'
-        ) from None
+        if orjson.dumps([*probe, orjson.Fragment(b'1e-07')]) != _ENCODER.encode([*probe, 1e-07]).encode():
+            return None
+    except (AttributeError, TypeError):
+        return None
+    return orjson
 
 
-def _nesting_depth(text: str) -> int:
-    """Deepest bracket nesting outside strings, found in one linear scan before parsing."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == '\\':
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in '[{':
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-        elif char in ']}':
-            depth -= 1
-    return deepest
+CODEC = JSONCodec(_load_orjson())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import unittest
 
-from racetrack_job_wrapper.serialize import to_json_serializable
+import numpy
+
+from racetrack_job_wrapper.serialize import SerializationError, to_json_serializable
 from tests.support import ServerTestCase
 
 
@@ -36,6 +39,51 @@ class ExcludedFieldsTest(unittest.TestCase):
     def test_other_metadata_and_a_false_exclude_keep_the_field(self):
         self.assertEqual(to_json_serializable(Credentials('u', 'p')), {'user': 'u'})
         self.assertEqual(to_json_serializable(dataclasses.replace(ACCOUNT, shown=7))['shown'], 7)
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+
+
+class Flavor(enum.StrEnum):
+    SWEET = 'sweet'
+
+
+class ForEncoderTest(unittest.TestCase):
+    """`for_encoder=True` hands the encoder values it writes as it wrote the default form."""
+
+    def test_numpy_arrays_of_finite_numbers_stay_arrays(self):
+        for array in (numpy.arange(3.0), numpy.arange(6).reshape(2, 3), numpy.array([True]), numpy.zeros(0)):
+            self.assertIs(to_json_serializable({'a': array}, for_encoder=True)['a'], array)
+        for array in (numpy.array([1.0, float('nan')]), numpy.array(['a']), numpy.array(1.5), numpy.array([1j])):
+            with self.subTest(array=array):
+                self.assertNotIsInstance(_quietly(to_json_serializable, array, for_encoder=True), numpy.ndarray)
+        with self.assertRaisesRegex(SerializationError, r'^result\[1\] is nan, which JSON cannot represent$'):
+            to_json_serializable(numpy.array([1.0, float('nan')]), for_encoder=True)
+
+    def test_enum_members_and_other_subclasses_become_plain_values(self):
+        converted = to_json_serializable({Flavor.SWEET: [Level.LOW, Flavor.SWEET, True]}, for_encoder=True)
+        self.assertEqual(converted, {'sweet': [1, 'sweet', True]})
+        self.assertIs(type(next(iter(converted))), str)
+        self.assertEqual([type(item) for item in converted['sweet']], [int, str, bool])
+
+    def test_floats_repr_writes_with_an_exponent_are_marked(self):
+        converted = to_json_serializable([1e-7, 0.5, 1e16, numpy.float64(2.5)], for_encoder=True)
+        self.assertEqual(converted, [1e-7, 0.5, 1e16, 2.5])
+        self.assertEqual([type(item) is float for item in converted], [False, True, False, True])
+
+    def test_the_default_form_is_unchanged(self):
+        array = numpy.arange(3.0)
+        self.assertEqual(to_json_serializable(array), [0.0, 1.0, 2.0])
+        self.assertIs(to_json_serializable([Level.LOW])[0], Level.LOW)
+        self.assertIs(type(to_json_serializable(1e-7)), float)
+
+
+def _quietly(function, *args, **kwargs):
+    try:
+        return function(*args, **kwargs)
+    except SerializationError as e:
+        return e
 
 
 class AccountJob:
