@@ -244,7 +244,9 @@ def build_job_app(
     limiter = None
     if settings.max_concurrency:
         limiter = ConcurrencyLimiter(settings.max_concurrency, settings.max_concurrency_queue, metrics)
-    needs_loop = any(spec.is_async for spec in specs) or (webview is not None and is_asgi(webview))
+    needs_loop = any(spec.is_async or spec.is_async_generator for spec in specs) or (
+        webview is not None and is_asgi(webview)
+    )
     async_runner = AsyncRunner() if needs_loop else None
     routes = probe_routes(health, settings) + [home_route(settings)]
     by_path: dict[str, dict[str, Any]] = {}
@@ -257,6 +259,8 @@ def build_job_app(
             async_runner=async_runner,
             validate=settings.validate_input,
             max_json_depth=settings.limits.max_json_depth,
+            request_timeout=settings.limits.request_timeout,
+            cancel_on_disconnect=settings.cancel_on_disconnect,
         )
         handlers = by_path.setdefault(API_PREFIX + spec.path, {})
         if spec.method in handlers:

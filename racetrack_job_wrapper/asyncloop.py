@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,17 +28,30 @@ class AsyncRunner:
 
     def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
         """Start a coroutine on the loop in a copy of the caller's context; returns its future at once."""
+        return self.start(coroutine)[0]
+
+    def start(self, coroutine: Coroutine[Any, Any, Any]) -> tuple[concurrent.futures.Future[Any], Callable[[], None]]:
+        """`submit`, and a function that cancels the task: CancelledError at its next await.
+
+        The future settles when the task really ends, its `finally` blocks run, cancelled or not.
+        """
         context = contextvars.copy_context()
         import concurrent.futures  # with asyncio, only for jobs with async methods
 
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        tasks: list[asyncio.Task[Any]] = []
 
         def start() -> None:
             task = self._loop.create_task(coroutine, context=context)
             task.add_done_callback(lambda done: _settle(done, future))
+            tasks.append(task)
+
+        def cancel() -> None:
+            # Scheduled after start(): callbacks run in order, so the task exists by then.
+            self._loop.call_soon_threadsafe(lambda: tasks[0].cancel())
 
         self._loop.call_soon_threadsafe(start)
-        return future
+        return future, cancel
 
     def close(self) -> None:
         """Stop the loop thread."""

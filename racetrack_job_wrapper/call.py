@@ -10,7 +10,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from racetrack_job_wrapper.settings import AUTH_HEADER, ObservabilitySettings
+from racetrack_job_wrapper.messages import Request
+from racetrack_job_wrapper.settings import AUTH_HEADER, REQUEST_TIMEOUT_HEADER, ObservabilitySettings
 from racetrack_job_wrapper.tracing import current_trace
 
 PREDECESSOR_HEADER = 'X-Recordkeeper-Predecessor-Id'
@@ -34,9 +35,19 @@ def call_job(
     (from AUTH_TOKEN), the current request's tracing id and caller name, its W3C trace context
     and Recordkeeper predecessor id. `timeout` is seconds of network inactivity (None waits
     forever). Raises RuntimeError naming the job, version, status and the callee's error.
+
+    Made while serving a request with a deadline, the call carries what is left of it in
+    `X-Request-Timeout` and waits no longer than that; once the deadline has passed it is not
+    made at all: CallCancelled is raised, which the server answers with the request's 504.
     """
     settings = ObservabilitySettings.from_environ()
     request = build_request(entrypoint, settings, job_name, path, payload, version, method)
+    incoming = _incoming_request(entrypoint)
+    if incoming is not None and incoming.deadline is not None:
+        incoming.check()  # CallCancelled once the deadline has passed (or the client left)
+        remaining = incoming.remaining() or 0.0
+        request.add_header(REQUEST_TIMEOUT_HEADER, f'{remaining:.3f}')
+        timeout = remaining if timeout is None else min(timeout, remaining)
     return _send(request, timeout, f'job "{job_name}" version "{version}"', settings.job_name)
 
 
@@ -114,9 +125,15 @@ def outgoing_headers(entrypoint: object, settings: ObservabilitySettings) -> dic
     return headers
 
 
-def _incoming_headers(entrypoint: object) -> Any:
+def _incoming_request(entrypoint: object) -> Request | None:
+    """The request the job is serving now, if the call is made while it serves one."""
     variable = getattr(entrypoint, 'request_context', None)
     request = variable.get(None) if variable is not None else None
+    return request if isinstance(request, Request) else None
+
+
+def _incoming_headers(entrypoint: object) -> Any:
+    request = _incoming_request(entrypoint)
     return request.headers if request is not None else {}
 
 

@@ -67,6 +67,8 @@ class EndpointSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     accepts_any_kwargs: bool = False
     is_async: bool = False
+    # An `async def` with `yield`: its items are awaited on the event loop, one by one.
+    is_async_generator: bool = False
     # Bound as FastAPI binds (auxiliary_endpoints_v2): unmarked scalars from the query string,
     # unknown body fields ignored, a lone body parameter taking the whole body.
     fastapi_rules: bool = False
@@ -191,6 +193,7 @@ def describe_endpoint(
         options=dict(options or {}),
         accepts_any_kwargs=accepts_any_kwargs,
         is_async=inspect.iscoroutinefunction(handler),
+        is_async_generator=inspect.isasyncgenfunction(handler),
         fastapi_rules=fastapi_rules,
         whole_body=whole_body,
         empty_body=example if example_fills_empty_body else None,

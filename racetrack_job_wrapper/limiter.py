@@ -28,40 +28,66 @@ class ConcurrencyLimiter:
         self._waiters: deque[threading.Event] = deque()
         self._mean_seconds = 0.0  # moving average of call duration, for Retry-After
 
-    def acquire(self, is_disconnected: Callable[[], bool] | None = None) -> float:
-        """Wait for a slot; returns seconds waited. Raises HTTPError(429) when the queue is full,
-        ClientDisconnected when the client left while waiting."""
+    def acquire(self, is_disconnected: Callable[[], bool] | None = None, deadline: float | None = None) -> float:
+        """Wait for a slot; returns seconds waited.
+
+        Raises HTTPError(429) when the queue is full, or when the estimated wait already ends
+        past `deadline` (a `time.monotonic()` value); HTTPError(504) when `deadline` passes
+        while waiting; ClientDisconnected when the client left while waiting.
+        """
         with self._lock:
             if self._running < self.max_concurrency and not self._waiters:
                 self._running += 1
                 self._update_gauges()
                 return 0.0
             if self.max_queue is not None and len(self._waiters) >= self.max_queue:
-                retry_after = self._retry_after()
                 raise HTTPError(
                     429,
                     f'too many requests: the job runs {self.max_concurrency} call(s) at a time '
                     f'(max_concurrency) and {len(self._waiters)} are waiting, the queue limit '
                     f'(max_concurrency_queue) is {self.max_queue}',
-                    headers={'Retry-After': str(retry_after)},
+                    headers={'Retry-After': str(self._retry_after())},
                     error_type='TooManyRequests',
                     rejected='queue_full',
                 )
+            if deadline is not None:
+                estimate = self.estimated_wait()
+                remaining = deadline - time.monotonic()
+                if estimate > remaining:
+                    raise HTTPError(
+                        429,
+                        f'the call cannot finish in time: its estimated wait for a place is {estimate:.3g} s '
+                        f'and its deadline is {max(0.0, remaining):.3g} s away',
+                        headers={'Retry-After': str(self._retry_after())},
+                        error_type='TooManyRequests',
+                        rejected='deadline',
+                    )
             event = threading.Event()
             self._waiters.append(event)
             self._update_gauges()
         started = time.monotonic()
-        while not event.wait(0.2):
-            if is_disconnected is not None and is_disconnected():
+        while not event.wait(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))):
+            disconnected = is_disconnected is not None and is_disconnected()
+            late = deadline is not None and time.monotonic() >= deadline
+            if disconnected or late:
                 with self._lock:
                     if not event.is_set():
                         self._waiters.remove(event)
                         self._update_gauges()
-                        raise ClientDisconnected()
+                        raise ClientDisconnected() if disconnected else _queued_past(time.monotonic() - started)
                 # The slot was handed over just now: pass it on.
                 self.release(0.0)
-                raise ClientDisconnected()
+                raise ClientDisconnected() if disconnected else _queued_past(time.monotonic() - started)
         return time.monotonic() - started
+
+    def estimated_wait(self) -> float:
+        """Seconds a call arriving now would wait: the queue ahead of it over the measured drain rate.
+
+        The queue drains at `max_concurrency` calls per mean call duration (a moving average of
+        the durations measured as calls end); a call arriving now waits for the queue ahead of
+        it and for one of the running calls to end: (queued + 1) / max_concurrency rounds.
+        """
+        return (len(self._waiters) + 1) / self.max_concurrency * self._mean_seconds
 
     def release(self, seconds: float) -> None:
         """Free a slot (or hand it to the first waiter)."""
@@ -75,9 +101,17 @@ class ConcurrencyLimiter:
             self._update_gauges()
 
     def _retry_after(self) -> int:
-        rounds = (len(self._waiters) + 1) / self.max_concurrency
-        return max(1, math.ceil(rounds * self._mean_seconds))
+        return max(1, math.ceil(self.estimated_wait()))
 
     def _update_gauges(self) -> None:
         if self._metrics is not None:
             self._metrics.calls_queued.set(len(self._waiters))
+
+
+def _queued_past(waited: float) -> HTTPError:
+    return HTTPError(
+        504,
+        f'the call waited {waited:.3g} s for a place and its deadline passed',
+        error_type='Timeout',
+        rejected='timeout',
+    )

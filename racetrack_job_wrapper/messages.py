@@ -6,6 +6,7 @@ import json
 import math
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
 from itertools import accumulate
@@ -45,6 +46,10 @@ class HTTPError(Exception):
 
 class ClientDisconnected(Exception):
     """The client went away while its request waited; there is nobody to answer."""
+
+
+class CallCancelled(Exception):
+    """Raised by `request.check()` in job code once its call is cancelled: past its deadline, or its client gone."""
 
 
 class JobDefinitionError(ValueError):
@@ -134,6 +139,10 @@ class Request:
         'is_disconnected',
         'route',
         'rejected',
+        'deadline',
+        'cancel_on_disconnect',
+        '_cancelled',
+        '_disconnect_checked',
         '_json',
         '_query_params',
     )
@@ -166,6 +175,11 @@ class Request:
         self.path_params: dict[str, str] = {}
         self.route: Route | None = None
         self.rejected: str | None = None
+        # The job call's deadline as a time.monotonic() value, None for none; set by the invoker.
+        self.deadline: float | None = None
+        self.cancel_on_disconnect = True
+        self._cancelled: str | None = None  # why the call was cancelled
+        self._disconnect_checked = 0.0
         self._json: Any = _UNSET
         self._query_params: dict[str, list[str]] | None = None
 
@@ -175,6 +189,42 @@ class Request:
         if self._query_params is None:
             self._query_params = parse_qs(self.query, keep_blank_values=True)
         return self._query_params
+
+    def remaining(self) -> float | None:
+        """Seconds left until the call's deadline (0 once past it); None without a deadline."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def cancel(self, reason: str) -> None:
+        """Cancel the call (`reason` says why: 'its deadline passed', 'its client disconnected')."""
+        if self._cancelled is None:
+            self._cancelled = reason
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the call was cancelled, or None."""
+        return self._cancelled
+
+    def cancelled(self) -> bool:
+        """Whether the job should stop: the call was cancelled, its deadline passed, or its client left.
+
+        The client is looked at (a system call) at most every 0.1 s, and only with
+        `cancel_on_disconnect`.
+        """
+        if self._cancelled is None:
+            now = time.monotonic()
+            watched = self.cancel_on_disconnect and self.is_disconnected is not None
+            if self.deadline is not None and now >= self.deadline:
+                self.cancel('its deadline passed')
+            elif watched and now - self._disconnect_checked > 0.1:
+                self._disconnect_checked = now
+                if self.is_disconnected is not None and self.is_disconnected():
+                    self.cancel('its client disconnected')
+        return self._cancelled is not None
+
+    def check(self) -> None:
+        """Raise CallCancelled when `cancelled()`: where a long-running job looks whether to go on."""
+        if self.cancelled():
+            raise CallCancelled(f'the call of {self.path} was cancelled: {self._cancelled}')
 
     def json(self, max_depth: int = 100) -> Any:
         """Body decoded as JSON (cached); an empty body is `{}`; bad JSON raises HTTPError(400)."""

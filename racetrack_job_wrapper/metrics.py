@@ -52,10 +52,11 @@ DURATION_BUCKETS = (
 REJECTION_REASONS = (
     'bad_request',  # malformed HTTP: request line, headers, framing
     'unauthorized',  # JOB_AUTH_TOKENS: no token or a wrong one
-    'timeout',  # request line, headers or body not received in time
+    'timeout',  # request line, headers or body not received in time; a call past its deadline (504)
     'body_too_large',  # max_body_bytes
     'uri_too_long',  # max_request_line_bytes
     'queue_full',  # max_concurrency_queue
+    'deadline',  # 429: the estimated wait for a place ends past the call's deadline
     'headers_too_large',  # max_header_bytes, max_header_fields
     'not_implemented',  # a Transfer-Encoding other than chunked
     'http_version',  # neither HTTP/1.0 nor HTTP/1.1
@@ -92,6 +93,16 @@ class JobMetrics:
         )
         self.request_internal_errors = Counter(
             'request_internal_errors', 'Job calls that ended in an error, by endpoint', ['endpoint'], registry=registry
+        )
+        self.request_timeouts = Counter(
+            'request_timeouts', 'Job calls answered 504 at their deadline, by endpoint', ['endpoint'], registry=registry
+        )
+        self.request_overrun = Histogram(
+            'request_overrun_seconds',
+            'How long job calls ran past their deadline, by endpoint',
+            ['endpoint'],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
         )
         self.last_call_timestamp = Gauge(
             'last_call_timestamp', 'Unix time of the last job call', registry=registry, multiprocess_mode='max'
@@ -149,13 +160,23 @@ class JobMetrics:
 class EndpointMetrics:
     """The per-endpoint children, so the request path does no `labels()` look-ups."""
 
-    __slots__ = ('_metrics', '_started', '_duration', '_errors')
+    __slots__ = ('_metrics', '_started', '_duration', '_errors', '_timeouts', '_overrun')
 
     def __init__(self, metrics: JobMetrics, label: str):
         self._metrics = metrics
         self._started = metrics.endpoint_requests_started.labels(endpoint=label)
         self._duration = metrics.request_duration.labels(endpoint=label)
         self._errors = metrics.request_internal_errors.labels(endpoint=label)
+        self._timeouts = metrics.request_timeouts.labels(endpoint=label)
+        self._overrun = metrics.request_overrun.labels(endpoint=label)
+
+    def timed_out(self) -> None:
+        """Count a call answered 504 at its deadline."""
+        self._timeouts.inc()
+
+    def overran(self, seconds: float) -> None:
+        """Record how long a call went on past its deadline (0 when cancelling stopped it in time)."""
+        self._overrun.observe(seconds)
 
     def call_started(self) -> None:
         """Count a job call as started."""

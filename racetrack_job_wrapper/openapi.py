@@ -16,6 +16,7 @@ each with the `{"error", "type"}` body:
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ from racetrack_job_wrapper.routing import API_PREFIX, METRICS_PATH, PROBE_PATHS
 from racetrack_job_wrapper.schema import SchemaBuilder
 from racetrack_job_wrapper.serialize import json_default
 from racetrack_job_wrapper.settings import AUTH_HEADER, AUTH_TOKENS_ENV_VAR, Limits
+from racetrack_job_wrapper.streaming import NDJSON_TYPE, SSE_TYPE, streamed_item_type
 
 OPENAPI_VERSION = '3.1.0'
 AUTH_SCHEME = 'RacetrackAuth'
@@ -162,7 +164,7 @@ def _operation(spec: EndpointSpec, path: str, builder: SchemaBuilder, operation_
     operation['responses'] = {
         '200': {
             'description': spec.returns_description or 'The result of the call',
-            'content': {'application/json': {'schema': builder.schema(spec.returns)}},
+            'content': _result_content(spec, builder),
         },
         '400': _error_response(
             'Invalid input: a parameter is missing, unexpected or of the wrong type, '
@@ -441,3 +443,15 @@ def _unique(operation_id: str, taken: set[str]) -> str:
         counter += 1
     taken.add(candidate)
     return candidate
+
+
+def _result_content(spec: EndpointSpec, builder: SchemaBuilder) -> dict[str, Any]:
+    """The 200's media: JSON, or for a generator (`Iterator[T]`, `AsyncIterator[T]` ...) a stream of `T`."""
+    item = streamed_item_type(spec.returns) if spec.has_return_annotation else None
+    if item is None and not spec.is_async_generator:
+        return {'application/json': {'schema': builder.schema(spec.returns)}}
+    schema = builder.schema(item if item is not None else typing.Any)
+    return {
+        NDJSON_TYPE: {'schema': schema, 'x-description': 'one JSON value per line, sent as each is produced'},
+        SSE_TYPE: {'schema': {'type': 'string'}, 'x-description': 'with Accept: text/event-stream, an event per item'},
+    }

@@ -53,6 +53,10 @@ class Limits:
         0, 'connections open at once from one client address; more get 503 (0: no such cap)', zero_allowed=True
     )
     max_json_depth: int = _limit(100, 'nesting of a JSON request body; deeper is 400')
+    # 0 is none: a call may run as long as it likes, as with racetrack-job-runner.
+    request_timeout: float = _limit(
+        0.0, 'seconds a job call may take; then 504 and the call is cancelled (0: no limit)', zero_allowed=True
+    )
     grace_period: float = _limit(30.0, 'seconds requests in flight get on shutdown')
     # Load balancers and kube-proxy keep routing to a replica for a few seconds after it stops
     # being ready; accepting on for that long is what makes a rolling update lose nothing.
@@ -145,7 +149,14 @@ DEFAULT_HOME_PAGE = '/docs'
 
 # jobtype_extra fields the server reads besides the limits.
 SETTING_FIELDS = frozenset(
-    {'home_page', 'max_concurrency', 'max_concurrency_queue', 'validate_input', 'cors_allow_origins'}
+    {
+        'home_page',
+        'max_concurrency',
+        'max_concurrency_queue',
+        'validate_input',
+        'cors_allow_origins',
+        'cancel_on_disconnect',
+    }
 )
 # Read by the image build of the Python job type, not by the server; known, so not warned about.
 BUILD_FIELDS = frozenset({'requirements_path', 'entrypoint_path', 'entrypoint_class'})
@@ -193,6 +204,8 @@ class JobSettings:
     max_concurrency: int | None = None
     max_concurrency_queue: int | None = None
     validate_input: ValidationMode = ValidationMode.LAX
+    # A call whose client has gone away is cancelled, as a call past its deadline is.
+    cancel_on_disconnect: bool = True
     public_endpoints: tuple[str, ...] = ()
     limits: Limits = field(default_factory=lambda: Limits())
     cors_allow_origins: tuple[str, ...] = ('*',)
@@ -225,6 +238,7 @@ class JobSettings:
             max_concurrency=max_concurrency,
             max_concurrency_queue=max_concurrency_queue,
             validate_input=_validation_mode(extra.get('validate_input')),
+            cancel_on_disconnect=_boolean(extra, 'cancel_on_disconnect', True),
             public_endpoints=_public_endpoints(manifest.get('public_endpoints')),
             limits=Limits().merged(extra, 'jobtype_extra.', text=True),
             cors_allow_origins=_cors_origins(extra.get('cors_allow_origins')),
@@ -372,6 +386,17 @@ def _validation_mode(value: Any) -> ValidationMode:
     return mode
 
 
+def _boolean(extra: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = extra.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ('true', 'false'):
+        return value.strip().lower() == 'true'
+    raise ManifestError(f'jobtype_extra.{key} must be true or false, got {describe_value(value)}')
+
+
 def _public_endpoints(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -456,6 +481,7 @@ class ServerOptions(typing.TypedDict, total=False):
     max_connections: int
     max_client_connections: int
     max_json_depth: int
+    request_timeout: float
     grace_period: float
     shutdown_delay: float
     cors_allow_origins: str | list[str] | None
@@ -490,6 +516,8 @@ DEFAULT_TRACING_HEADER = 'X-Request-Tracing-Id'
 DEFAULT_CALLER_HEADER = 'X-Caller-Name'
 # The Racetrack token: checked by the gateway (or JOB_AUTH_TOKENS here), sent on chain calls.
 AUTH_HEADER = 'X-Racetrack-Auth'
+# A request's own deadline in seconds: it may lower the job's request_timeout, never raise it.
+REQUEST_TIMEOUT_HEADER = 'X-Request-Timeout'
 _TRUE = frozenset({'true', 't', 'yes', 'y', '1'})
 
 

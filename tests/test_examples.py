@@ -526,3 +526,38 @@ class WorkersExampleTest(ExampleTestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class StreamingExampleTest(ExampleTestCase):
+    def test_tokens_as_json_lines_and_as_events(self):
+        job = self.run_example(readme_commands('streaming')[0])
+        body = json.dumps({'prompt': 'the quick brown fox', 'tokens': 4})
+        response = job.client().request('POST', '/api/v1/perform', body)
+        self.assertEqual(response.headers['content-type'], 'application/x-ndjson')
+        self.assertEqual(response.body, b'"the"\n"quick"\n"brown"\n"fox"\n')
+        events = job.client().request('POST', '/api/v1/perform', body, {'Accept': 'text/event-stream'})
+        self.assertEqual(events.body, b'data: "the"\n\ndata: "quick"\n\ndata: "brown"\n\ndata: "fox"\n\n')
+        page = job.client().get('/api/v1/page')
+        self.assertEqual(page.status, 200)
+        self.assertIn(b"'Accept': 'text/event-stream'", page.body)
+
+
+class DeadlinesExampleTest(ExampleTestCase):
+    def test_a_sync_and_an_async_job_stop_at_their_deadline(self):
+        job = self.run_example(readme_commands('deadlines')[0])
+        client = job.client()
+        self.assert_answer(client.post('/api/v1/perform', {'steps': 2, 'step_seconds': 0.5}), 200, 2)
+        self.assert_answer(
+            client.post('/api/v1/perform', {'steps': 10, 'step_seconds': 0.5}),
+            504,
+            {'error': '/perform did not finish before its deadline', 'type': 'Timeout'},
+        )
+        self.assert_answer(
+            client.post('/api/v1/slow_async', {'seconds': 5}),
+            504,
+            {'error': '/slow_async did not finish before its deadline', 'type': 'Timeout'},
+        )
+        self.wait_for_output(job, 'slow_async stopped')
+        budget = client.post('/api/v1/budget', {}, {'X-Request-Timeout': '0.5'}).json()
+        self.assertGreater(budget, 0)
+        self.assertLessEqual(budget, 0.5)

@@ -303,6 +303,7 @@ class JobSettingsTest(unittest.TestCase):
                 'max_connections': int,
                 'max_client_connections': int,
                 'max_json_depth': int,
+                'request_timeout': float,
                 'grace_period': float,
                 'shutdown_delay': float,
             },

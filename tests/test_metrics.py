@@ -194,6 +194,7 @@ class RejectionMetricsTest(ServerTestCase):
                 'body_too_large': 1,
                 'uri_too_long': 0,
                 'queue_full': 1,
+                'deadline': 0,
                 'headers_too_large': 1,
                 'not_implemented': 0,
                 'http_version': 0,

@@ -819,6 +819,7 @@ class ConfigurationTest(LimitsTestCase):
                 max_connections=1000,
                 max_client_connections=0,
                 max_json_depth=100,
+                request_timeout=0.0,
                 grace_period=30.0,
                 shutdown_delay=0.0,
             ),
