@@ -243,7 +243,9 @@ def build_job_app(
     context.attach_to(entrypoint)
     limiter = None
     if settings.max_concurrency:
-        limiter = ConcurrencyLimiter(settings.max_concurrency, settings.max_concurrency_queue, metrics)
+        limiter = ConcurrencyLimiter(
+            settings.max_concurrency, settings.max_concurrency_queue, metrics, stopping=lambda: health.stopping
+        )
     needs_loop = any(spec.is_async or spec.is_async_generator for spec in specs) or (
         webview is not None and is_asgi(webview)
     )

@@ -19,10 +19,17 @@ class ConcurrencyLimiter:
     `max_queue`. Thread-safe.
     """
 
-    def __init__(self, max_concurrency: int, max_queue: int | None = None, metrics: JobMetrics | None = None):
+    def __init__(
+        self,
+        max_concurrency: int,
+        max_queue: int | None = None,
+        metrics: JobMetrics | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+    ):
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self._metrics = metrics
+        self._stopping = stopping  # true once the server shuts down: a hopeless call then gets 503
         self._lock = threading.Lock()
         self._running = 0
         self._waiters: deque[threading.Event] = deque()
@@ -32,8 +39,9 @@ class ConcurrencyLimiter:
         """Wait for a slot; returns seconds waited.
 
         Raises HTTPError(429) when the queue is full, or when the estimated wait already ends
-        past `deadline` (a `time.monotonic()` value); HTTPError(504) when `deadline` passes
-        while waiting; ClientDisconnected when the client left while waiting.
+        past `deadline` (a `time.monotonic()` value; 503 then while shutting down);
+        HTTPError(504) when `deadline` passes while waiting; ClientDisconnected when the
+        client left while waiting.
         """
         with self._lock:
             if self._running < self.max_concurrency and not self._waiters:
@@ -54,12 +62,13 @@ class ConcurrencyLimiter:
                 estimate = self.estimated_wait()
                 remaining = deadline - time.monotonic()
                 if estimate > remaining:
+                    # Shutting down, there is no later to retry here: another replica should take it.
                     raise HTTPError(
-                        429,
+                        503 if self._stopping() else 429,
                         f'the call cannot finish in time: its estimated wait for a place is {estimate:.3g} s '
                         f'and its deadline is {max(0.0, remaining):.3g} s away',
                         headers={'Retry-After': str(self._retry_after())},
-                        error_type='TooManyRequests',
+                        error_type='ServiceUnavailable' if self._stopping() else 'TooManyRequests',
                         rejected='deadline',
                     )
             event = threading.Event()

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+from collections.abc import Iterator
 from typing import Any
 
 from tests.support import ServerTestCase, slow
@@ -68,6 +69,15 @@ class AdderJob:
 
     def docs_input_example(self) -> dict:
         return {'a': 40, 'b': 2}
+
+
+class StreamingJob:
+    def perform(self, words: str = 'one two three') -> Iterator[str]:
+        """Say the words one by one."""
+        yield from words.split()
+
+    def docs_input_example(self) -> dict:
+        return {'words': 'one two three'}
 
 
 def chromium_path() -> str | None:
@@ -190,6 +200,25 @@ class BrowserTest(ServerTestCase):
         self.assertEqual(json.loads(shown['body']), 42.0)
         self.assertEqual(shown['url'], f'http://127.0.0.1:{job.port}/pub/job/adder/1.2.3/api/v1/perform')
         self.assertTrue(shown['duration'])
+
+    def test_try_it_out_shows_a_streamed_result(self):
+        job = self.start(StreamingJob, MANIFEST)
+        browser = DevTools(self.chromium, self.profile.name)
+        self.addCleanup(browser.close)
+        target = browser.call('Target.createTarget', {'url': f'http://127.0.0.1:{job.port}/docs'})
+        session = browser.call('Target.attachToTarget', {'targetId': target['targetId'], 'flatten': True})['sessionId']
+        self.wait_loaded(browser, session, f'http://127.0.0.1:{job.port}/docs')
+        reply = browser.call(
+            'Runtime.evaluate',
+            {'expression': TRY_IT_OUT_JS, 'awaitPromise': True, 'returnByValue': True},
+            session=session,
+            timeout=60,
+        )
+        self.assertNotIn('exceptionDetails', reply, reply.get('exceptionDetails'))
+        shown = reply['result']['value']
+        self.assertEqual(shown['status'], '200')
+        # Swagger UI shows JSON lines as text (it says it cannot parse them as one JSON value).
+        self.assertEqual(shown['body'].split()[-3:], ['"one"', '"two"', '"three"'])
 
     def wait_loaded(self, browser: DevTools, session: str, url: str) -> None:
         expression = "location.href + ' ' + document.readyState"

@@ -239,6 +239,9 @@ class BackpressureTest(ServerTestCase):
         self.assertEqual(len(job.started_at), 2)  # the refused call ran no job code
         value = running.runner.registry.get_sample_value
         self.assertTrue(wait_until(lambda: value('requests_rejected_total', {'reason': 'deadline'}) == 1))
+        running.runner.health.set_draining()  # shutting down: the same refusal is a 503, for another replica
+        stopping = client.post('/api/v1/perform', {'seconds': 0.1}, headers={'X-Request-Timeout': '0.5'})
+        self.assertEqual((stopping.status, stopping.json()['type']), (503, 'ServiceUnavailable'))
         # One with time enough waits its turn.
         self.assertEqual(
             client.post('/api/v1/perform', {'seconds': 0.1}, headers={'X-Request-Timeout': '20'}).status, 200
