@@ -287,7 +287,7 @@ class _Call:
                 request.cancel('its deadline passed')
                 cancel()
                 invoker._metrics.timed_out()
-                raise _timed_out(invoker.spec.path, request)
+                raise _timed_out(invoker.spec.path)
             if watch_client and request.is_disconnected is not None and request.is_disconnected():
                 request.cancel('its client disconnected')
                 cancel()
@@ -335,7 +335,7 @@ class _Call:
             if reason == 'its client disconnected':
                 return ClientDisconnected()
             self.invoker._metrics.timed_out()
-            return _timed_out(self.invoker.spec.path, self.request)
+            return _timed_out(self.invoker.spec.path)
         if isinstance(error, ValueError) and not isinstance(error, HTTPError):
             return _refused(error)
         return error
@@ -370,7 +370,7 @@ def _wait_step(deadline: float | None, watch_client: bool) -> float | None:
     return step
 
 
-def _timed_out(path: str, request: Request) -> HTTPError:
+def _timed_out(path: str) -> HTTPError:
     return HTTPError(504, f'{path} did not finish before its deadline', error_type='Timeout', rejected='timeout')
 
 
