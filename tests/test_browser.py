@@ -183,19 +183,7 @@ class BrowserTest(ServerTestCase):
 
     def test_try_it_out_runs_perform(self):
         job = self.start(AdderJob, MANIFEST)
-        browser = DevTools(self.chromium, self.profile.name)
-        self.addCleanup(browser.close)
-        target = browser.call('Target.createTarget', {'url': f'http://127.0.0.1:{job.port}/docs'})
-        session = browser.call('Target.attachToTarget', {'targetId': target['targetId'], 'flatten': True})['sessionId']
-        self.wait_loaded(browser, session, f'http://127.0.0.1:{job.port}/docs')
-        reply = browser.call(
-            'Runtime.evaluate',
-            {'expression': TRY_IT_OUT_JS, 'awaitPromise': True, 'returnByValue': True},
-            session=session,
-            timeout=60,
-        )
-        self.assertNotIn('exceptionDetails', reply, reply.get('exceptionDetails'))
-        shown = reply['result']['value']
+        shown = self.try_it_out(job.port)
         self.assertEqual(shown['status'], '200')
         self.assertEqual(json.loads(shown['body']), 42.0)
         self.assertEqual(shown['url'], f'http://127.0.0.1:{job.port}/pub/job/adder/1.2.3/api/v1/perform')
@@ -203,11 +191,18 @@ class BrowserTest(ServerTestCase):
 
     def test_try_it_out_shows_a_streamed_result(self):
         job = self.start(StreamingJob, MANIFEST)
+        shown = self.try_it_out(job.port)
+        self.assertEqual(shown['status'], '200')
+        # Swagger UI shows JSON lines as text (it says it cannot parse them as one JSON value).
+        self.assertEqual(shown['body'].split()[-3:], ['"one"', '"two"', '"three"'])
+
+    def try_it_out(self, port: int) -> dict[str, Any]:
+        """Open the docs in Chromium, run perform's "Try it out", and return what the page shows."""
         browser = DevTools(self.chromium, self.profile.name)
         self.addCleanup(browser.close)
-        target = browser.call('Target.createTarget', {'url': f'http://127.0.0.1:{job.port}/docs'})
+        target = browser.call('Target.createTarget', {'url': f'http://127.0.0.1:{port}/docs'})
         session = browser.call('Target.attachToTarget', {'targetId': target['targetId'], 'flatten': True})['sessionId']
-        self.wait_loaded(browser, session, f'http://127.0.0.1:{job.port}/docs')
+        self.wait_loaded(browser, session, f'http://127.0.0.1:{port}/docs')
         reply = browser.call(
             'Runtime.evaluate',
             {'expression': TRY_IT_OUT_JS, 'awaitPromise': True, 'returnByValue': True},
@@ -215,10 +210,7 @@ class BrowserTest(ServerTestCase):
             timeout=60,
         )
         self.assertNotIn('exceptionDetails', reply, reply.get('exceptionDetails'))
-        shown = reply['result']['value']
-        self.assertEqual(shown['status'], '200')
-        # Swagger UI shows JSON lines as text (it says it cannot parse them as one JSON value).
-        self.assertEqual(shown['body'].split()[-3:], ['"one"', '"two"', '"three"'])
+        return reply['result']['value']
 
     def wait_loaded(self, browser: DevTools, session: str, url: str) -> None:
         expression = "location.href + ' ' + document.readyState"

@@ -13,18 +13,9 @@ from unittest import mock
 
 from racetrack_job_wrapper.call import call_job
 from racetrack_job_wrapper.messages import CallCancelled
-from tests.support import ServerTestCase
+from tests.support import ServerTestCase, wait_until
 
 MAX_CONCURRENCY_1 = {'jobtype_extra': {'max_concurrency': 1}}
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 class SleepyJob:

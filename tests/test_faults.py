@@ -11,7 +11,7 @@ import time
 import unittest
 from pathlib import Path
 
-from tests.support import ProcessJob, RawConnection, ServerTestCase
+from tests.support import ProcessJob, RawConnection, ServerTestCase, wait_until
 
 PERFORM = b'POST /api/v1/perform HTTP/1.1\r\nHost: t\r\n'
 
@@ -38,15 +38,6 @@ class GatedJob:
             raise RuntimeError('the job broke')
         self.finished.append(mode)
         return mode
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 class JobFaultTest(ServerTestCase):

@@ -7,11 +7,10 @@ import socket
 import tempfile
 import textwrap
 import threading
-import time
 import unittest
 from pathlib import Path
 
-from tests.support import ClientResponse, JobClient, ProcessJob, slow
+from tests.support import ClientResponse, JobClient, ProcessJob, slow, wait_until
 
 SLOW_JOB = """
 import time
@@ -29,15 +28,6 @@ def refused(port: int) -> bool:
         socket.create_connection(('127.0.0.1', port), timeout=2).close()
     except ConnectionRefusedError:
         return True
-    return False
-
-
-def wait_for(condition, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
     return False
 
 
@@ -69,7 +59,7 @@ class ShutdownTestCase(unittest.TestCase):
         return result
 
     def wait_log(self, job: ProcessJob, text: str) -> None:
-        self.assertTrue(wait_for(lambda: text in job.read_output()), f'no {text!r} in the log: {job.read_output()}')
+        self.assertTrue(wait_until(lambda: text in job.read_output()), f'no {text!r} in the log: {job.read_output()}')
 
 
 @slow
@@ -80,7 +70,7 @@ class ShutdownDelayTest(ShutdownTestCase):
         self.addCleanup(probe.close)
         # /ready turns 500 at once, while new connections are still accepted and served in full;
         # each answer says Connection: close, so a keep-alive client moves to another replica.
-        self.assertTrue(wait_for(lambda: probe.get('/ready').status == 500))
+        self.assertTrue(wait_until(lambda: probe.get('/ready').status == 500))
         during = JobClient(job.port)
         self.addCleanup(during.close)
         response = during.post('/api/v1/perform', {'seconds': 0.2})
@@ -88,7 +78,7 @@ class ShutdownDelayTest(ShutdownTestCase):
         self.assertEqual(response.headers['connection'], 'close')
         self.assertIsNone(job.process.poll())
         # Then accepting stops and the process drains and exits.
-        self.assertTrue(wait_for(lambda: refused(job.port)), job.read_output())
+        self.assertTrue(wait_until(lambda: refused(job.port)), job.read_output())
         self.assertEqual(job.process.wait(30), 0, job.read_output())
 
     def test_keeps_serving_through_the_delay_with_ready_500_then_drains(self):
@@ -102,7 +92,7 @@ class ShutdownDelayTest(ShutdownTestCase):
     def test_a_request_running_when_the_delay_ends_finishes(self):
         job = self.start('--shutdown-delay', '1')
         result = self.call_in_background(job, 2.5)
-        self.assertTrue(wait_for(lambda: job.client().get('/metrics').body.count(b'request_calls_running 1') > 0))
+        self.assertTrue(wait_until(lambda: job.client().get('/metrics').body.count(b'request_calls_running 1') > 0))
         job.process.send_signal(signal.SIGTERM)
         self.assertEqual(job.process.wait(30), 0, job.read_output())
         self.assertEqual((result['response'].status, result['response'].json()), (200, 'finished'))
@@ -118,7 +108,7 @@ class SecondInterruptTest(ShutdownTestCase):
     def test_a_second_sigint_cuts_the_requests_still_running(self):
         job = self.start()
         result = self.call_in_background(job, 60)
-        self.assertTrue(wait_for(lambda: b'request_calls_running 1' in job.client().get('/metrics').body))
+        self.assertTrue(wait_until(lambda: b'request_calls_running 1' in job.client().get('/metrics').body))
         job.process.send_signal(signal.SIGINT)
         self.wait_log(job, 'stopped accepting')
         job.process.send_signal(signal.SIGINT)
@@ -138,7 +128,7 @@ class SecondInterruptTest(ShutdownTestCase):
     def test_a_second_sigterm_does_not_cut_anything(self):
         job = self.start()
         result = self.call_in_background(job, 1.5)
-        self.assertTrue(wait_for(lambda: b'request_calls_running 1' in job.client().get('/metrics').body))
+        self.assertTrue(wait_until(lambda: b'request_calls_running 1' in job.client().get('/metrics').body))
         job.process.send_signal(signal.SIGTERM)
         self.wait_log(job, 'stopped accepting')
         job.process.send_signal(signal.SIGTERM)
@@ -148,7 +138,7 @@ class SecondInterruptTest(ShutdownTestCase):
     def test_a_second_sigint_reaches_every_worker(self):
         job = self.start('--workers', '2')
         result = self.call_in_background(job, 60)
-        self.assertTrue(wait_for(lambda: b'request_calls_running 1' in job.client().get('/metrics').body))
+        self.assertTrue(wait_until(lambda: b'request_calls_running 1' in job.client().get('/metrics').body))
         job.process.send_signal(signal.SIGINT)  # only the parent: it passes SIGTERM on, then SIGINT
         self.wait_log(job, 'shutting down 2 worker(s)')
         self.wait_log(job, 'stopped accepting')

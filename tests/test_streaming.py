@@ -10,16 +10,7 @@ import time
 import unittest
 from collections.abc import AsyncIterator, Iterator
 
-from tests.support import ServerTestCase
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
+from tests.support import ServerTestCase, wait_until
 
 
 class TokenJob:
