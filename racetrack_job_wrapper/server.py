@@ -44,13 +44,13 @@ _BODYLESS_STATUSES = frozenset({204, 304})
 # After an error that closes, what the client still sends is discarded before the close, as
 # closing with unread input resets the connection and the answer can be lost unread. An ordinary
 # client (http.client, requests) reads nothing until it has sent its whole body, so a body refused
-# with 413 must be let in to its end: up to twice the default `max_body_bytes`, so that a client
-# somewhat over the limit reads its 413, for as long as it keeps coming at a network's pace (a
-# second, plus one per 8 MiB, i.e. 67 Mbit/s). A trickle is cut after about a second, and no
-# client holds its thread longer than 17 s; past either bound the client gets the reset.
+# with 413 must be let in to its end: up to twice `max_body_bytes` (at least 128 MiB), so that a
+# client somewhat over the limit reads its 413, for as long as it keeps coming at a network's pace
+# (a second, plus one per 8 MiB, i.e. 67 Mbit/s). A trickle is cut after about a second, and at
+# the default limit no client holds its thread longer than 17 s; past either bound it is reset.
 _LINGER_SECONDS = 1.0
 _LINGER_RATE = 8 << 20  # bytes/s
-_LINGER_BYTES = 128 << 20
+_LINGER_BYTES = 128 << 20  # the least that is discarded, however low max_body_bytes is
 # On a drain, a keep-alive connection that was busy this recently is likely to carry another
 # request any moment; closing it now would race that request, so it gets this long to send it.
 _DRAIN_IDLE_WINDOW = 0.5
@@ -634,7 +634,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         discarded = 0
         try:
             self.connection.shutdown(socket.SHUT_WR)
-            while discarded < _LINGER_BYTES:
+            while discarded < max(_LINGER_BYTES, 2 * self.server.limits.max_body_bytes):
                 self._input.deadline = started + _LINGER_SECONDS + discarded / _LINGER_RATE
                 data = self._input.read1(65536)
                 if not data:

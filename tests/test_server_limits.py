@@ -150,6 +150,16 @@ class BodyLimitTest(LimitsTestCase):
                     endless.send(b' ' * MiB)
             self.assertConnectionsEnd(within=3)
 
+    def test_the_discarded_bytes_follow_a_higher_max_body_bytes(self):
+        self.start_echo(max_body_bytes=MiB)
+        with mock.patch.object(server, '_LINGER_BYTES', MiB), RawConnection(self.running.port) as conn:
+            conn.send(PERFORM + b'Content-Length: 200000000\r\n\r\n' + b' ' * (MiB + 1))
+            self.assertEqual(conn.read_response().status, 413)
+            conn.send(b' ' * (MiB // 2))  # still taken: up to twice max_body_bytes are discarded
+            with self.assertRaises(OSError):
+                for _ in range(100):
+                    conn.send(b' ' * MiB)
+
     def test_chunked_body_with_extensions_and_trailers(self):
         self.start_echo()
         request = (
