@@ -87,6 +87,11 @@ def build_parser(legacy: bool = False) -> argparse.ArgumentParser:
         action='store_true',
         help='serve the job afresh when a .py file in its directory changes (development; one process)',
     )
+    parser.add_argument(
+        '--preload',
+        action='store_true',
+        help='with --workers: load the job once, before the workers fork, so they share its memory',
+    )
     limits = parser.add_argument_group('limits (defaults in parentheses; jobtype_extra can set them too)')
     for limit in Limits.describe():
         limits.add_argument(
@@ -192,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level,
         reload=args.reload,
         reload_dir=job_directory(reference) if args.reload else None,
+        preload=args.preload,
         **options,
     )
 

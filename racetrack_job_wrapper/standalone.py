@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -52,15 +53,25 @@ def serve_job_class(
     manifest_path: str | None = None,
     workers: int = 1,
     reload: bool = False,
+    preload: bool = False,
     **options: Unpack[ServerOptions],
 ) -> int:
     """Serve probes at once, instantiate the job in the background, then serve it; blocks until stopped.
 
     `reload=True` (development) imports the class's module afresh whenever a `.py` file in its
     directory changes; the class must be defined at the top level of its file (ValueError if not).
+    `preload=True` with `workers` above 1 instantiates the class once, before the workers fork.
     """
     if not reload:
-        return serve(entrypoint_class, host=host, port=port, manifest_path=manifest_path, workers=workers, **options)
+        return serve(
+            entrypoint_class,
+            host=host,
+            port=port,
+            manifest_path=manifest_path,
+            workers=workers,
+            preload=preload,
+            **options,
+        )
     reference, directory = class_reference(entrypoint_class)
 
     def load() -> type:
@@ -102,6 +113,7 @@ def serve(
     log_level: str | None = None,
     reload: bool = False,
     reload_dir: str | Path | None = None,
+    preload: bool = False,
     **options: Unpack[ServerOptions],
 ) -> int:
     """Run a server whose job is produced by `load()` (called in the background); returns an exit code.
@@ -118,6 +130,11 @@ def serve(
     `reload_dir` (the working directory by default) changes, the job's modules there imported
     afresh, and the new job replaces the old on the same socket; one process only (ValueError
     with `workers` above 1).
+
+    With `preload` and `workers` above 1, the parent process calls `load()` (and instantiates
+    the class) once, before it listens, and forks the workers from it: they share the job's
+    memory copy-on-write, and a restarted worker starts with the job loaded. A job that
+    started threads while loading (a fork copies none) or initialised CUDA is refused, exit 2.
     """
     if reload and workers != 1:
         raise ValueError(f'reload serves the job in one process; it cannot be used with {workers} workers')
@@ -137,12 +154,24 @@ def serve(
     if workers != 1:
         from racetrack_job_wrapper.workers import serve_workers
 
+        loaded: list[object] = []  # with preload: the job, loaded here before the workers fork
+        worker_load = (lambda: loaded[0]) if preload else load
+
         def make_worker(listener: socket.socket, scrape_registry: CollectorRegistry, slot: WorkerSlot) -> JobRunner:
-            runner = JobRunner(load, settings, observability=observability, scrape_registry=scrape_registry, slot=slot)
+            runner = JobRunner(
+                worker_load, settings, observability=observability, scrape_registry=scrape_registry, slot=slot
+            )
             runner.bind(host, port, listener=listener)
             return runner
 
-        return serve_workers(make_worker, host, port, workers, settings.limits)
+        def preload_job() -> None:
+            loaded.append(load_for_fork(load))
+
+        return serve_workers(
+            make_worker, host, port, workers, settings.limits, preload=preload_job if preload else None
+        )
+    if preload:
+        logger.warning('preload shares one loaded job among --workers; with one process it changes nothing')
     runner = JobRunner(load, settings, observability=observability)
     if reload:
         directory = Path(reload_dir) if reload_dir is not None else Path.cwd()
@@ -153,6 +182,47 @@ def serve(
         exit_unable_to_listen(host, port, e)
     logger.info('serving at %s', listen_url(host, runner.server.server_address[1]))
     return runner.run_forever(install_signals=True)
+
+
+# Threads of this library's that run before the workers fork; each worker starts its own again.
+_OWN_THREADS = frozenset({'log-writer', 'access-log'})
+
+
+def load_for_fork(load: Callable[[], object]) -> object:
+    """Load (and instantiate) the job in the process the workers fork from; SystemExit when it cannot be shared.
+
+    A failed load is one log line and exit 1. A job that started threads (a fork copies only
+    the thread calling it) or initialised CUDA (a forked CUDA context is unusable) is refused
+    with exit 2, naming what to change.
+    """
+    started = time.monotonic()
+    logger.info('preloading the job before the workers start')
+    try:
+        entrypoint = load()
+        if isinstance(entrypoint, type):
+            entrypoint = entrypoint()
+    except BaseException as e:  # SystemExit from a job module too
+        logger.error('the job failed to load: %s', describe_failure(e))
+        raise SystemExit(1) from None
+    threads = sorted(
+        thread.name
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and thread.name not in _OWN_THREADS
+    )
+    if threads:
+        logger.error(
+            'cannot preload: the job started threads while loading (%s), which the forked workers '
+            'would not have; start them on first use, or serve without --preload',
+            ', '.join(threads),
+        )
+        raise SystemExit(2)
+    torch = sys.modules.get('torch')
+    cuda = getattr(torch, 'cuda', None)
+    if cuda is not None and getattr(cuda, 'is_initialized', lambda: False)():
+        logger.error('cannot preload: the job initialised CUDA, which does not survive a fork; serve without --preload')
+        raise SystemExit(2)
+    logger.info('the job is loaded in %.1f s; the workers share it', time.monotonic() - started)
+    return entrypoint
 
 
 def prepare_settings(manifest_path: str | None = None) -> JobSettings:

@@ -14,6 +14,7 @@ whichever worker answers it, reads them all.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import mmap
@@ -97,10 +98,18 @@ class WorkerSlot:
 WorkerFactory = Callable[[socket.socket, CollectorRegistry, WorkerSlot], Worker]
 
 
-def serve_workers(make_worker: WorkerFactory, host: str, port: int, count: int, limits: Limits) -> int:
+def serve_workers(
+    make_worker: WorkerFactory,
+    host: str,
+    port: int,
+    count: int,
+    limits: Limits,
+    preload: Callable[[], None] | None = None,
+) -> int:
     """Bind `host:port` and run `count` workers made by `make_worker(listener, scrape_registry, slot)`.
 
-    Blocks until stopped.
+    Blocks until stopped. `preload()`, when given, runs in this process before the first fork
+    (it loads the job once, for every worker to share its memory copy-on-write).
 
     Returns 0 when every worker drained cleanly, 1 otherwise.
     """
@@ -112,6 +121,14 @@ def serve_workers(make_worker: WorkerFactory, host: str, port: int, count: int, 
         logger.error('cannot start the workers: %s', e)
         raise SystemExit(2) from None
     show_pid_in_lines()
+    if preload is not None:
+        try:
+            preload()
+        except BaseException:
+            metrics_dir.close()
+            raise
+        # The collector would write to every object it walks, copying the pages the workers share.
+        gc.freeze()
     try:
         listener = shared_listener((host, port))
     except OSError as e:
