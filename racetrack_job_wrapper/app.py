@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from http import HTTPMethod
 from pathlib import Path
 from typing import Any
@@ -204,10 +204,11 @@ def build_loading_app(health: HealthState, settings: JobSettings) -> App:
 
 
 class JobComponents:
-    """What `build_job_app` made besides the app, for the server to close on shutdown."""
+    """What `build_job_app` made besides the app: what to close on shutdown, and the endpoints it serves."""
 
-    def __init__(self, async_runner: AsyncRunner | None):
+    def __init__(self, async_runner: AsyncRunner | None, endpoints: Sequence[EndpointSpec] = ()):
         self.async_runner = async_runner
+        self.endpoints = list(endpoints)
 
     def close(self) -> None:
         """Stop the event loop thread of async job methods, if any."""
@@ -301,7 +302,7 @@ def build_job_app(
         )
     routes.extend(extra_routes)
     app = App(Router(routes), settings)
-    return app, JobComponents(async_runner)
+    return app, JobComponents(async_runner, specs)
 
 
 def _no_perform(_: Request) -> Response:

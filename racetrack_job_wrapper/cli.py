@@ -1,4 +1,4 @@
-"""Command line: `racetrack_job_wrapper JOB[:CLASS]`, the older `run JOB [CLASS]`, and `template IN OUT`."""
+"""Command line: `racetrack_job_wrapper JOB[:CLASS]`, the older `run JOB [CLASS]`, `template IN OUT` and `check JOB`."""
 
 from __future__ import annotations
 
@@ -169,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ['template']:
         return render_template(args_list[1:])
+    if args_list[:1] == ['check']:
+        return check_job(args_list[1:])
     legacy = bool(args_list) and args_list[0] == 'run'
     parser = build_parser(legacy)
     apply_flag_variables(parser)
@@ -200,6 +202,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         preload=args.preload,
         **options,
     )
+
+
+def check_job(argv: Sequence[str]) -> int:
+    """`check JOB`: every endpoint called with its docs example, in process; 0 when all answer as declared."""
+    parser = argparse.ArgumentParser(
+        prog='racetrack_job_wrapper check',
+        description='Call every endpoint of JOB with its docs example, through the whole request path but no '
+        'socket, and report which answer 2xx with a result of their declared type (exit 1 otherwise).',
+    )
+    parser.add_argument('job', metavar='JOB', help='job reference: file.py[:Class] or module:Class')
+    parser.add_argument('--manifest-path', metavar='FILE', help='job manifest (job.yaml) to read')
+    args = parser.parse_args(argv)
+    configure_logs('warning')  # the report is the output: no access lines among it
+    from racetrack_job_wrapper.loader import describe_failure, load_job_class
+    from racetrack_job_wrapper.testing import JobTestClient, check
+
+    try:
+        with JobTestClient(load_job_class(args.job), args.manifest_path) as client:
+            results = check(client)
+    except Exception as e:
+        print(f'{parser.prog}: the job failed to load: {describe_failure(e)}', file=sys.stderr, flush=True)
+        return 1
+    for result in results:
+        verdict = 'skip' if result.skipped else 'ok  ' if result.ok else 'FAIL'
+        print(f'{verdict} {result.method} {result.path} {result.status or ""} {result.problem}'.rstrip(), flush=True)
+    return 0 if all(result.ok for result in results) else 1
 
 
 def render_template(argv: Sequence[str]) -> int:

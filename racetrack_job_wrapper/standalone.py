@@ -291,7 +291,7 @@ class JobRunner:
         started = time.monotonic()
         threading.Thread(target=self._report_loading, args=(started,), name='load-progress', daemon=True).start()
         try:
-            app, self._components, entrypoint = self._build(self.load())
+            app, self._components, entrypoint = self.build(self.load())
             self._job_collector = register_job_metrics(self.scrape_registry, entrypoint)
         except BaseException as e:  # SystemExit from a job module counts as a failed load, too
             self.health.set_error(describe_failure(e))
@@ -306,7 +306,7 @@ class JobRunner:
         finally:
             self.loaded.set()
 
-    def _build(self, entrypoint: object) -> tuple[App, JobComponents, object]:
+    def build(self, entrypoint: object) -> tuple[App, JobComponents, object]:
         """The app serving `entrypoint` (a class is instantiated first), what to close with it, and the instance."""
         if isinstance(entrypoint, type):
             logger.info('loading the job: creating an instance of %s', entrypoint.__name__)
@@ -327,7 +327,7 @@ class JobRunner:
         The listening socket stays open; requests in flight finish on the job that took them,
         whose event loop (for `async def` methods) is closed once they have.
         """
-        app, components, entrypoint = self._build(self.load())
+        app, components, entrypoint = self.build(self.load())
         if self.server.draining:
             components.close()
             return

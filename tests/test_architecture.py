@@ -7,7 +7,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / 'racetrack_job_wrapper'
 PACKAGE = 'racetrack_job_wrapper'
 # Modules that only the entry layer may import: they run the server.
-ENTRY = {'cli', 'standalone', 'workers', '__main__'}
+ENTRY = {'cli', 'standalone', 'workers', 'testing', '__main__'}
 # Modules every other module may import; they import none of the upper layers themselves.
 BASE = {'messages', 'logs', 'tracing', 'settings', 'manifest', 'yamlsub', 'convert', 'typeinfo', 'serialize'}
 

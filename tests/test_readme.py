@@ -36,6 +36,7 @@ class Job:
 RUN_ELSEWHERE = {
     'nox -s wheelhouse': 'tests.test_wheelhouse (its .ci/wheelhouse.py)',
     'pip install --no-index --find-links wheelhouse racetrack_job_wrapper': 'tests.test_wheelhouse',
+    'python -m racetrack_job_wrapper check job.py:Job': 'tests.test_testing.CheckCommandTest',
 }
 
 

@@ -31,5 +31,9 @@ class Job:
         """The seconds this call has left, which a chain call would carry as X-Request-Timeout."""
         return self.request_context.get().remaining()
 
+    def docs_input_examples(self) -> dict:
+        # Calls that finish within the deadline; ask for more steps or seconds to see a 504.
+        return {'/perform': {'steps': 2, 'step_seconds': 0.1}, '/slow_async': {'seconds': 0.1}}
+
     def auxiliary_endpoints(self) -> dict:
         return {'/slow_async': self.slow_async, '/budget': self.budget}
