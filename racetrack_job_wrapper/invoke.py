@@ -271,16 +271,21 @@ class _Call:
         concurrency cap until it really ends.
         """
         invoker, request = self.invoker, self.request
-        if invoker.spec.is_async:
-            future, cancel = invoker._start_async(request, kwargs)
-            future.add_done_callback(self._settle)
-        else:
-            cancel = _nothing
-            context = contextvars.copy_context()
-            worker = threading.Thread(
-                target=context.run, args=(self._work, kwargs), name=f'call {invoker.spec.path}', daemon=True
-            )
-            worker.start()
+        try:
+            if invoker.spec.is_async:
+                future, cancel = invoker._start_async(request, kwargs)
+                future.add_done_callback(self._settle)
+            else:
+                cancel = _nothing
+                context = contextvars.copy_context()
+                worker = threading.Thread(
+                    target=context.run, args=(self._work, kwargs), name=f'call {invoker.spec.path}', daemon=True
+                )
+                worker.start()
+        except BaseException as e:  # the call could not start (bad arguments to a coroutine, no thread)
+            self._outcome['error'] = e
+            self._done.set()
+            return
         watch_client = invoker._cancel_on_disconnect and request.is_disconnected is not None
         while not self._done.wait(_wait_step(request.deadline, watch_client)):
             if request.deadline is not None and time.monotonic() >= request.deadline:

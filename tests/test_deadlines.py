@@ -155,6 +155,31 @@ class DeadlineTest(ServerTestCase):
                 )
 
 
+class StartFailureTest(ServerTestCase):
+    def test_a_call_that_cannot_start_frees_its_place(self):
+        class NoThreads:
+            def perform(self) -> str:
+                return 'done'
+
+        running = self.start(NoThreads(), MAX_CONCURRENCY_1, request_timeout=5)
+        client = running.client()
+        start = threading.Thread.start
+        failures = [RuntimeError("can't start new thread")]
+
+        def failing_start(thread: threading.Thread) -> None:
+            if failures and thread.name == 'call /perform':
+                raise failures.pop()
+            start(thread)
+
+        with (
+            mock.patch.object(threading.Thread, 'start', failing_start),
+            self.assertLogs('racetrack_job_wrapper', 'ERROR'),
+        ):
+            self.assertEqual(client.post('/api/v1/perform', {}).status, 500)
+        self.assertEqual(client.post('/api/v1/perform', {}).json(), 'done')  # the place was given back
+        self.assertEqual(running.runner.registry.get_sample_value('request_calls_running'), 0)
+
+
 class ChainBudgetTest(ServerTestCase):
     def test_a_chain_call_carries_the_remaining_budget_and_fails_fast_once_it_is_spent(self):
         callee = self.start(SleepyJob())
