@@ -28,12 +28,11 @@ logger = logging.getLogger(__name__)
 
 NDJSON_TYPE = 'application/x-ndjson'
 SSE_TYPE = 'text/event-stream'
+# Return annotations of a generator. `Iterable[T]` is not one: a list is an iterable, answered whole.
 _STREAM_ORIGINS = (
     collections.abc.Iterator,
-    collections.abc.Iterable,
     collections.abc.Generator,
     collections.abc.AsyncIterator,
-    collections.abc.AsyncIterable,
     collections.abc.AsyncGenerator,
 )
 

@@ -8,8 +8,9 @@ import socket
 import threading
 import time
 import unittest
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 
+from racetrack_job_wrapper.streaming import streamed_item_type
 from tests.support import ServerTestCase, wait_until
 
 
@@ -159,6 +160,12 @@ class StreamingTest(ServerTestCase):
         lines = dechunk(raw).splitlines()
         self.assertLess(len(lines), 10)
         self.assertEqual(json.loads(lines[-1])['type'], 'Timeout')
+
+    def test_an_iterable_annotation_is_no_stream(self):
+        self.assertIsNone(streamed_item_type(Iterable[int]))
+        self.assertIsNone(streamed_item_type(list[int]))
+        self.assertIs(streamed_item_type(Iterator[int]), int)
+        self.assertIs(streamed_item_type(AsyncIterator[str]), str)
 
     def test_openapi_describes_the_streamed_item_type(self):
         client = self.serve(TokenJob())
