@@ -1,13 +1,11 @@
-"""The shell commands README.md shows, for `.ci/run` and tests/test_readme.py to run as written.
+"""The shell commands README.md shows, for tests/test_readme.py to run as written (and to hold `.ci/run` to).
 
 A command is a line of an indented (four spaces) block outside a ``` fence; a trailing
-`# comment` is what it prints or what it is for. `python .ci/readme_commands.py test` prints
-the test command of the quick start, for `.ci/run` to run exactly that.
+`# comment` is what it prints or what it is for.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +46,3 @@ def quick_start(readme: str | None = None) -> tuple[str, str]:
     serve = next(text for text in shown if 'racetrack_job_wrapper' in text)
     test = next(text for text in shown if 'unittest' in text)
     return serve, test
-
-
-if __name__ == '__main__':
-    serve_command, test_command = quick_start()
-    print({'serve': serve_command, 'test': test_command}[sys.argv[1]])
