@@ -1,7 +1,7 @@
 """Streaming overhead, run by hand: items/s of a streamed generator against the same items as one JSON list.
 
 A job serves 10,000 small items (`{"i": n, "token": "..."}`) two ways: `perform` yields them
-(JSON lines, chunked, one chunk per item) and `/whole` returns them as a list. Over one
+(asked for JSON lines: chunked, one chunk per item) and `/whole` returns them as a list. Over one
 keep-alive connection the script times whole answers (items/s) and the time to the first
 byte of the body, 3 interleaved rounds of 10 requests, and prints medians and the ratio.
 
@@ -41,7 +41,8 @@ def timed(connection: http.client.HTTPConnection, path: str, items: int) -> tupl
     """Seconds to the first body byte, seconds to the whole answer, and bytes read."""
     body = json.dumps({'count': items})
     started = time.perf_counter()
-    connection.request('POST', path, body, {'Content-Type': 'application/json'})
+    accept = 'application/x-ndjson' if path.endswith('/perform') else 'application/json'
+    connection.request('POST', path, body, {'Content-Type': 'application/json', 'Accept': accept})
     response = connection.getresponse()
     first = response.read(1)
     first_byte = time.perf_counter() - started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 import math
 import threading
@@ -37,7 +38,7 @@ from racetrack_job_wrapper.messages import (
 from racetrack_job_wrapper.metrics import EndpointMetrics, JobMetrics
 from racetrack_job_wrapper.serialize import SerializationError, floats_where_annotated, to_json_serializable
 from racetrack_job_wrapper.settings import REQUEST_TIMEOUT_HEADER
-from racetrack_job_wrapper.streaming import ResultStream, is_stream, streamed_item_type
+from racetrack_job_wrapper.streaming import ResultStream, gather, is_stream, streamed_item_type, wants_stream
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +130,19 @@ class Invoker:
         return None if budget is None else time.monotonic() + budget
 
     def _call(self, request: Request, kwargs: dict[str, Any]) -> Any:
-        """The handler's result (a sync handler's, called in this thread); a ValueError is a 400."""
+        """The handler's result (a sync handler's, called in this thread); a ValueError is a 400.
+
+        A generator's items are gathered into a list here, unless the client asked for a stream.
+        """
         request_token = self._context.request.set(request)
         extra_token = self._context.extra.set({})
         try:
-            return self.spec.handler(**kwargs)
+            result = self.spec.handler(**kwargs)
+            if is_stream(result) and not wants_stream(request):
+                if inspect.isasyncgen(result):
+                    return self._async_runner.run(gather(result))  # type: ignore[union-attr]  # __init__ checks
+                return list(result)
+            return result
         except ValueError as e:
             raise _refused(e) from e
         finally:
@@ -180,6 +189,9 @@ class Invoker:
         try:
             if annotation is None and self.spec.has_return_annotation:
                 annotation = self.spec.returns
+                item = streamed_item_type(annotation)
+                if item is not None:  # a generator's items, gathered into a list
+                    annotation = list[item]  # type: ignore[valid-type]
             if self.spec.fastapi_rules and annotation is not None:
                 result = floats_where_annotated(result, annotation)
             return encode_serialized(to_json_serializable(result, for_encoder=True))

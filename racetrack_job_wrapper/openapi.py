@@ -446,7 +446,7 @@ def _unique(operation_id: str, taken: set[str]) -> str:
 
 
 def _result_content(spec: EndpointSpec, builder: SchemaBuilder) -> dict[str, Any]:
-    """The 200's media: JSON, or for a generator (`Iterator[T]`, `AsyncIterator[T]` ...) a stream of `T`."""
+    """The 200's media: JSON, or for a generator (`Iterator[T]`, `AsyncIterator[T]` ...) a stream of `T` or a list."""
     item = streamed_item_type(spec.returns) if spec.has_return_annotation else None
     if item is None and not spec.is_async_generator:
         return {'application/json': {'schema': builder.schema(spec.returns)}}
@@ -454,4 +454,5 @@ def _result_content(spec: EndpointSpec, builder: SchemaBuilder) -> dict[str, Any
     return {
         NDJSON_TYPE: {'schema': schema, 'x-description': 'one JSON value per line, sent as each is produced'},
         SSE_TYPE: {'schema': {'type': 'string'}, 'x-description': 'with Accept: text/event-stream, an event per item'},
+        'application/json': {'schema': {'type': 'array', 'items': schema}, 'x-description': 'every item, as one list'},
     }

@@ -1,11 +1,14 @@
 """Results that are generators: each item sent as it is produced, as JSON lines or Server-Sent Events.
 
-A job method that returns a generator (or an async generator) streams its answer: one JSON
-value per line (`application/x-ndjson`), or, when the request asks for `text/event-stream`,
-one `data:` event per item. An exception part-way ends the stream with an error line or an
-`event: error`, in the usual `{"error", "type"}` shape; a client that goes away closes the
-generator (its `finally` runs). The call is over, for the concurrency cap and the metrics,
-when the last item has gone out or the stream was closed.
+A job method that returns a generator (or an async generator) streams its answer when the
+request asks for a stream: one JSON value per line (`Accept: application/x-ndjson`), or one
+`data:` event per item (`Accept: text/event-stream`). Asked for anything else, it answers the
+items as one JSON list, as racetrack-job-runner (FastAPI's encoder) answers a generator.
+
+An exception part-way ends a stream with an error line or an `event: error`, in the usual
+`{"error", "type"}` shape; a client that goes away closes the generator (its `finally` runs).
+The call is over, for the concurrency cap and the metrics, when the last item has gone out
+or the stream was closed.
 """
 
 from __future__ import annotations
@@ -48,6 +51,17 @@ def streamed_item_type(annotation: Any) -> Any:
         arguments = typing.get_args(annotation)
         return arguments[0] if arguments else Any
     return None
+
+
+def wants_stream(request: Request) -> bool:
+    """Whether the client asked for a streamed answer (JSON lines or Server-Sent Events)."""
+    accept = request.headers.get('accept', '')
+    return NDJSON_TYPE in accept or SSE_TYPE in accept
+
+
+async def gather(items: AsyncIterator[Any]) -> list[Any]:
+    """Every item of an async generator, for an answer that is not streamed."""
+    return [item async for item in items]
 
 
 def wants_events(request: Request) -> bool:

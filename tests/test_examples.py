@@ -532,7 +532,9 @@ class StreamingExampleTest(ExampleTestCase):
     def test_tokens_as_json_lines_and_as_events(self):
         job = self.run_example(readme_commands('streaming')[0])
         body = json.dumps({'prompt': 'the quick brown fox', 'tokens': 4})
-        response = job.client().request('POST', '/api/v1/perform', body)
+        whole = job.client().request('POST', '/api/v1/perform', body)
+        self.assertEqual(whole.json(), ['the', 'quick', 'brown', 'fox'])
+        response = job.client().request('POST', '/api/v1/perform', body, {'Accept': 'application/x-ndjson'})
         self.assertEqual(response.headers['content-type'], 'application/x-ndjson')
         self.assertEqual(response.body, b'"the"\n"quick"\n"brown"\n"fox"\n')
         events = job.client().request('POST', '/api/v1/perform', body, {'Accept': 'text/event-stream'})

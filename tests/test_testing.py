@@ -47,11 +47,13 @@ class TestClientTest(unittest.TestCase):
             self.assertEqual(client.get('/ready').json(), {'ready': True})
             self.assertEqual(client.get('/pub/job/adder/1.0.0/api/v1/parameters').status, 200)
             self.assertEqual(client.get('/nowhere').status, 404)
-            self.assertEqual(client.post('/api/v1/tokens').body, b'"x"\n"y"\n')
+            self.assertEqual(client.post('/api/v1/tokens').json(), ['x', 'y'])
+            streamed = client.post('/api/v1/tokens', headers={'Accept': 'application/x-ndjson'})
+            self.assertEqual(streamed.body, b'"x"\n"y"\n')
             self.assertIn('x-request-tracing-id', client.perform(a=1).headers)
             value = client.registry.get_sample_value
-            # Job calls: perform four times (not the one refused before job code), tokens once.
-            self.assertEqual(value('requests_done_total'), 5)
+            # Job calls: perform four times (not the one refused before job code), tokens twice.
+            self.assertEqual(value('requests_done_total'), 6)
             self.assertEqual(value('endpoint_requests_started_total', {'endpoint': '/perform'}), 4)
 
     def test_access_control_and_the_concurrency_cap_take_part(self):
