@@ -25,7 +25,7 @@ from racetrack_job_wrapper.convert import (
     build_text_converter,
 )
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
-from racetrack_job_wrapper.limiter import ConcurrencyLimiter
+from racetrack_job_wrapper.limiter import ConcurrencyLimiter, DeadlinePassed
 from racetrack_job_wrapper.messages import (
     CallCancelled,
     ClientDisconnected,
@@ -109,7 +109,11 @@ class Invoker:
         request.deadline = self._deadline(request)
         request.cancel_on_disconnect = self._cancel_on_disconnect
         if self._limiter is not None:
-            waited = self._limiter.acquire(request.is_disconnected, request.deadline)
+            try:
+                waited = self._limiter.acquire(request.is_disconnected, request.deadline)
+            except DeadlinePassed:
+                self._metrics.timed_out()
+                raise _timed_out(self.spec.path) from None
             self._queue_wait.observe(waited)
         call = _Call(self, request)
         if request.deadline is None and not self.spec.is_async:

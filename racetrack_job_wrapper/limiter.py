@@ -12,6 +12,10 @@ from racetrack_job_wrapper.messages import ClientDisconnected, HTTPError
 from racetrack_job_wrapper.metrics import JobMetrics
 
 
+class DeadlinePassed(Exception):
+    """A call's deadline passed while it waited for a place; the invoker answers its 504."""
+
+
 class ConcurrencyLimiter:
     """At most `max_concurrency` job calls at once; waiting calls are served first-come first-served.
 
@@ -40,7 +44,7 @@ class ConcurrencyLimiter:
 
         Raises HTTPError(429) when the queue is full, or when the estimated wait already ends
         past `deadline` (a `time.monotonic()` value; 503 then while shutting down);
-        HTTPError(504) when `deadline` passes while waiting; ClientDisconnected when the
+        DeadlinePassed when `deadline` passes while waiting; ClientDisconnected when the
         client left while waiting.
         """
         with self._lock:
@@ -83,10 +87,10 @@ class ConcurrencyLimiter:
                     if not event.is_set():
                         self._waiters.remove(event)
                         self._update_gauges()
-                        raise ClientDisconnected() if disconnected else _queued_past(time.monotonic() - started)
+                        raise ClientDisconnected() if disconnected else DeadlinePassed()
                 # The slot was handed over just now: pass it on.
                 self.release(0.0)
-                raise ClientDisconnected() if disconnected else _queued_past(time.monotonic() - started)
+                raise ClientDisconnected() if disconnected else DeadlinePassed()
         return time.monotonic() - started
 
     def estimated_wait(self) -> float:
@@ -115,12 +119,3 @@ class ConcurrencyLimiter:
     def _update_gauges(self) -> None:
         if self._metrics is not None:
             self._metrics.calls_queued.set(len(self._waiters))
-
-
-def _queued_past(waited: float) -> HTTPError:
-    return HTTPError(
-        504,
-        f'the call waited {waited:.3g} s for a place and its deadline passed',
-        error_type='Timeout',
-        rejected='timeout',
-    )

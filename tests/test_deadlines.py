@@ -239,6 +239,23 @@ class DisconnectTest(ServerTestCase):
 
 
 class BackpressureTest(ServerTestCase):
+    def test_a_call_whose_deadline_passes_while_queued_gets_its_504_and_leaves_the_queue(self):
+        job = SleepyJob()
+        running = self.start(job, MAX_CONCURRENCY_1)
+        busy = threading.Thread(target=lambda: running.client().post('/api/v1/perform', {'seconds': 1.5}))
+        busy.start()
+        self.addCleanup(busy.join, 10)
+        self.assertTrue(wait_until(lambda: len(job.started_at) == 1))
+        # No call has ended yet, so the estimated wait is 0: admitted to the queue, then too late.
+        response = running.client().post('/api/v1/perform', {'seconds': 0.1}, headers={'X-Request-Timeout': '0.3'})
+        self.assertEqual(response.status, 504)
+        self.assertEqual(response.json(), {'error': '/perform did not finish before its deadline', 'type': 'Timeout'})
+        value = running.runner.registry.get_sample_value
+        self.assertEqual(value('request_timeouts_total', {'endpoint': '/perform'}), 1)
+        self.assertEqual(value('request_calls_queued'), 0)
+        busy.join(10)
+        self.assertEqual(len(job.started_at), 1)  # the timed-out call never ran
+
     def test_a_call_that_cannot_meet_its_deadline_is_refused_before_any_job_code_runs(self):
         job = SleepyJob()
         running = self.start(job, MAX_CONCURRENCY_1)
