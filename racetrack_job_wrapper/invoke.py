@@ -260,12 +260,13 @@ class Invoker:
 class _Call:
     """One job call: started, watched, answered; ended (slot freed, metrics recorded) when the work really ends."""
 
+    _done: threading.Event
+
     def __init__(self, invoker: Invoker, request: Request):
         self.invoker = invoker
         self.request = request
         self._started = time.perf_counter()
         self._outcome: dict[str, Any] = {}
-        self._done = threading.Event()
         self._ended = False
         self._lock = threading.Lock()
         invoker._metrics.call_started()
@@ -277,7 +278,6 @@ class _Call:
             self._outcome['result'] = self.invoker._call(self.request, kwargs)
         except BaseException as e:
             self._outcome['error'] = e
-        self._done.set()
 
     def run_watched(self, kwargs: dict[str, Any]) -> None:
         """Run the handler elsewhere (a thread, the event loop) and wait for it, its deadline, or its client leaving.
@@ -287,6 +287,7 @@ class _Call:
         concurrency cap until it really ends.
         """
         invoker, request = self.invoker, self.request
+        self._done = threading.Event()  # set by the work when it is over; only watched calls need it
         try:
             if invoker.spec.is_async:
                 future, cancel = invoker._start_async(request, kwargs)
