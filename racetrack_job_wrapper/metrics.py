@@ -46,6 +46,7 @@ DURATION_BUCKETS = (
     1000.0,
     float('inf'),
 )
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, float('inf'))
 # Every `reason` of requests_rejected_total, as the refusals name it (`HTTPError.rejected`, or the
 # server for a refused connection). Their children are made at start-up, so they show as 0 before
 # the first refusal and cost no look-up when counted.
@@ -120,6 +121,12 @@ class JobMetrics:
             'request_queue_wait_seconds',
             'Time job calls waited in the concurrency queue',
             buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            'batch_size',
+            'Calls grouped into each perform_batch() call',
+            buckets=BATCH_SIZE_BUCKETS,
             registry=registry,
         )
         self.requests_rejected = Counter(

@@ -156,6 +156,8 @@ SETTING_FIELDS = frozenset(
         'validate_input',
         'cors_allow_origins',
         'cancel_on_disconnect',
+        'batch_max_size',
+        'batch_max_wait_ms',
     }
 )
 # Read by the image build of the Python job type, not by the server; known, so not warned about.
@@ -206,6 +208,10 @@ class JobSettings:
     validate_input: ValidationMode = ValidationMode.LAX
     # A call whose client has gone away is cancelled, as a call past its deadline is.
     cancel_on_disconnect: bool = True
+    # perform_batch(): how many concurrent perform calls make one batch at most (1: no batching),
+    # and how long the first call of a batch waits for company.
+    batch_max_size: int = 32
+    batch_max_wait_ms: float = 5.0
     public_endpoints: tuple[str, ...] = ()
     limits: Limits = field(default_factory=lambda: Limits())
     cors_allow_origins: tuple[str, ...] = ('*',)
@@ -239,6 +245,8 @@ class JobSettings:
             max_concurrency_queue=max_concurrency_queue,
             validate_input=_validation_mode(extra.get('validate_input')),
             cancel_on_disconnect=_boolean(extra, 'cancel_on_disconnect', True),
+            batch_max_size=_count(extra, 'batch_max_size', minimum=1) or 32,
+            batch_max_wait_ms=_milliseconds(extra, 'batch_max_wait_ms', 5.0),
             public_endpoints=_public_endpoints(manifest.get('public_endpoints')),
             limits=Limits().merged(extra, 'jobtype_extra.', text=True),
             cors_allow_origins=_cors_origins(extra.get('cors_allow_origins')),
@@ -340,6 +348,16 @@ def _count(extra: Mapping[str, Any], key: str, minimum: int) -> int | None:
     number = _as_int(value)
     if number is None or number < minimum:
         raise ManifestError(f'jobtype_extra.{key} must be an integer >= {minimum}, got {describe_value(value)}')
+    return number
+
+
+def _milliseconds(extra: Mapping[str, Any], key: str, default: float) -> float:
+    value = extra.get(key)
+    if value is None:
+        return default
+    number = _as_float(value)
+    if number is None or number < 0:
+        raise ManifestError(f'jobtype_extra.{key} must be a number of milliseconds >= 0, got {describe_value(value)}')
     return number
 
 

@@ -142,7 +142,7 @@ class QuickStartTest(ReadmeTestCase):
         self.assertIn(f'\n{test_command}\n', ci)
         self.assertIn('.venv/bin/python -m unittest discover -v', test_command)
         # What it installs from Debian is what the tests need: the tools they start.
-        for tool in ('chromium', 'prometheus', 'wrk', 'haproxy', 'curl'):
+        for tool in ('chromium', 'prometheus', 'wrk', 'haproxy', 'redis-server', 'curl'):
             self.assertIn(f' {tool}', test_command)
 
 
