@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from http import HTTPMethod
@@ -11,6 +12,7 @@ from urllib.parse import quote
 
 from racetrack_job_wrapper.asyncloop import AsyncRunner
 from racetrack_job_wrapper.auth import AccessPolicy
+from racetrack_job_wrapper.batching import Batcher, batched_perform
 from racetrack_job_wrapper.docs import docs_routes, loading_docs_route
 from racetrack_job_wrapper.endpoint_config import EndpointConfig
 from racetrack_job_wrapper.endpoints import EndpointSpec, describe_endpoint, describe_parameters
@@ -206,12 +208,17 @@ def build_loading_app(health: HealthState, settings: JobSettings) -> App:
 class JobComponents:
     """What `build_job_app` made besides the app: what to close on shutdown, and the endpoints it serves."""
 
-    def __init__(self, async_runner: AsyncRunner | None, endpoints: Sequence[EndpointSpec] = ()):
+    def __init__(
+        self, async_runner: AsyncRunner | None, endpoints: Sequence[EndpointSpec] = (), batcher: Batcher | None = None
+    ):
         self.async_runner = async_runner
         self.endpoints = list(endpoints)
+        self.batcher = batcher
 
     def close(self) -> None:
-        """Stop the event loop thread of async job methods, if any."""
+        """Stop the threads of the job's batches and of its async methods, if any."""
+        if self.batcher is not None:
+            self.batcher.close()
         if self.async_runner is not None:
             self.async_runner.close()
 
@@ -247,10 +254,25 @@ def build_job_app(
         limiter = ConcurrencyLimiter(
             settings.max_concurrency, settings.max_concurrency_queue, metrics, stopping=lambda: health.stopping
         )
-    needs_loop = any(spec.is_async or spec.is_async_generator for spec in specs) or (
-        webview is not None and is_asgi(webview)
+    needs_loop = (
+        any(spec.is_async or spec.is_async_generator for spec in specs)
+        or (webview is not None and is_asgi(webview))
+        or inspect.iscoroutinefunction(getattr(entrypoint, 'perform_batch', None))
     )
     async_runner = AsyncRunner() if needs_loop else None
+    batcher = None
+    if specs and specs[0].path == '/perform' and _perform_of(entrypoint) is not None:
+        batched = batched_perform(
+            specs[0],
+            entrypoint,
+            max_size=settings.batch_max_size,
+            max_wait_ms=settings.batch_max_wait_ms,
+            observe_size=metrics.batch_size.observe,
+            current_request=lambda: context.request.get(None),
+            async_runner=async_runner,
+        )
+        if batched is not None:
+            specs[0], batcher = batched
     routes = probe_routes(health, settings) + [home_route(settings)]
     by_path: dict[str, dict[str, Any]] = {}
     for spec in specs:
@@ -302,7 +324,7 @@ def build_job_app(
         )
     routes.extend(extra_routes)
     app = App(Router(routes), settings)
-    return app, JobComponents(async_runner, specs)
+    return app, JobComponents(async_runner, specs, batcher)
 
 
 def _no_perform(_: Request) -> Response:

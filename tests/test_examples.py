@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import unittest
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -563,3 +564,25 @@ class DeadlinesExampleTest(ExampleTestCase):
         budget = client.post('/api/v1/budget', {}, {'X-Request-Timeout': '0.5'}).json()
         self.assertGreater(budget, 0)
         self.assertLessEqual(budget, 0.5)
+
+
+class BatchingExampleTest(ExampleTestCase):
+    def test_concurrent_calls_share_batches_and_an_empty_text_fails_alone(self):
+        job = self.run_example(readme_commands('batching')[0])
+        self.assert_answer(job.client().post('/api/v1/perform', {'text': 'a fine day for a batch'}), 200, 0.3132)
+        texts = ['', *(f'call {i}' for i in range(11))]
+        clients = [job.client() for _ in texts]
+        start = threading.Barrier(len(texts))
+
+        def call(index: int) -> ClientResponse:
+            start.wait()
+            return clients[index].post('/api/v1/perform', {'text': texts[index]})
+
+        with ThreadPoolExecutor(len(texts)) as pool:
+            results = list(pool.map(call, range(len(texts))))
+        self.assert_answer(results[0], 400, {'error': 'text is empty', 'type': 'ValueError'})
+        self.assertEqual({result.status for result in results[1:]}, {200})
+        metrics = job.client().get('/metrics').body.decode()
+        samples = dict(line.split(' ', 1) for line in metrics.splitlines() if line.startswith('batch_size_'))
+        self.assertEqual(float(samples['batch_size_sum']), 1 + len(texts))
+        self.assertLess(float(samples['batch_size_count']), 1 + len(texts), 'no two calls shared a batch')
