@@ -1,4 +1,11 @@
-"""The app without a socket: `App.handle(Request(...))` for routing, errors, redirects, access control and CORS."""
+"""The app's request path, in two kinds of test.
+
+`RequestPathTest` calls the job as a client would, through `JobTestClient` (the path job
+authors' tests take: manifest, settings, routing, access control, validation, errors, redirects,
+security headers, CORS). `AppTest` is a unit test of `App` itself: it looks at the `Request`
+after `App.handle` (the refusal's reason, the matched route, the base path) or builds a bare
+`App` on a `Router`.
+"""
 
 import json
 import unittest
@@ -13,6 +20,7 @@ from racetrack_job_wrapper.messages import ClientDisconnected, Headers, Request,
 from racetrack_job_wrapper.metrics import JobMetrics
 from racetrack_job_wrapper.routing import Route, Router
 from racetrack_job_wrapper.settings import JobSettings
+from racetrack_job_wrapper.testing import JobTestClient
 
 
 class Job:
@@ -25,14 +33,70 @@ class Job:
         return sum(numbers)
 
 
+MANIFEST = {'name': 'adder', 'version': '1.0', 'public_endpoints': ['/api/v1/perform']}
+AUTH = {'X-Racetrack-Auth': 'secret'}
+
+
 def handle(app: Any, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Response:
     data = json.dumps(body).encode() if body is not None else b''
     target, _, query = path.partition('?')
     return app.handle(Request(method, target, query, Headers((headers or {}).items()), data, raw_path=target))
 
 
-def body_of(response: Response) -> Any:
-    return json.loads(response.body)
+class RequestPathTest(unittest.TestCase):
+    def setUp(self) -> None:
+        client = JobTestClient(Job, MANIFEST, environ={'JOB_AUTH_TOKENS': 'secret'})
+        self.client = self.enterContext(client)
+
+    def test_perform_validates_converts_and_answers(self) -> None:
+        response = self.client.perform(numbers=[40, '2'])
+        self.assertEqual((response.status, response.json()), (200, 42))
+
+    def test_errors_have_one_shape(self) -> None:
+        cases = [
+            ({'numbers': []}, 400, {'error': 'numbers must not be empty', 'type': 'ValueError'}),
+            ({'numbers': [13]}, 500, {'error': 'unlucky', 'type': 'RuntimeError'}),
+            ({'numbers': ['x']}, 400, {'error': 'numbers[0]: expected number, got string', 'type': 'ValidationError'}),
+        ]
+        for payload, status, expected in cases:
+            with self.subTest(payload=payload):
+                with self.assertLogs('racetrack_job_wrapper', 'ERROR') if status == 500 else nullcontext():
+                    response = self.client.perform(**payload)
+                self.assertEqual((response.status, response.json()), (status, expected))
+
+    def test_redirects(self) -> None:
+        cases = [
+            ('/pub/job/adder/1.0', '/pub/job/adder/1.0/'),
+            ('/', '/pub/job/adder/1.0/docs'),
+            ('/api/v1/parameters/?a=1', '/api/v1/parameters?a=1'),
+        ]
+        for path, location in cases:
+            with self.subTest(path=path):
+                response = self.client.get(path, headers=AUTH)
+                self.assertEqual((response.status, response.headers.get('location')), (307, location))
+
+    def test_wrong_method_and_unknown_path(self) -> None:
+        response = self.client.get('/api/v1/perform', headers=AUTH)
+        self.assertEqual((response.status, response.headers.get('allow')), (405, 'OPTIONS, POST'))
+        response = self.client.get('/nowhere', headers=AUTH)
+        self.assertEqual((response.status, response.json()['type']), (404, 'NotFound'))
+
+    def test_json_answers_are_nosniff_and_the_docs_page_may_not_be_framed(self) -> None:
+        for response in (
+            self.client.perform(numbers=[1]),
+            self.client.get('/api/v1/parameters', headers=AUTH),
+            self.client.get('/nowhere', headers=AUTH),
+        ):
+            self.assertEqual(response.headers.get('x-content-type-options'), 'nosniff')
+        page = self.client.get('/docs', headers=AUTH)
+        self.assertIn("frame-ancestors 'none'", page.headers.get('content-security-policy', ''))
+        self.assertIn("default-src 'self'", page.headers.get('content-security-policy', ''))
+
+    def test_cors_lets_any_origin_read_but_never_with_credentials(self) -> None:
+        for origin in ('https://a.example', 'null'):
+            response = self.client.post('/api/v1/perform', {'numbers': [1]}, headers={'Origin': origin})
+            self.assertEqual(response.headers.get('access-control-allow-origin'), '*')
+            self.assertNotIn('access-control-allow-credentials', response.headers)
 
 
 class AppTest(unittest.TestCase):
@@ -44,22 +108,6 @@ class AppTest(unittest.TestCase):
         health.set_ready()
         self.app, components = build_job_app(Job(), settings, health, JobMetrics(CollectorRegistry()))
         self.addCleanup(components.close)
-
-    def test_perform_validates_converts_and_answers(self) -> None:
-        response = handle(self.app, 'POST', '/api/v1/perform', {'numbers': [40, '2']})
-        self.assertEqual((response.status, body_of(response)), (200, 42))
-
-    def test_errors_have_one_shape(self) -> None:
-        cases = [
-            ({'numbers': []}, 400, {'error': 'numbers must not be empty', 'type': 'ValueError'}),
-            ({'numbers': [13]}, 500, {'error': 'unlucky', 'type': 'RuntimeError'}),
-            ({'numbers': ['x']}, 400, {'error': 'numbers[0]: expected number, got string', 'type': 'ValidationError'}),
-        ]
-        for payload, status, expected in cases:
-            with self.subTest(payload=payload):
-                with self.assertLogs('racetrack_job_wrapper', 'ERROR') if status == 500 else nullcontext():
-                    response = handle(self.app, 'POST', '/api/v1/perform', payload)
-                self.assertEqual((response.status, body_of(response)), (status, expected))
 
     def test_a_refusal_records_its_reason_on_the_request(self) -> None:
         request = Request('GET', '/metrics', raw_path='/metrics')
@@ -80,42 +128,6 @@ class AppTest(unittest.TestCase):
         self.assertEqual((request.base_path, request.path), ('/pub/job/adder/1.0', '/api/v1/perform'))
         self.assertIsNotNone(request.route)
         self.assertEqual(request.route.path, '/api/v1/perform')  # type: ignore[union-attr]
-
-    def test_redirects(self) -> None:
-        auth = {'X-Racetrack-Auth': 'secret'}
-        cases = [
-            ('/pub/job/adder/1.0', '/pub/job/adder/1.0/'),
-            ('/', '/pub/job/adder/1.0/docs'),
-            ('/api/v1/parameters/?a=1', '/api/v1/parameters?a=1'),
-        ]
-        for path, location in cases:
-            with self.subTest(path=path):
-                response = handle(self.app, 'GET', path, headers=auth)
-                self.assertEqual((response.status, response.header('Location')), (307, location))
-
-    def test_wrong_method_and_unknown_path(self) -> None:
-        response = handle(self.app, 'GET', '/api/v1/perform', headers={'X-Racetrack-Auth': 'secret'})
-        self.assertEqual((response.status, response.header('Allow')), (405, 'OPTIONS, POST'))
-        response = handle(self.app, 'GET', '/nowhere', headers={'X-Racetrack-Auth': 'secret'})
-        self.assertEqual((response.status, body_of(response)['type']), (404, 'NotFound'))
-
-    def test_json_answers_are_nosniff_and_the_docs_page_may_not_be_framed(self) -> None:
-        auth = {'X-Racetrack-Auth': 'secret'}
-        for response in (
-            handle(self.app, 'POST', '/api/v1/perform', {'numbers': [1]}),
-            handle(self.app, 'GET', '/api/v1/parameters', headers=auth),
-            handle(self.app, 'GET', '/nowhere', headers=auth),
-        ):
-            self.assertEqual(response.header('X-Content-Type-Options'), 'nosniff')
-        page = handle(self.app, 'GET', '/docs', headers=auth)
-        self.assertIn("frame-ancestors 'none'", page.header('Content-Security-Policy') or '')
-        self.assertIn("default-src 'self'", page.header('Content-Security-Policy') or '')
-
-    def test_cors_lets_any_origin_read_but_never_with_credentials(self) -> None:
-        for origin in ('https://a.example', 'null'):
-            response = handle(self.app, 'POST', '/api/v1/perform', {'numbers': [1]}, {'Origin': origin})
-            self.assertEqual(response.header('Access-Control-Allow-Origin'), '*')
-            self.assertIsNone(response.header('Access-Control-Allow-Credentials'))
 
     def test_a_client_gone_while_queued_is_not_answered(self) -> None:
         def gone(_: Request) -> Response:

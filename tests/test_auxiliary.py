@@ -1,4 +1,9 @@
-"""Auxiliary endpoints v1 and v2 over real sockets: binding, markers, errors, limiter, metrics, docs."""
+"""Auxiliary endpoints v1 and v2: binding, markers, errors, limiter, metrics, docs.
+
+Most tests call the job in process through `JobTestClient`; real sockets are kept where they are
+the point: one guide example through the real server, the limiter shared across connections, and
+start-up errors as a running server reports them on /live.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Annotated
 import racetrack_job_wrapper
 from racetrack_job_wrapper import endpoint_config
 from racetrack_job_wrapper.endpoint_config import Body, EndpointConfig, Path, Query
+from racetrack_job_wrapper.testing import JobTestClient
 from tests.support import ServerTestCase, load_example
 
 
@@ -146,9 +152,11 @@ class V2Job:
         return {'/random': {'start': 1.5, 'end': 2}, 'multiply/{path}': {'factor': 3}}
 
 
-class GuideExplainTest(ServerTestCase):
-    """The user guide's auxiliary endpoints job from examples/auxiliary."""
+class GuideExplainOverSocketTest(ServerTestCase):
+    """The user guide's auxiliary endpoints job from examples/auxiliary, served on a real socket."""
 
+    # The one auxiliary-endpoint test through the real server, with its public prefix: the
+    # others take the same request path in process.
     def test_explain_example(self):
         client = self.serve(load_example('auxiliary'))
         response = client.post('/api/v1/explain', {'x': 1, 'y': 3})
@@ -157,8 +165,12 @@ class GuideExplainTest(ServerTestCase):
         self.assertEqual(response.json(), {'x_importance': 0.5, 'y_importance': 0.5})
         self.assertEqual(client.post('/api/v1/perform', {'x': 40, 'y': 2}).json(), 42)
 
+
+class GuideExampleTest(unittest.TestCase):
+    """The user guide's auxiliary endpoints job from examples/auxiliary."""
+
     def test_example_v2_endpoints(self):
-        client = self.serve(load_example('auxiliary'))
+        client = self.enterContext(JobTestClient(load_example('auxiliary'), {}))
         value = client.get('/api/v1/random?start=1.5&end=2').json()
         self.assertTrue(1.5 <= value <= 2, value)
         self.assertEqual(client.post('/api/v1/multiply/2.5', 4).json(), 10.0)
@@ -171,10 +183,12 @@ class GuideExplainTest(ServerTestCase):
         )
 
 
-class AuxiliaryV1Test(ServerTestCase):
+AUX_MANIFEST = {'jobtype_extra': {'max_concurrency': 1, 'max_concurrency_queue': 0}}
+
+
+class AuxiliaryV1Test(unittest.TestCase):
     def setUp(self):
-        self.running = self.start(AuxJob(), {'jobtype_extra': {'max_concurrency': 1, 'max_concurrency_queue': 0}})
-        self.client = self.running.client()
+        self.client = self.enterContext(JobTestClient(AuxJob(), AUX_MANIFEST))
 
     def test_path_without_leading_slash_gets_one(self):
         self.assertEqual(self.client.post('/api/v1/no_slash').json(), 'slash added')
@@ -206,24 +220,6 @@ class AuxiliaryV1Test(ServerTestCase):
     def test_async_auxiliary_endpoint_is_awaited(self):
         self.assertEqual(self.client.post('/api/v1/later', {'value': 5}).json(), {'value': 5, 'path': '/api/v1/later'})
 
-    def test_concurrency_limiter_is_shared_with_perform(self):
-        results = {}
-        thread = threading.Thread(
-            target=lambda: results.setdefault(
-                'slow', self.running.client().post('/api/v1/slow', {'seconds': 1.0}).status
-            )
-        )
-        thread.start()
-        deadline = time.monotonic() + 10
-        registry = self.running.runner.registry
-        while registry.get_sample_value('request_calls_running') < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        response = self.client.post('/api/v1/perform', {'x': 1, 'y': 2})
-        thread.join(10)
-        self.assertEqual(response.status, 429)
-        self.assertEqual(response.json()['type'], 'TooManyRequests')
-        self.assertEqual(results['slow'], 200)
-
     def test_metrics_are_labelled_with_the_endpoint_path(self):
         self.client.post('/api/v1/explain', {'x': 1, 'y': 1})
         self.client.post('/api/v1/explain', {'x': 1, 'y': 1})
@@ -245,6 +241,32 @@ class AuxiliaryV1Test(ServerTestCase):
             {'x': 40, 'y': 2},
         )
         self.assertIn('/api/v1/no_slash', document['paths'])
+
+
+class SharedLimiterTest(ServerTestCase):
+    """The limiter across connections: a call on one holds the only slot while another is refused."""
+
+    def setUp(self):
+        self.running = self.start(AuxJob(), AUX_MANIFEST)
+        self.client = self.running.client()
+
+    def test_concurrency_limiter_is_shared_with_perform(self):
+        results = {}
+        thread = threading.Thread(
+            target=lambda: results.setdefault(
+                'slow', self.running.client().post('/api/v1/slow', {'seconds': 1.0}).status
+            )
+        )
+        thread.start()
+        deadline = time.monotonic() + 10
+        registry = self.running.runner.registry
+        while registry.get_sample_value('request_calls_running') < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        response = self.client.post('/api/v1/perform', {'x': 1, 'y': 2})
+        thread.join(10)
+        self.assertEqual(response.status, 429)
+        self.assertEqual(response.json()['type'], 'TooManyRequests')
+        self.assertEqual(results['slow'], 200)
 
 
 class CollisionJob:
@@ -283,10 +305,10 @@ class StartUpErrorTest(ServerTestCase):
         self.assertEqual(load_error(running), 'JobDefinitionError: endpoint POST /same is defined twice')
 
 
-class AuxiliaryV2Test(ServerTestCase):
+class AuxiliaryV2Test(unittest.TestCase):
     def setUp(self):
         with self.assertLogs('racetrack_job_wrapper.app', 'WARNING') as logs:
-            self.client = self.serve(V2Job())
+            self.client = self.enterContext(JobTestClient(V2Job(), {}))
         self.warnings = logs.output
 
     def test_get_arguments_from_query_string_converted_by_annotation(self):
@@ -322,9 +344,9 @@ class AuxiliaryV2Test(ServerTestCase):
 
     def test_fastapi_markers_by_class_name(self):
         # The lone body parameter takes the whole body, as in FastAPI.
-        response = self.client.request('PUT', '/api/v1/fast/3.5?scale=2', json_body=1.5)
+        response = self.client.request('PUT', '/api/v1/fast/3.5?scale=2', 1.5)
         self.assertEqual(response.json(), [3.5, 2.0, 1.5])
-        response = self.client.request('PUT', '/api/v1/fast/3.5?scale=2', json_body={'offset': 1})
+        response = self.client.request('PUT', '/api/v1/fast/3.5?scale=2', {'offset': 1})
         self.assertEqual(
             (response.status, response.json()),
             (400, {'error': 'offset: expected number, got object', 'type': 'ValidationError'}),

@@ -5,6 +5,7 @@ from urllib.parse import urljoin, urlsplit
 from racetrack_job_wrapper.docs import ASSET_TYPES, docs_routes, render_page, swagger_dir
 from racetrack_job_wrapper.messages import Headers, Request
 from racetrack_job_wrapper.routing import Router
+from racetrack_job_wrapper.testing import JobTestClient
 from tests.support import JobClient, ServerTestCase
 
 EXPECTED_TYPES = {
@@ -151,6 +152,11 @@ class DocsRoutesTest(unittest.TestCase):
 
 
 class DocsServerTest(ServerTestCase):
+    """The page and the files it refers to, fetched as a browser fetches them."""
+
+    # On a real socket: check_docs compares each Content-Length with its body, and only the
+    # server writes that header.
+
     def test_docs_and_assets(self):
         client = self.serve(AdderJob, MANIFEST)
         self.addCleanup(client.close)
@@ -174,15 +180,16 @@ class DocsServerTest(ServerTestCase):
         fetched = check_docs(self, client, '/docs/', 'Job - adder')
         self.assertEqual(fetched[2], '/openapi.json')
 
+
+class JobDocumentTest(unittest.TestCase):
     def test_openapi_document_of_the_job(self):
-        client = self.serve(AdderJob, MANIFEST)
-        self.addCleanup(client.close)
+        client = self.enterContext(JobTestClient(AdderJob, MANIFEST))
         document = client.get('/openapi.json').json()
         self.assertEqual(document['info'], {'title': 'Job - adder', 'version': '1.2.3'})
         self.assertEqual(document['servers'][0]['url'], '/pub/job/adder/1.2.3')
         body = document['paths']['/api/v1/perform']['post']['requestBody']['content']['application/json']
         self.assertEqual(body['example'], {'a': 40, 'b': 2})
-        response = client.get('/openapi.json', {'If-None-Match': client.get('/openapi.json').headers['etag']})
+        response = client.get('/openapi.json', headers={'If-None-Match': client.get('/openapi.json').headers['etag']})
         self.assertEqual((response.status, response.body), (304, b''))
 
 

@@ -1,4 +1,10 @@
-"""GET /metrics: the existing implementation's names, ours, the job's gauges; promtool and a real Prometheus."""
+"""GET /metrics: the existing implementation's names, ours, the job's gauges; promtool and a real Prometheus.
+
+Scrapes whose subject is what the app counts and renders run in process through `JobTestClient`;
+real sockets stay for one scrape through the real server, the queue and the limiter across
+connections, refusals of malformed HTTP and of connections, the server's own registry, and the
+tools that scrape a child process.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from racetrack_job_wrapper import __version__
 from racetrack_job_wrapper.metrics import DURATION_BUCKETS, JobGaugeCollector, JobMetrics
 from racetrack_job_wrapper.settings import JobSettings
 from racetrack_job_wrapper.standalone import JobRunner
+from racetrack_job_wrapper.testing import JobTestClient
 from tests.support import EXAMPLES_DIR, JobClient, ProcessJob, ServerTestCase, free_port, raw_exchange, slow
 
 
@@ -52,7 +59,7 @@ class GaugeJob:
         return self.entries
 
 
-def samples(client: JobClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def samples(client: JobClient | JobTestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of a scrape by (name, sorted labels)."""
     response = client.get('/metrics')
     assert response.status == 200, response.body
@@ -72,6 +79,8 @@ def wait_for(condition, timeout: float = 10.0) -> None:
 
 
 class BuiltinMetricsTest(ServerTestCase):
+    # The one scrape through the real server: the commons_* counts are the server's own request
+    # counting, which the other tests see in process.
     def test_names_of_the_existing_implementation_and_ours(self):
         client = self.serve(FailingJob, environ={'JOB_NAME': 'adder', 'JOB_VERSION': '1.2.3'})
         self.assertEqual(client.post('/api/v1/perform', {}).status, 200)
@@ -105,8 +114,10 @@ class BuiltinMetricsTest(ServerTestCase):
         self.assertEqual(DURATION_BUCKETS[-2:], (1000.0, float('inf')))
         self.assertEqual(len(DURATION_BUCKETS), 25)
 
+
+class BuiltinMetricsInProcessTest(unittest.TestCase):
     def test_job_errors_are_counted(self):
-        client = self.serve(FailingJob)
+        client = self.enterContext(JobTestClient(FailingJob, {}))
         with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
             self.assertEqual(client.post('/api/v1/perform', {'kind': 'bug'}).status, 500)
         found = samples(client)
@@ -115,17 +126,17 @@ class BuiltinMetricsTest(ServerTestCase):
         self.assertEqual(found[('requests_done_total', ())], 1)
 
     def test_openmetrics_when_the_scraper_asks_for_it(self):
-        client = self.serve(FailingJob)
+        client = self.enterContext(JobTestClient(FailingJob, {}))
         plain = client.get('/metrics')
         self.assertEqual(plain.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8')
-        openmetrics = client.get('/metrics', {'Accept': 'application/openmetrics-text; version=1.0.0'})
+        openmetrics = client.get('/metrics', headers={'Accept': 'application/openmetrics-text; version=1.0.0'})
         self.assertEqual(openmetrics.status, 200)
         self.assertTrue(openmetrics.headers['content-type'].startswith('application/openmetrics-text; version=1.0.0'))
         self.assertTrue(openmetrics.body.endswith(b'# EOF\n'))
         self.assertIn(b'\n# TYPE racetrack_job info\n', openmetrics.body)
 
     def test_scrapes_and_probes_are_not_job_calls(self):
-        client = self.serve(FailingJob)
+        client = self.enterContext(JobTestClient(FailingJob, {}))
         for _ in range(3):
             client.get('/metrics')
             client.get('/ready')
@@ -222,19 +233,20 @@ class RejectionMetricsTest(ServerTestCase):
         self.assertEqual(value('requests_rejected_total', {'reason': 'evicted'}), 1)  # the idle holder
         self.assertEqual(value('requests_rejected_total', {'reason': 'connection_limit'}), 1)
 
+
+class AccessControlMetricsTest(unittest.TestCase):
     def test_refusals_of_access_control_but_not_the_jobs_own_errors(self):
-        running = self.start(FailingJob, environ={'JOB_AUTH_TOKENS': 'tok-1'})
-        client = running.client()
+        client = self.enterContext(JobTestClient(FailingJob, {}, environ={'JOB_AUTH_TOKENS': 'tok-1'}))
         self.assertEqual(client.post('/api/v1/perform', {}).status, 401)
-        self.assertEqual(client.post('/api/v1/perform', {}, {'X-Racetrack-Auth': 'wrong'}).status, 401)
-        self.assertEqual(client.post('/api/v1/perform', {'x': 1}, {'X-Racetrack-Auth': 'tok-1'}).status, 400)
-        self.assertEqual(client.get('/nowhere', {'X-Racetrack-Auth': 'tok-1'}).status, 404)
-        value = running.runner.registry.get_sample_value
+        self.assertEqual(client.post('/api/v1/perform', {}, headers={'X-Racetrack-Auth': 'wrong'}).status, 401)
+        self.assertEqual(client.post('/api/v1/perform', {'x': 1}, headers={'X-Racetrack-Auth': 'tok-1'}).status, 400)
+        self.assertEqual(client.get('/nowhere', headers={'X-Racetrack-Auth': 'tok-1'}).status, 404)
+        value = client.registry.get_sample_value
         self.assertEqual(value('requests_rejected_total', {'reason': 'unauthorized'}), 2)
         self.assertEqual(value('requests_rejected_total', {'reason': 'bad_request'}), 0)
 
 
-class JobGaugesTest(ServerTestCase):
+class JobGaugesTest(unittest.TestCase):
     def test_the_guides_metrics_are_gauges(self):
         entries = [
             {
@@ -247,7 +259,7 @@ class JobGaugesTest(ServerTestCase):
             {'name': 'job_plain', 'value': 7},
             {'name': 'job_unknown_yet', 'value': None},
         ]
-        body = self.serve(GaugeJob(entries)).get('/metrics').body.decode()
+        body = self.enterContext(JobTestClient(GaugeJob(entries), {})).get('/metrics').body.decode()
         self.assertIn(
             '# HELP job_is_crazy Whether your job is crazy or not\n# TYPE job_is_crazy gauge\n'
             'job_is_crazy{color="blue"} 0.5\njob_is_crazy{color="red"} 2.0\n',
@@ -258,7 +270,7 @@ class JobGaugesTest(ServerTestCase):
 
     def test_values_are_read_at_scrape_time(self):
         job = GaugeJob([{'name': 'job_level', 'value': 1}])
-        client = self.serve(job)
+        client = self.enterContext(JobTestClient(job, {}))
         self.assertIn('job_level 1.0\n', client.get('/metrics').body.decode())
         job.entries = [{'name': 'job_level', 'value': 2}]
         self.assertIn('job_level 2.0\n', client.get('/metrics').body.decode())
@@ -276,7 +288,7 @@ class JobGaugesTest(ServerTestCase):
             {'name': 'job_good', 'value': 4, 'labels': {'b': 'x'}},
             {'name': 'job_good', 'value': 5, 'labels': {'a': 'x'}},
         ]
-        client = self.serve(GaugeJob(entries))
+        client = self.enterContext(JobTestClient(GaugeJob(entries), {}))
         with self.assertLogs('racetrack_job_wrapper.metrics', 'ERROR') as logs:
             response = client.get('/metrics')
         self.assertEqual(response.status, 200)
@@ -298,7 +310,7 @@ class JobGaugesTest(ServerTestCase):
         self.assertIn("metric 'job_good' with labels {'a': 'x'} is listed twice", messages[8])
 
     def test_an_exception_in_metrics_leaves_the_rest_of_the_scrape(self):
-        client = self.serve(GaugeJob(error=ZeroDivisionError('division by zero')))
+        client = self.enterContext(JobTestClient(GaugeJob(error=ZeroDivisionError('division by zero')), {}))
         with self.assertLogs('racetrack_job_wrapper.metrics', 'ERROR') as logs:
             response = client.get('/metrics')
         self.assertEqual(response.status, 200)
@@ -310,7 +322,7 @@ class JobGaugesTest(ServerTestCase):
         self.assertEqual(client.post('/api/v1/perform', {}).status, 200)
 
     def test_metrics_returning_something_else_than_a_list_is_logged(self):
-        client = self.serve(GaugeJob({'name': 'job_x', 'value': 1}))
+        client = self.enterContext(JobTestClient(GaugeJob({'name': 'job_x', 'value': 1}), {}))
         with self.assertLogs('racetrack_job_wrapper.metrics', 'ERROR') as logs:
             self.assertEqual(client.get('/metrics').status, 200)
         self.assertEqual(logs.records[0].getMessage(), 'metrics() of the job must return a list of dicts, got dict')
@@ -321,6 +333,10 @@ class JobGaugesTest(ServerTestCase):
         registry.register(JobGaugeCollector(lambda: calls.append(1) or []))
         self.assertEqual(calls, [])
 
+
+class ServerRegistryTest(unittest.TestCase):
+    # On a real server: the test hands JobRunner the registry the job counts on, which
+    # JobTestClient (a registry of its own per client) cannot be given.
     def test_metrics_a_job_defines_on_the_servers_registry_appear(self):
         registry = CollectorRegistry()
         settings = JobSettings()

@@ -1,4 +1,4 @@
-"""`racetrack_job_wrapper.utils.quantity.Quantity`: parsing, value semantics, and its JSON form over a real socket.
+"""`racetrack_job_wrapper.utils.quantity.Quantity`: parsing, value semantics, and its JSON form as perform answers it.
 
 Every expected value (the wording of error messages aside) is what racetrack-job-runner 1.18's `Quantity` gives.
 """
@@ -9,8 +9,8 @@ import math
 import unittest
 
 from racetrack_job_wrapper.serialize import to_json_serializable
+from racetrack_job_wrapper.testing import JobTestClient
 from racetrack_job_wrapper.utils.quantity import Quantity
-from tests.support import ServerTestCase
 
 
 class ParsingTest(unittest.TestCase):
@@ -140,9 +140,9 @@ class QuantityJob:
         return Quantity('128Mi') / 2 if half else Quantity('128Mi')
 
 
-class QuantityOverHTTPTest(ServerTestCase):
+class QuantityAnswerTest(unittest.TestCase):
     def test_perform_answers_the_quantity_string(self):
-        client = self.serve(QuantityJob())
+        client = self.enterContext(JobTestClient(QuantityJob(), {}))
         for payload, body in (({}, b'"128Mi"'), ({'half': True}, b'"64Mi"')):
             response = client.post('/api/v1/perform', payload)
             self.assertEqual((response.status, response.body), (200, body))

@@ -9,6 +9,7 @@ from racetrack_job_wrapper.endpoint_config import EndpointConfig
 from racetrack_job_wrapper.endpoints import MISSING
 from racetrack_job_wrapper.schema import SchemaBuilder, json_schema
 from racetrack_job_wrapper.serialize import json_default
+from racetrack_job_wrapper.testing import JobTestClient
 from tests.support import ServerTestCase
 
 
@@ -595,7 +596,9 @@ class ArgumentsJob:
         return 2 * number
 
 
-class ValidationModeOverHTTPTest(ServerTestCase):
+class ValidationModeOverSocketTest(ServerTestCase):
+    # The one validation test through the real server; the other modes take the same request
+    # path in process (ValidationModeTest).
     def test_lax_default_keeps_fitting_values_and_converts_the_rest(self):
         client = self.serve(ArgumentsJob)
         response = client.post('/api/v1/perform', {'numbers': [40, 2]})
@@ -622,8 +625,10 @@ class ValidationModeOverHTTPTest(ServerTestCase):
             (400, {'error': 'numbers[2]: expected number, got string', 'type': 'ValidationError'}),
         )
 
+
+class ValidationModeTest(unittest.TestCase):
     def test_strict_takes_json_types_as_they_are(self):
-        client = self.serve(ArgumentsJob, {'jobtype_extra': {'validate_input': 'strict'}})
+        client = self.enterContext(JobTestClient(ArgumentsJob, {'jobtype_extra': {'validate_input': 'strict'}}))
         self.assertEqual(
             client.post('/api/v1/perform', {'numbers': [40, 2]}).body, b'{"sum":42,"number":0,"type":"int"}'
         )
@@ -639,7 +644,7 @@ class ValidationModeOverHTTPTest(ServerTestCase):
         )
 
     def test_false_passes_json_arguments_raw(self):
-        client = self.serve(ArgumentsJob, {'jobtype_extra': {'validate_input': False}})
+        client = self.enterContext(JobTestClient(ArgumentsJob, {'jobtype_extra': {'validate_input': False}}))
         self.assertEqual(
             client.post('/api/v1/perform', {'number': '7907'}).json(), {'sum': 0, 'number': '7907', 'type': 'str'}
         )

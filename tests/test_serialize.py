@@ -1,4 +1,4 @@
-"""`to_json_serializable` unit by unit, and through perform over a real socket."""
+"""`to_json_serializable` unit by unit, and through perform."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import unittest
 import numpy
 
 from racetrack_job_wrapper.serialize import SerializationError, to_json_serializable
-from tests.support import ServerTestCase
+from racetrack_job_wrapper.testing import JobTestClient
 
 
 @dataclasses.dataclass
@@ -91,9 +91,10 @@ class AccountJob:
         return ACCOUNT
 
 
-class ExcludedFieldsOverHTTPTest(ServerTestCase):
+class ExcludedFieldsThroughPerformTest(unittest.TestCase):
     def test_perform_leaves_excluded_fields_out(self):
-        response = self.serve(AccountJob()).post('/api/v1/perform', {})
+        with JobTestClient(AccountJob(), {}) as client:
+            response = client.post('/api/v1/perform', {})
         self.assertEqual((response.status, response.json()), (200, ACCOUNT_JSON))
 
 

@@ -1,4 +1,9 @@
-"""Static endpoints over real sockets: files, directories, mime types, traversal attacks, caching, HEAD, streaming."""
+"""Static endpoints: files, directories, mime types, traversal attacks, caching, HEAD, streaming.
+
+What a file's answer says (status, type, body, 404s, 405s) is checked in process through
+`JobTestClient`; real sockets are kept for what only the server does: Content-Length, HEAD,
+conditional requests, large files streamed, request targets sent byte for byte, a child process.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 
 from racetrack_job_wrapper.messages import Headers, Request
 from racetrack_job_wrapper.static import CHUNK_SIZE, FileStream, MimeGuesser, StaticDirectory, with_charset
+from racetrack_job_wrapper.testing import JobTestClient
 from tests.support import EXAMPLES_DIR, ProcessJob, ServerTestCase, load_example, raw_exchange
 
 STATIC_EXAMPLE = EXAMPLES_DIR / 'static'
@@ -27,7 +33,7 @@ def raw_get(port: int, target: str) -> tuple[int, bytes]:
 
 
 class GuideStaticTest(ServerTestCase):
-    """The user guide's static endpoints, from examples/static."""
+    """The user guide's static endpoints, from examples/static, on a real socket: Content-Length and HEAD."""
 
     def setUp(self):
         self.client = self.serve(load_example('static'), cwd=STATIC_EXAMPLE)
@@ -61,6 +67,22 @@ class GuideStaticTest(ServerTestCase):
             'text/plain; charset=utf-8',
         )
 
+    def test_head_gives_headers_without_body(self):
+        response = self.client.request('HEAD', '/api/v1/assets/index.html')
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.body, b'')
+        self.assertEqual(
+            response.headers['content-length'], str((STATIC_EXAMPLE / 'docs' / 'index.html').stat().st_size)
+        )
+        self.assertEqual(response.headers['etag'], self.client.get('/api/v1/assets/index.html').headers['etag'])
+
+
+class GuideAnswersTest(unittest.TestCase):
+    """The user guide's static endpoints, from examples/static: what they refuse."""
+
+    def setUp(self):
+        self.client = self.enterContext(JobTestClient(load_example('static'), {}, cwd=STATIC_EXAMPLE))
+
     def test_directories_themselves_are_404(self):
         for path in (
             '/api/v1/assets',
@@ -76,15 +98,6 @@ class GuideStaticTest(ServerTestCase):
     def test_other_methods_are_405(self):
         response = self.client.post('/api/v1/xrai', {})
         self.assertEqual((response.status, response.headers['allow']), (405, 'GET, HEAD, OPTIONS'))
-
-    def test_head_gives_headers_without_body(self):
-        response = self.client.request('HEAD', '/api/v1/assets/index.html')
-        self.assertEqual(response.status, 200)
-        self.assertEqual(response.body, b'')
-        self.assertEqual(
-            response.headers['content-length'], str((STATIC_EXAMPLE / 'docs' / 'index.html').stat().st_size)
-        )
-        self.assertEqual(response.headers['etag'], self.client.get('/api/v1/assets/index.html').headers['etag'])
 
 
 class ProcessTest(unittest.TestCase):
@@ -159,29 +172,37 @@ class DirectoryJob:
         }
 
 
-class DirectoryTest(ServerTestCase):
-    """A temporary layout: `root/secret.txt` outside the served `root/public/`, with symlinks both ways."""
+def make_layout(test: unittest.TestCase) -> Path:
+    """A temporary root with `secret.txt` beside the served `public/`; removed after `test`.
+
+    `public/` holds symlinks both ways, a FIFO, hidden files and a file of unknown type.
+    """
+    root = Path(tempfile.mkdtemp())
+    test.addCleanup(_remove_tree, root)
+    public = root / 'public'
+    (public / 'sub').mkdir(parents=True)
+    (root / 'secret.txt').write_bytes(b'TOP SECRET')
+    (public / 'a.txt').write_bytes(b'public a')
+    (public / 'sub' / 'b.json').write_bytes(b'{"b": 1}')
+    (public / 'data.weird').write_bytes(b'\x00\x01')
+    (public / 'escape').symlink_to(root / 'secret.txt')
+    (public / 'linkdir').symlink_to(root)
+    (public / 'inner_link').symlink_to(public / 'a.txt')
+    os.mkfifo(public / 'pipe')
+    (public / '.env').write_bytes(b'TOKEN=hidden')
+    (public / '.git').mkdir()
+    (public / '.git' / 'config').write_bytes(b'[core]')
+    return root
+
+
+class DirectoryTest(unittest.TestCase):
+    """`make_layout` served by DirectoryJob, called in process."""
 
     def setUp(self):
-        self.root = Path(tempfile.mkdtemp())
-        self.addCleanup(_remove_tree, self.root)
-        public = self.root / 'public'
-        (public / 'sub').mkdir(parents=True)
-        (self.root / 'secret.txt').write_bytes(b'TOP SECRET')
-        (public / 'a.txt').write_bytes(b'public a')
-        (public / 'sub' / 'b.json').write_bytes(b'{"b": 1}')
-        (public / 'data.weird').write_bytes(b'\x00\x01')
-        (public / 'escape').symlink_to(self.root / 'secret.txt')
-        (public / 'linkdir').symlink_to(self.root)
-        (public / 'inner_link').symlink_to(public / 'a.txt')
-        os.mkfifo(public / 'pipe')
-        (public / '.env').write_bytes(b'TOKEN=hidden')
-        (public / '.git').mkdir()
-        (public / '.git' / 'config').write_bytes(b'[core]')
+        self.root = make_layout(self)
         with self.assertLogs('racetrack_job_wrapper.static', 'WARNING') as logs:
-            self.running = self.start(DirectoryJob(), cwd=self.root)
+            self.client = self.enterContext(JobTestClient(DirectoryJob(), {}, cwd=self.root))
         self.warnings = [line for line in logs.output if 'mime type' in line]
-        self.client = self.running.client()
 
     def test_hidden_files_are_not_served_from_a_directory_unless_listed(self):
         for path in ('/api/v1/files/.env', '/api/v1/files/.git/config', '/api/v1/files/%2eenv'):
@@ -228,6 +249,38 @@ class DirectoryTest(ServerTestCase):
         self.assertEqual((response.body, response.headers['content-type']), (b'{"b": 1}', 'application/json'))
         self.assertEqual(self.client.get('/api/v1/files/inner_link').body, b'public a')
 
+    def test_resolve_refuses_raw_escapes_itself(self):
+        directory = StaticDirectory(self.root / 'public', MimeGuesser())
+        for subpath in (
+            '',
+            '..',
+            '../secret.txt',
+            'sub/../../secret.txt',
+            '..\\secret.txt',
+            '/etc/passwd',
+            str(self.root / 'secret.txt'),
+            'escape',
+            'linkdir/secret.txt',
+            'sub//b.json',
+            './a.txt',
+            'a.txt\x00',
+            'linkdir',
+        ):
+            self.assertIsNone(directory.resolve(subpath), subpath)
+        public = os.path.realpath(self.root / 'public')
+        self.assertEqual(directory.resolve('sub/b.json'), os.path.join(public, 'sub', 'b.json'))
+        self.assertEqual(directory.resolve('inner_link'), os.path.join(public, 'a.txt'))
+
+
+class DirectoryOverSocketTest(ServerTestCase):
+    """`make_layout` served by DirectoryJob on a real socket: raw request targets, conditional requests, streaming."""
+
+    def setUp(self):
+        self.root = make_layout(self)
+        with self.assertLogs('racetrack_job_wrapper.static', 'WARNING'):
+            self.running = self.start(DirectoryJob(), cwd=self.root)
+        self.client = self.running.client()
+
     def test_traversal_attacks_are_404(self):
         secret = self.root / 'secret.txt'
         attacks = [
@@ -260,28 +313,6 @@ class DirectoryTest(ServerTestCase):
             self.assertNotIn(b'TOP SECRET', reply, target)
             self.assertNotIn(b'root:', reply, target)
         self.assertEqual(self.client.get('/api/v1/files/a.txt').body, b'public a')
-
-    def test_resolve_refuses_raw_escapes_itself(self):
-        directory = StaticDirectory(self.root / 'public', MimeGuesser())
-        for subpath in (
-            '',
-            '..',
-            '../secret.txt',
-            'sub/../../secret.txt',
-            '..\\secret.txt',
-            '/etc/passwd',
-            str(self.root / 'secret.txt'),
-            'escape',
-            'linkdir/secret.txt',
-            'sub//b.json',
-            './a.txt',
-            'a.txt\x00',
-            'linkdir',
-        ):
-            self.assertIsNone(directory.resolve(subpath), subpath)
-        public = os.path.realpath(self.root / 'public')
-        self.assertEqual(directory.resolve('sub/b.json'), os.path.join(public, 'sub', 'b.json'))
-        self.assertEqual(directory.resolve('inner_link'), os.path.join(public, 'a.txt'))
 
     def test_etag_and_last_modified_give_304(self):
         first = self.client.get('/api/v1/files/a.txt')

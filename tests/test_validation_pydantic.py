@@ -30,6 +30,7 @@ except ImportError:
     from typing import NotRequired, TypedDict
 
 from racetrack_job_wrapper.convert import ValidationError, build_converter, build_text_converter
+from racetrack_job_wrapper.testing import JobTestClient
 from tests.test_schema import Color, Level, Weight
 
 
@@ -610,29 +611,17 @@ if pydantic is not None:
 
 @unittest.skipIf(pydantic is None, 'pydantic is not installed (pip install "pydantic>=2"); CI=true requires it')
 class ModelParameterTest(unittest.TestCase):
-    def app(self, **settings: Any) -> Any:
-        from prometheus_client import CollectorRegistry
+    def client(self, job: Any = None, jobtype_extra: dict[str, Any] | None = None) -> JobTestClient:
+        manifest = {'jobtype_extra': jobtype_extra or {}}
+        return self.enterContext(JobTestClient(job or ModelJob, manifest))
 
-        from racetrack_job_wrapper.app import build_job_app
-        from racetrack_job_wrapper.health import HealthState
-        from racetrack_job_wrapper.metrics import JobMetrics
-        from racetrack_job_wrapper.settings import JobSettings
-
-        health = HealthState()
-        health.set_ready()
-        app, components = build_job_app(ModelJob(), JobSettings(**settings), health, JobMetrics(CollectorRegistry()))
-        self.addCleanup(components.close)
-        return app
-
-    def call(self, app: Any, path: str, body: Any) -> tuple[int, Any]:
-        from tests.test_app import body_of, handle
-
-        response = handle(app, 'POST', path, body)
-        return response.status, body_of(response)
+    def call(self, client: JobTestClient, path: str, body: Any) -> tuple[int, Any]:
+        response = client.post(path, body)
+        return response.status, response.json()
 
     def test_the_job_gets_the_model_instance(self):
         payload = {'person': {'name': 'Ada', 'age': '36', 'home': {'street': 'Main'}, 'nicknames': ['A']}}
-        status, body = self.call(self.app(), '/api/v1/perform', payload)
+        status, body = self.call(self.client(), '/api/v1/perform', payload)
         self.assertEqual(status, 200)
         self.assertEqual(
             body,
@@ -646,13 +635,13 @@ class ModelParameterTest(unittest.TestCase):
 
     def test_models_in_lists_and_optionals(self):
         payload = {'person': {'name': 'Ada'}, 'friends': [{'name': 'B'}, {'name': 'C'}], 'best': {'name': 'B'}}
-        status, body = self.call(self.app(), '/api/v1/perform', payload)
+        status, body = self.call(self.client(), '/api/v1/perform', payload)
         self.assertEqual((status, body['friends'], body['best']), (200, 2, 'B'))
-        status, body = self.call(self.app(), '/api/v1/perform', {'person': {'name': 'Ada'}, 'best': None})
+        status, body = self.call(self.client(), '/api/v1/perform', {'person': {'name': 'Ada'}, 'best': None})
         self.assertEqual((status, body['best']), (200, None))
 
     def test_errors_name_the_parameter_and_the_field(self):
-        app = self.app()
+        client = self.client()
         cases = [
             ({'person': 'Ada'}, 'person: expected object (Person), got string'),
             ({'person': {}}, 'person.name: Field required'),
@@ -668,77 +657,58 @@ class ModelParameterTest(unittest.TestCase):
         for payload, error in cases:
             with self.subTest(payload=payload):
                 self.assertEqual(
-                    self.call(app, '/api/v1/perform', payload), (400, {'error': error, 'type': 'ValidationError'})
+                    self.call(client, '/api/v1/perform', payload), (400, {'error': error, 'type': 'ValidationError'})
                 )
 
     def test_strict_mode_validates_the_json_strictly(self):
-        from racetrack_job_wrapper.convert import ValidationMode
-
-        app = self.app(validate_input=ValidationMode.STRICT)
-        status, body = self.call(app, '/api/v1/perform', {'person': {'name': 'Ada', 'nicknames': ['A']}})
+        client = self.client(jobtype_extra={'validate_input': 'strict'})
+        status, body = self.call(client, '/api/v1/perform', {'person': {'name': 'Ada', 'nicknames': ['A']}})
         self.assertEqual((status, body['person']['nicknames']), (200, ['A']))  # an array is a tuple's JSON form
         self.assertEqual(
-            self.call(app, '/api/v1/perform', {'person': {'name': 'Ada', 'age': '36'}}),
+            self.call(client, '/api/v1/perform', {'person': {'name': 'Ada', 'age': '36'}}),
             (400, {'error': 'person.age: Input should be a valid integer', 'type': 'ValidationError'}),
         )
 
     def test_unvalidated_input_reaches_the_job_as_sent(self):
-        from racetrack_job_wrapper.convert import ValidationMode
-
         class RawJob:
             def perform(self, person: Person) -> str:
                 return type(person).__name__
 
-        from prometheus_client import CollectorRegistry
-
-        from racetrack_job_wrapper.app import build_job_app
-        from racetrack_job_wrapper.health import HealthState
-        from racetrack_job_wrapper.metrics import JobMetrics
-        from racetrack_job_wrapper.settings import JobSettings
-        from tests.test_app import body_of, handle
-
-        health = HealthState()
-        health.set_ready()
-        settings = JobSettings(validate_input=ValidationMode.OFF)
-        app, components = build_job_app(RawJob(), settings, health, JobMetrics(CollectorRegistry()))
-        self.addCleanup(components.close)
-        response = handle(app, 'POST', '/api/v1/perform', {'person': {'name': 'Ada'}})
-        self.assertEqual((response.status, body_of(response)), (200, 'dict'))
+        client = self.client(RawJob, jobtype_extra={'validate_input': 'false'})
+        self.assertEqual(self.call(client, '/api/v1/perform', {'person': {'name': 'Ada'}}), (200, 'dict'))
 
     def test_auxiliary_endpoints_v2_bind_a_lone_model_to_the_whole_body(self):
-        self.assertEqual(self.call(self.app(), '/api/v1/greet', {'name': 'Ada'}), (200, 'hello Ada (Person)'))
+        self.assertEqual(self.call(self.client(), '/api/v1/greet', {'name': 'Ada'}), (200, 'hello Ada (Person)'))
 
     def test_a_root_model(self):
-        self.assertEqual(self.call(self.app(), '/api/v1/sum', {'numbers': [1, '2']}), (200, 3))
-        status, body = self.call(self.app(), '/api/v1/sum', {'numbers': [1, 'x']})
+        self.assertEqual(self.call(self.client(), '/api/v1/sum', {'numbers': [1, '2']}), (200, 3))
+        status, body = self.call(self.client(), '/api/v1/sum', {'numbers': [1, 'x']})
         self.assertEqual(
             (status, body['error']),
             (400, 'numbers[1]: Input should be a valid integer, unable to parse string as an integer'),
         )
 
     def test_typing_extensions_typed_dict_with_read_only_keys(self):
-        app = self.app()
+        client = self.client()
         self.assertEqual(
-            self.call(app, '/api/v1/movie', {'movie': {'title': 'Up', 'year': '2009', 'rating': 8}}),
+            self.call(client, '/api/v1/movie', {'movie': {'title': 'Up', 'year': '2009', 'rating': 8}}),
             (200, {'type': 'dict', 'movie': {'title': 'Up', 'year': 2009, 'rating': 8}}),
         )
         self.assertEqual(
-            self.call(app, '/api/v1/movie', {'movie': {'title': 'Up', 'rating': 'good'}}),
+            self.call(client, '/api/v1/movie', {'movie': {'title': 'Up', 'rating': 'good'}}),
             (400, {'error': 'movie.rating: expected number, got string', 'type': 'ValidationError'}),
         )
         self.assertEqual(
-            self.call(app, '/api/v1/movie', {'movie': {'year': 2009}}),
+            self.call(client, '/api/v1/movie', {'movie': {'year': 2009}}),
             (400, {'error': 'movie.title: required field is missing', 'type': 'ValidationError'}),
         )
 
     def test_the_openapi_document_describes_them(self):
         from openapi_spec_validator import validate
 
-        from tests.test_app import body_of, handle
-
-        response = handle(self.app(), 'GET', '/openapi.json')
+        response = self.client().get('/openapi.json')
         self.assertEqual(response.status, 200)
-        document = body_of(response)
+        document = response.json()
         validate(document)
         schemas = document['components']['schemas']
         person = Person.model_json_schema(ref_template='#/components/schemas/{model}')
