@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -13,6 +14,7 @@ from urllib.parse import quote
 from racetrack_job_wrapper.asyncloop import AsyncRunner
 from racetrack_job_wrapper.auth import AccessPolicy
 from racetrack_job_wrapper.batching import Batcher, batched_perform
+from racetrack_job_wrapper.calls import CALLS_PATH, AsyncCalls
 from racetrack_job_wrapper.docs import docs_routes, loading_docs_route
 from racetrack_job_wrapper.endpoint_config import EndpointConfig
 from racetrack_job_wrapper.endpoints import EndpointSpec, describe_endpoint, describe_parameters
@@ -209,14 +211,26 @@ class JobComponents:
     """What `build_job_app` made besides the app: what to close on shutdown, and the endpoints it serves."""
 
     def __init__(
-        self, async_runner: AsyncRunner | None, endpoints: Sequence[EndpointSpec] = (), batcher: Batcher | None = None
+        self,
+        async_runner: AsyncRunner | None,
+        endpoints: Sequence[EndpointSpec] = (),
+        batcher: Batcher | None = None,
+        calls: AsyncCalls | None = None,
     ):
         self.async_runner = async_runner
         self.endpoints = list(endpoints)
         self.batcher = batcher
+        self.calls = calls
+
+    def start(self) -> None:
+        """The job serves: run the async calls waiting in the store (from before a restart, say)."""
+        if self.calls is not None:
+            self.calls.start()
 
     def close(self) -> None:
-        """Stop the threads of the job's batches and of its async methods, if any."""
+        """Stop the async call runner and the threads of the job's batches and of its async methods, if any."""
+        if self.calls is not None:
+            self.calls.close()
         if self.batcher is not None:
             self.batcher.close()
         if self.async_runner is not None:
@@ -273,6 +287,10 @@ def build_job_app(
         )
         if batched is not None:
             specs[0], batcher = batched
+    access = AccessPolicy.from_settings(settings)
+    # A call made to a public endpoint is readable without a token too (judged call by call).
+    public_calls = any(access.is_public(API_PREFIX + spec.path) for spec in specs)
+    calls = AsyncCalls(settings, metrics, cwd, public_calls=public_calls)
     routes = probe_routes(health, settings) + [home_route(settings)]
     by_path: dict[str, dict[str, Any]] = {}
     for spec in specs:
@@ -286,6 +304,7 @@ def build_job_app(
             max_json_depth=settings.limits.max_json_depth,
             request_timeout=settings.limits.request_timeout,
             cancel_on_disconnect=settings.cancel_on_disconnect,
+            defer=calls.defer,
         )
         handlers = by_path.setdefault(API_PREFIX + spec.path, {})
         if spec.method in handlers:
@@ -311,8 +330,9 @@ def build_job_app(
         has_perform=has_perform,
         static_files=[file for endpoint in static for file in endpoint.files],
         has_webview=webview is not None,
-        is_public=AccessPolicy.from_settings(settings).is_public,
+        is_public=access.is_public,
         max_body_bytes=settings.limits.max_body_bytes,
+        async_calls=True,
     )
     routes.extend(docs_routes(document, title))
     routes.extend(endpoint.route for endpoint in static)
@@ -322,9 +342,14 @@ def build_job_app(
                 webview, webview_url, API_PREFIX, static_dir=cwd / 'static', async_runner=async_runner, guesser=guesser
             )
         )
+    routes.extend(calls.routes())
     routes.extend(extra_routes)
-    app = App(Router(routes), settings)
-    return app, JobComponents(async_runner, specs, batcher)
+    app_settings = settings
+    if public_calls:
+        app_settings = dataclasses.replace(settings, public_endpoints=(*settings.public_endpoints, CALLS_PATH))
+    app = App(Router(routes), app_settings)
+    calls.attach(app.router)
+    return app, JobComponents(async_runner, specs, batcher, calls)
 
 
 def _no_perform(_: Request) -> Response:

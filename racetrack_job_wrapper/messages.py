@@ -141,6 +141,7 @@ class Request:
         'rejected',
         'deadline',
         'cancel_on_disconnect',
+        'on_progress',
         '_cancelled',
         '_disconnect_checked',
         '_json',
@@ -178,6 +179,8 @@ class Request:
         # The job call's deadline as a time.monotonic() value, None for none; set by the invoker.
         self.deadline: float | None = None
         self.cancel_on_disconnect = True
+        # Where `report_progress` sends a fraction and a message: set for async calls only.
+        self.on_progress: Callable[[float, str], None] | None = None
         self._cancelled: str | None = None  # why the call was cancelled
         self._disconnect_checked = 0.0
         self._json: Any = _UNSET
@@ -220,6 +223,16 @@ class Request:
                 if self.is_disconnected is not None and self.is_disconnected():
                     self.cancel('its client disconnected')
         return self._cancelled is not None
+
+    def report_progress(self, fraction: float, message: str = '') -> None:
+        """Say how far the call has come (0 to 1), shown by the status of an async call; a no-op otherwise.
+
+        Raises ValueError for a fraction outside [0, 1] (or not a number).
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+            raise ValueError(f'progress must be a fraction from 0 to 1, got {fraction!r}')
+        if self.on_progress is not None:
+            self.on_progress(float(fraction), str(message))
 
     def check(self) -> None:
         """Raise CallCancelled when `cancelled()`: where a long-running job looks whether to go on."""

@@ -129,6 +129,12 @@ class JobMetrics:
             buckets=BATCH_SIZE_BUCKETS,
             registry=registry,
         )
+        self.async_call_queue = Histogram(
+            'async_call_queue_seconds',
+            'Time async calls waited in the store from accepted to running',
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
         self.requests_rejected = Counter(
             'requests_rejected', 'Requests refused before reaching job code, by reason', ['reason'], registry=registry
         )

@@ -20,11 +20,20 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from racetrack_job_wrapper.calls import CALLS_PATH
+from racetrack_job_wrapper.callstore import STATUSES
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
 from racetrack_job_wrapper.routing import API_PREFIX, METRICS_PATH, PROBE_PATHS
 from racetrack_job_wrapper.schema import SchemaBuilder
 from racetrack_job_wrapper.serialize import json_default
-from racetrack_job_wrapper.settings import AUTH_HEADER, AUTH_TOKENS_ENV_VAR, Limits
+from racetrack_job_wrapper.settings import (
+    AUTH_HEADER,
+    AUTH_TOKENS_ENV_VAR,
+    CALLBACK_URL_HEADER,
+    IDEMPOTENCY_KEY_HEADER,
+    PREFER_HEADER,
+    Limits,
+)
 from racetrack_job_wrapper.streaming import NDJSON_TYPE, SSE_TYPE, streamed_item_type
 
 OPENAPI_VERSION = '3.1.0'
@@ -39,6 +48,67 @@ _ERROR_SCHEMA = {
     'required': ['error', 'type'],
 }
 _NULLABLE_STRING = {'anyOf': [{'type': 'string'}, {'type': 'null'}]}
+_ASYNC_CALL_REF = {'$ref': '#/components/schemas/AsyncCall'}
+_CALL_STATUS = {'type': 'string', 'enum': list(STATUSES)}
+_ASYNC_CALL_SCHEMA = {
+    'type': 'object',
+    'title': 'AsyncCall',
+    'properties': {
+        'id': {'type': 'string'},
+        'status': _CALL_STATUS,
+        'endpoint': {'type': 'string', 'description': 'The method and path called, e.g. POST /api/v1/perform'},
+        'created_at': {'type': 'string', 'format': 'date-time'},
+        'started_at': {'anyOf': [{'type': 'string', 'format': 'date-time'}, {'type': 'null'}]},
+        'finished_at': {'anyOf': [{'type': 'string', 'format': 'date-time'}, {'type': 'null'}]},
+        'progress': {
+            'type': 'object',
+            'properties': {'fraction': {'type': 'number', 'minimum': 0, 'maximum': 1}, 'message': {'type': 'string'}},
+        },
+        'cancel_requested': {'type': 'boolean'},
+        'status_code': {'type': 'integer', 'description': 'The status the call would have answered synchronously'},
+        'result': {'description': 'Once succeeded: the body the call would have answered'},
+        'error': {'description': 'Once failed or cancelled: the error body, {"error", "type"}'},
+        'callback': {
+            'type': 'object',
+            'properties': {
+                'url': {'type': 'string'},
+                'attempts': {'type': 'integer'},
+                'delivered': {'type': 'boolean'},
+            },
+        },
+    },
+    'required': ['id', 'status', 'created_at'],
+}
+_ACCEPTED_SCHEMA = {
+    'type': 'object',
+    'title': 'AsyncCallAccepted',
+    'properties': {'id': {'type': 'string'}, 'status': _CALL_STATUS},
+    'required': ['id', 'status'],
+}
+_ASYNC_PARAMETERS = [
+    {
+        'name': PREFER_HEADER,
+        'in': 'header',
+        'required': False,
+        'schema': {'type': 'string'},
+        'description': 'respond-async: answer 202 at once and run the call later; its status is at Location',
+    },
+    {
+        'name': IDEMPOTENCY_KEY_HEADER,
+        'in': 'header',
+        'required': False,
+        'schema': {'type': 'string', 'maxLength': 255},
+        'description': 'With Prefer: respond-async, the same key and body give the same call again',
+    },
+    {
+        'name': CALLBACK_URL_HEADER,
+        'in': 'header',
+        'required': False,
+        'schema': {'type': 'string'},
+        'description': 'With Prefer: respond-async, a URL the final state is POSTed to;'
+        ' its host must be listed in jobtype_extra.callback_hosts',
+    },
+]
 _RETRY_AFTER = {
     'Retry-After': {'description': 'Seconds to wait before trying again', 'schema': {'type': 'integer', 'minimum': 0}}
 }
@@ -71,8 +141,12 @@ def build_openapi(
     has_webview: bool = False,
     is_public: Callable[[str], bool] | None = None,
     max_body_bytes: int = Limits.max_body_bytes,
+    async_calls: bool = False,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for a job's endpoints (paths under /api/v1) plus its status endpoints.
+
+    With `async_calls`, the job's operations take `Prefer: respond-async` (and answer 202), and
+    `/api/v1/calls/{call_id}` is listed.
 
     Static files (path under /api/v1, Content-Type) and the webview are listed too, each
     file as an operation of its own, as the existing implementation lists them.
@@ -88,7 +162,12 @@ def build_openapi(
     paths: dict[str, dict[str, Any]] = {}
     for spec in endpoints:
         path = API_PREFIX + spec.path
-        paths.setdefault(path, {})[spec.method.lower()] = _operation(spec, path, builder, operation_ids)
+        operation = _operation(spec, path, builder, operation_ids)
+        if async_calls:
+            _add_async(operation)
+            # On the path, not the operation: they apply to every job call at it alike.
+            paths.setdefault(path, {})['parameters'] = _ASYNC_PARAMETERS
+        paths.setdefault(path, {})[spec.method.lower()] = operation
     if not has_perform:
         paths[API_PREFIX + '/perform'] = {}  # its place; filled in after the refusals, which it does not list
     for path, content_type in static_files:
@@ -100,6 +179,10 @@ def build_openapi(
     for path, method, operation in _status_operations():
         operation['operationId'] = _unique(operation['operationId'], operation_ids)
         paths.setdefault(path, {})[method] = operation
+    if async_calls:
+        for method, operation in _calls_operations().items():
+            operation['operationId'] = _unique(operation['operationId'], operation_ids)
+            paths.setdefault(CALLS_PATH + '/{call_id}', {})[method] = operation
     _add_refusals(paths, is_public or _nothing_public, max_body_bytes)
     if not has_perform:
         paths[API_PREFIX + '/perform'] = {'post': _no_perform_operation()}
@@ -109,7 +192,11 @@ def build_openapi(
     if description:
         info['description'] = description
     components: dict[str, Any] = {
-        'schemas': {**builder.components, 'Error': _ERROR_SCHEMA},
+        'schemas': {
+            **builder.components,
+            'Error': _ERROR_SCHEMA,
+            **({'AsyncCall': _ASYNC_CALL_SCHEMA} if async_calls else {}),
+        },
         'securitySchemes': {
             AUTH_SCHEME: {
                 'type': 'apiKey',
@@ -176,6 +263,62 @@ def _operation(spec: EndpointSpec, path: str, builder: SchemaBuilder, operation_
     return operation
 
 
+def _add_async(operation: dict[str, Any]) -> None:
+    """The answers of a job operation made an async call (its headers are the path's parameters)."""
+    responses = operation['responses']
+    responses['202'] = {
+        'description': 'Accepted as an async call (Prefer: respond-async); GET Location for its status',
+        'headers': {
+            'Location': {'description': 'The status of the call', 'schema': {'type': 'string'}},
+            'Preference-Applied': {'description': 'respond-async', 'schema': {'type': 'string'}},
+        },
+        'content': {'application/json': {'schema': _ACCEPTED_SCHEMA}},
+        'links': {
+            name: {
+                'operationRef': '#/paths/' + (CALLS_PATH + '/{call_id}').replace('/', '~1') + '/' + method,
+                'parameters': {'call_id': '$response.body#/id'},
+                'description': description,
+            }
+            for name, method, description in (
+                ('status', 'get', 'The status of the call, and its result once finished'),
+                ('cancel', 'delete', 'Cancel the call'),
+            )
+        },
+    }
+    responses['422'] = _error_response(
+        f'{IDEMPOTENCY_KEY_HEADER} was used before for another body or query (IdempotencyKeyReused)'
+    )
+    operation['responses'] = dict(sorted(responses.items()))
+
+
+def _calls_operations() -> dict[str, dict[str, Any]]:
+    """`GET` and `DELETE /api/v1/calls/{call_id}`: the status of an async call, and its cancel."""
+    parameter = {'name': 'call_id', 'in': 'path', 'required': True, 'schema': {'type': 'string'}}
+    content = {'application/json': {'schema': _ASYNC_CALL_REF}}
+    unknown = _error_response('No such call: unknown, or forgotten after jobtype_extra.calls_retention')
+    return {
+        'get': {
+            'tags': [JOB_TAG],
+            'summary': 'Status of an async call: its result or error once finished',
+            'operationId': 'get_call',
+            'parameters': [parameter],
+            'responses': {'200': {'description': 'The call', 'content': content}, '404': unknown},
+        },
+        'delete': {
+            'tags': [JOB_TAG],
+            'summary': 'Cancel an async call: a queued one never runs, a running one is cancelled',
+            'operationId': 'delete_call',
+            'parameters': [parameter],
+            'responses': {
+                '200': {'description': 'The call was queued: it is cancelled and never runs', 'content': content},
+                '202': {'description': 'The call runs: it is asked to stop', 'content': content},
+                '404': unknown,
+                '409': _error_response('The call has finished already (CallFinished)'),
+            },
+        },
+    }
+
+
 def _add_refusals(paths: dict[str, dict[str, Any]], is_public: Callable[[str], bool], max_body_bytes: int) -> None:
     """Add the 401, 413 and 503 answers to every operation they can come from (see the module docstring)."""
     too_large = f'The request body is over max_body_bytes ({max_body_bytes} bytes)'
@@ -183,7 +326,9 @@ def _add_refusals(paths: dict[str, dict[str, Any]], is_public: Callable[[str], b
         probe = path in PROBE_PATHS
         # A `{name}` template is judged by its fixed head, as any path it stands for would be.
         public = not probe and is_public(path.split('{', 1)[0] if '{' in path else path)
-        for operation in methods.values():
+        for method, operation in methods.items():
+            if method == 'parameters':  # the path's own, shared by its operations
+                continue
             responses = operation['responses']
             if public:
                 operation['security'] = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import difflib
 import logging
 import math
 import os
@@ -158,6 +157,15 @@ SETTING_FIELDS = frozenset(
         'cancel_on_disconnect',
         'batch_max_size',
         'batch_max_wait_ms',
+        'calls_store',
+        'calls_dir',
+        'calls_retention',
+        'calls_max',
+        'calls_idempotent',
+        'callback_url',
+        'callback_hosts',
+        'callback_retry_seconds',
+        'callback_attempts',
     }
 )
 # Read by the image build of the Python job type, not by the server; known, so not warned about.
@@ -192,6 +200,39 @@ MANIFEST_FIELDS = frozenset(
     }
 )
 PUBLIC_PREFIXES = ('/pub/job/', '/pub/fatman/')
+DEFAULT_CALLS_DIR = '.racetrack-calls'
+
+
+@dataclass(frozen=True)
+class AsyncCallSettings:
+    """Where async calls (`Prefer: respond-async`) are kept, for how long, and how their webhooks are sent."""
+
+    # 'sqlite' (a file in `dir`) or a redis:// / rediss:// URL shared by every replica.
+    store: str = 'sqlite'
+    dir: str = DEFAULT_CALLS_DIR  # relative to the working directory unless absolute
+    retention: float = 86400.0  # seconds a finished call is kept
+    max_calls: int = 10000  # calls stored at most; oldest finished pruned first
+    # Calls that were running when their server died run again instead of failing.
+    idempotent: bool = False
+    callback_url: str | None = None  # the operator's webhook, for every async call
+    callback_hosts: tuple[str, ...] = ()  # hosts an X-Callback-Url header may name
+    callback_retry_seconds: float = 1.0  # the first back-off; it doubles per attempt
+    callback_attempts: int = 5
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, Any]) -> AsyncCallSettings:
+        """The `calls_*` and `callback_*` fields of jobtype_extra; ManifestError naming a bad one."""
+        return cls(
+            store=_calls_store(extra.get('calls_store')),
+            dir=_text(extra, 'calls_dir', DEFAULT_CALLS_DIR),
+            retention=_seconds(extra, 'calls_retention', 86400.0),
+            max_calls=_count(extra, 'calls_max', minimum=1) or 10000,
+            idempotent=_boolean(extra, 'calls_idempotent', False),
+            callback_url=_callback_url(extra.get('callback_url')),
+            callback_hosts=_callback_hosts(extra.get('callback_hosts')),
+            callback_retry_seconds=_seconds(extra, 'callback_retry_seconds', 1.0),
+            callback_attempts=_count(extra, 'callback_attempts', minimum=1) or 5,
+        )
 
 
 @dataclass(frozen=True)
@@ -214,6 +255,7 @@ class JobSettings:
     batch_max_wait_ms: float = 5.0
     public_endpoints: tuple[str, ...] = ()
     limits: Limits = field(default_factory=lambda: Limits())
+    calls: AsyncCallSettings = field(default_factory=lambda: AsyncCallSettings())
     cors_allow_origins: tuple[str, ...] = ('*',)
     deployment: Deployment = field(default_factory=lambda: Deployment())
     # Secrets: kept out of repr, so settings can be logged.
@@ -249,6 +291,7 @@ class JobSettings:
             batch_max_wait_ms=_milliseconds(extra, 'batch_max_wait_ms', 5.0),
             public_endpoints=_public_endpoints(manifest.get('public_endpoints')),
             limits=Limits().merged(extra, 'jobtype_extra.', text=True),
+            calls=AsyncCallSettings.from_extra(extra),
             cors_allow_origins=_cors_origins(extra.get('cors_allow_origins')),
             deployment=Deployment.from_environ(environ),
             auth_tokens=_auth_tokens(environ.get(AUTH_TOKENS_ENV_VAR)),
@@ -260,6 +303,8 @@ def _warn_unknown(fields: Mapping[str, Any], known: frozenset[str], where: str) 
     unknown = sorted(str(key) for key in fields if key not in known)
     if not unknown:
         return
+    import difflib  # only a manifest with a typo pays for it
+
     names = []
     unguessed = False
     for key in unknown:
@@ -359,6 +404,59 @@ def _milliseconds(extra: Mapping[str, Any], key: str, default: float) -> float:
     if number is None or number < 0:
         raise ManifestError(f'jobtype_extra.{key} must be a number of milliseconds >= 0, got {describe_value(value)}')
     return number
+
+
+def _seconds(extra: Mapping[str, Any], key: str, default: float) -> float:
+    value = extra.get(key)
+    if value is None:
+        return default
+    return float(positive_number(f'jobtype_extra.{key}', float, value, text=True))
+
+
+def _text(extra: Mapping[str, Any], key: str, default: str) -> str:
+    value = extra.get(key)
+    if value is None or value == '':
+        return default
+    if not isinstance(value, str) or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ManifestError(
+            f'jobtype_extra.{key} must be a path without control characters, got {describe_value(value)}'
+        )
+    return value
+
+
+def _calls_store(value: Any) -> str:
+    if value is None or value == '' or value == 'sqlite':
+        return 'sqlite'
+    redis_url = isinstance(value, str) and value.startswith(('redis://', 'rediss://', 'unix://'))
+    if redis_url and not _has_unsafe_characters(value):
+        return str(value)
+    raise ManifestError(
+        "jobtype_extra.calls_store must be 'sqlite' or a redis:// URL (redis://host:6379/0),"
+        f' got {describe_value(value)}'
+    )
+
+
+def _callback_url(value: Any) -> str | None:
+    if value is None or value == '':
+        return None
+    if isinstance(value, str) and not _has_unsafe_characters(value):
+        scheme, separator, rest = value.partition('://')
+        if separator and scheme.lower() in ('http', 'https') and rest.split('/', 1)[0]:
+            return value
+    raise ManifestError(f'jobtype_extra.callback_url must be an http:// or https:// URL, got {describe_value(value)}')
+
+
+def _callback_hosts(value: Any) -> tuple[str, ...]:
+    if value is None or value == '':
+        return ()
+    items = value.split(',') if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) and item.strip() for item in items):
+        raise ManifestError(f'jobtype_extra.callback_hosts must be a list of host names, got {describe_value(value)}')
+    hosts = tuple(item.strip().lower() for item in items)
+    bad = [host for host in hosts if _has_unsafe_characters(host) or any(ch in host for ch in '/?#@\\')]
+    if bad:
+        raise ManifestError(f'jobtype_extra.callback_hosts entries must be bare host names, got {bad[0]!r}')
+    return hosts
 
 
 def _as_int(value: Any) -> int | None:
@@ -536,6 +634,10 @@ DEFAULT_CALLER_HEADER = 'X-Caller-Name'
 AUTH_HEADER = 'X-Racetrack-Auth'
 # A request's own deadline in seconds: it may lower the job's request_timeout, never raise it.
 REQUEST_TIMEOUT_HEADER = 'X-Request-Timeout'
+# RFC 7240: `Prefer: respond-async` makes a job call an async call (202, then GET its status).
+PREFER_HEADER = 'Prefer'
+IDEMPOTENCY_KEY_HEADER = 'Idempotency-Key'
+CALLBACK_URL_HEADER = 'X-Callback-Url'
 _TRUE = frozenset({'true', 't', 'yes', 'y', '1'})
 
 

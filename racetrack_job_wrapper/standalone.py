@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from racetrack_job_wrapper.access import AccessObserver
 from racetrack_job_wrapper.app import App, JobComponents, build_job_app, build_loading_app
+from racetrack_job_wrapper.calls import AsyncCallCollector
 from racetrack_job_wrapper.debug import debug_threads_route, install_dump_signal
 from racetrack_job_wrapper.health import HealthState
 from racetrack_job_wrapper.installation import warn_if_conflicting_install
@@ -275,6 +276,7 @@ class JobRunner:
         self._clean_exit = True
         self._components: JobComponents | None = None
         self._job_collector: JobGaugeCollector | None = None
+        self._calls_collector: AsyncCallCollector | None = None
         self.reloader: Reloader | None = None  # watches the job's files (`--reload`), started by run_forever()
 
     def bind(self, host: str, port: int, listener: socket.socket | None = None) -> None:
@@ -299,6 +301,7 @@ class JobRunner:
         else:
             if not self.server.draining:  # during a shutdown delay it serves, though not ready
                 self.server.app = app
+                self.serve_calls(self._components)
                 self.health.set_ready()
                 if self.slot is not None and self.health.ready:
                     self.slot.set_ready()
@@ -320,6 +323,17 @@ class JobRunner:
             entrypoint, self.settings, self.health, self.metrics, extra_routes, cwd=self.cwd
         )
         return app, components, entrypoint
+
+    def serve_calls(self, components: JobComponents) -> None:
+        """Start the async calls of the job now served; its `async_calls` gauge replaces the last job's on /metrics."""
+        calls = components.calls
+        if calls is None:
+            return
+        if self._calls_collector is not None:
+            self.scrape_registry.unregister(self._calls_collector)
+        self.scrape_registry.register(calls.collector)
+        self._calls_collector = calls.collector
+        components.start()
 
     def reload(self) -> None:
         """Load the job again and serve it in place of the one serving; raises, that one serving on, if it cannot.
@@ -343,6 +357,9 @@ class JobRunner:
             raise
         previous, self._components = self._components, components
         self.server.app = app
+        if previous is not None and previous.calls is not None:
+            previous.calls.stop_claiming()  # the new job's runner takes the queued calls
+        self.serve_calls(components)
         if previous is not None:
             close_when_done(previous.close, self.observer.active)
 
@@ -393,6 +410,8 @@ class JobRunner:
             self.reloader.stop()
         self.health.set_draining()
         self.server.keep_alive = False
+        if self._components is not None and self._components.calls is not None:
+            self._components.calls.stop_claiming()
         self._drained = threading.Thread(target=self._shut_down, name='drain', daemon=True)
         self._drained.start()
 
@@ -409,6 +428,11 @@ class JobRunner:
         )
         drain_started = time.monotonic()
         self._clean_exit = self.server.drain()
+        calls = self._components.calls if self._components is not None else None
+        if calls is not None:
+            # Async calls running here get what is left of the grace period, as requests do.
+            left = max(0.0, self.limits.grace_period - (time.monotonic() - drain_started))
+            self._clean_exit = calls.wait_idle(left) and self._clean_exit
         now = time.monotonic()
         logger.info('shutdown done in %.1fs (drain %.1fs)', now - started, now - drain_started)
 

@@ -100,6 +100,7 @@ class JobTestClient:
         )
         self._app, self._components, entrypoint = runner.build(self._job)
         register_job_metrics(runner.registry, entrypoint)
+        runner.serve_calls(self._components)  # async calls (`Prefer: respond-async`) run as on the server
         runner.health.set_ready()
         self._runner = runner
         self.endpoints = self._components.endpoints

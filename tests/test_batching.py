@@ -103,7 +103,8 @@ class BatchingTest(ServerTestCase):
 
     def test_a_batch_that_raises_fails_its_calls_and_the_server_goes_on(self):
         running = self.start(FailingBatchJob(), batching(max_size=4))
-        responses = self.at_once(running.port, [{'x': i} for i in range(4)])
+        with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
+            responses = self.at_once(running.port, [{'x': i} for i in range(4)])
         for response in responses:
             self.assertEqual(response.status, 500)
             self.assertEqual(response.json(), {'error': 'the device is gone', 'type': 'RuntimeError'})
@@ -111,7 +112,8 @@ class BatchingTest(ServerTestCase):
 
     def test_a_wrong_number_of_results_is_a_clear_500(self):
         running = self.start(ShortBatchJob(), batching(max_size=3))
-        responses = self.at_once(running.port, [{'x': i} for i in range(3)])
+        with self.assertLogs('racetrack_job_wrapper', 'ERROR'):
+            responses = self.at_once(running.port, [{'x': i} for i in range(3)])
         for response in responses:
             self.assertEqual(response.status, 500)
             self.assertEqual(response.json()['type'], 'TypeError')

@@ -586,3 +586,36 @@ class BatchingExampleTest(ExampleTestCase):
         samples = dict(line.split(' ', 1) for line in metrics.splitlines() if line.startswith('batch_size_'))
         self.assertEqual(float(samples['batch_size_sum']), 1 + len(texts))
         self.assertLess(float(samples['batch_size_count']), 1 + len(texts), 'no two calls shared a batch')
+
+
+class AsyncCallsExampleTest(ExampleTestCase):
+    def test_accepted_at_once_polled_refused_and_cancelled(self):
+        directory = self.copy_example('async-calls')  # the calls are stored under the working directory
+        job = self.run_example(readme_commands('async-calls')[0], cwd=directory)
+        client = job.client()
+        prefer = {'Prefer': 'respond-async'}
+        accepted = client.post('/api/v1/perform', {'pages': 3, 'seconds_per_page': 0.2}, prefer)
+        self.assertEqual((accepted.status, accepted.json()['status']), (202, 'queued'))
+        location = accepted.headers['location']
+        self.assertEqual(location, f'/api/v1/calls/{accepted.json()["id"]}')
+        deadline = time.monotonic() + 20
+        while (state := client.get(location).json())['status'] != 'succeeded':
+            self.assertLess(time.monotonic(), deadline, state)
+            time.sleep(0.05)
+        self.assertEqual(state['result'], {'pages': 3, 'words': 750})
+        self.assertEqual(state['progress'], {'fraction': 1.0, 'message': 'page 3 of 3'})
+        self.assert_answer(
+            client.post('/api/v1/perform', {'pages': 'many'}, prefer),
+            400,
+            {'error': 'pages: expected integer, got string', 'type': 'ValidationError'},
+        )
+        keyed = {**prefer, 'Idempotency-Key': 'report-42'}
+        first = client.post('/api/v1/perform', {'pages': 10}, keyed)
+        self.assertEqual(client.post('/api/v1/perform', {'pages': 10}, keyed).json()['id'], first.json()['id'])
+        self.assertEqual(client.post('/api/v1/perform', {'pages': 2}, keyed).json()['type'], 'IdempotencyKeyReused')
+        self.assertIn(client.request('DELETE', first.headers['location']).status, (200, 202))
+        deadline = time.monotonic() + 20
+        while (state := client.get(first.headers['location']).json())['status'] != 'cancelled':
+            self.assertLess(time.monotonic(), deadline, state)
+            time.sleep(0.05)
+        self.assertTrue((directory / '.racetrack-calls' / 'calls.sqlite3').exists())

@@ -82,7 +82,10 @@ class FuzzAPITest(ServerTestCase):
             if os.environ.get('CI'):
                 self.fail('schemathesis is not installed (pip install schemathesis)')
             self.skipTest('schemathesis is not installed; CI installs it')
-        job = self.start(FuzzedJob, {'name': 'fuzzed', 'version': '0.1.0'})
+        # Its own working directory: the async calls the fuzzing makes (Prefer: respond-async) are stored there.
+        job_dir = tempfile.TemporaryDirectory()
+        self.addCleanup(job_dir.cleanup)
+        job = self.start(FuzzedJob, {'name': 'fuzzed', 'version': '0.1.0'}, cwd=Path(job_dir.name))
         base = f'http://127.0.0.1:{job.port}'
         started = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp:
@@ -101,6 +104,10 @@ class FuzzAPITest(ServerTestCase):
                     '25',
                     '--seed',
                     '1',
+                    # The status of an async call answers only 404 to ids that were never given out:
+                    # tests.test_async_calls calls it with real ones.
+                    '--exclude-path-regex',
+                    '/calls/',
                     # One worker: hypothesis builds strategies with ast.parse, which is not thread-safe
                     # on Python 3.11 ('AST constructor recursion depth mismatch').
                     '--workers',

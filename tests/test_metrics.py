@@ -293,7 +293,8 @@ class JobGaugesTest(unittest.TestCase):
             response = client.get('/metrics')
         self.assertEqual(response.status, 200)
         body = response.body.decode()
-        self.assertTrue(body.endswith('# TYPE job_good gauge\njob_good{a="x"} 3.0\n'), body[-300:])
+        self.assertIn('# TYPE job_good gauge\njob_good{a="x"} 3.0\n', body)
+        self.assertEqual([line for line in body.splitlines() if line.startswith('job_')], ['job_good{a="x"} 3.0'])
         self.assertIn('requests_started_total 0.0\n', body)
         messages = [record.getMessage() for record in logs.records]
         self.assertEqual(len(messages), 9)

@@ -16,7 +16,7 @@ from pathlib import Path
 from unittest import mock
 
 from racetrack_job_wrapper.testing import JobTestClient, check
-from tests.support import EXAMPLES_DIR, REPO_DIR
+from tests.support import EXAMPLES_DIR, REPO_DIR, wait_until
 from tests.test_examples import NOT_EXAMPLES, readme_commands
 
 
@@ -69,6 +69,23 @@ class TestClientTest(unittest.TestCase):
                 client.request('POST', '/api/v1/perform', {'a': 1}, headers={'X-Racetrack-Auth': 'secret'}).json(), 2
             )
             self.assertEqual(client.get('/live').status, 200)  # probes need no token
+
+    def test_async_calls_run_as_on_the_server(self):
+        calls_dir = self.enterContext(tempfile.TemporaryDirectory())
+        with JobTestClient(Adder, {'jobtype_extra': {'calls_dir': calls_dir}}) as client:
+            accepted = client.post('/api/v1/perform', {'a': 2}, headers={'Prefer': 'respond-async'})
+            self.assertEqual(accepted.status, 202)
+            location = accepted.headers['location']
+            self.assertTrue(wait_until(lambda: client.get(location).json()['status'] == 'succeeded'))
+            self.assertEqual(client.get(location).json()['result'], 3)
+            refused = client.post('/api/v1/perform', {'a': -1}, headers={'Prefer': 'respond-async'})
+            self.assertEqual(refused.status, 202)  # accepted: the job refuses it when it runs
+            failed = refused.headers['location']
+            self.assertTrue(wait_until(lambda: client.get(failed).json()['status'] == 'failed'))
+            self.assertEqual(
+                client.get(failed).json()['error'], {'error': 'a must not be negative', 'type': 'ValueError'}
+            )
+            self.assertIn('async_calls{status="succeeded"} 1.0', client.get('/metrics').text)
 
     def test_outside_its_with_block_it_says_how_to_use_it(self):
         client = JobTestClient(Adder)
