@@ -31,11 +31,10 @@ from racetrack_job_wrapper.messages import (
     HTTPError,
     Request,
     Response,
-    encode_serialized,
     json_bytes_response,
 )
 from racetrack_job_wrapper.metrics import EndpointMetrics, JobMetrics
-from racetrack_job_wrapper.serialize import SerializationError, floats_where_annotated, to_json_serializable
+from racetrack_job_wrapper.serialize import SerializationError, encode_result, floats_where_annotated
 from racetrack_job_wrapper.settings import PREFER_HEADER, REQUEST_TIMEOUT_HEADER
 from racetrack_job_wrapper.streaming import ResultStream, gather, is_stream, streamed_item_type, wants_stream
 
@@ -205,7 +204,7 @@ class Invoker:
                     annotation = list[item]  # type: ignore[valid-type]
             if self.spec.fastapi_rules and annotation is not None:
                 result = floats_where_annotated(result, annotation)
-            return encode_serialized(to_json_serializable(result, for_encoder=True))
+            return encode_result(result)
         except (SerializationError, ValueError, TypeError) as e:
             raise HTTPError(
                 500, f'the result of {self.spec.path} cannot be returned as JSON: {e}', error_type='SerializationError'

@@ -14,7 +14,8 @@ import typing
 from pathlib import PurePath
 from typing import Any
 
-from racetrack_job_wrapper.messages import encodable_float
+from racetrack_job_wrapper import messages
+from racetrack_job_wrapper.messages import encodable_float, encode_serialized
 
 _PLAIN = (str, int, bool, type(None))
 _EXACT_PLAIN = frozenset(_PLAIN)
@@ -35,30 +36,116 @@ def to_json_serializable(value: Any, _path: str = 'result', *, for_encoder: bool
     members among them) become the plain values the encoder writes for them, and floats are
     `messages.encodable_float`'s.
 
-    Raises SerializationError naming the type for anything else, and for non-finite floats.
+    Raises SerializationError naming the type, and where in the result it was (`_path` names
+    the whole), for anything else, and for non-finite floats.
     """
+    return _convert(value, _path, for_encoder)
+
+
+def encode_result(value: Any) -> bytes:
+    """A job result as JSON: the bytes, and the errors, of `to_json_serializable(value, for_encoder=True)`
+    written by `messages.encode_serialized`.
+
+    The standard encoder first takes the result as it is and calls back only for what it does
+    not write itself (dataclasses, numpy values, datetimes...), converted as
+    `to_json_serializable` converts them: a result of plain dicts and lists is written at C
+    speed, with no walk over it in Python. For everything it writes, it writes what the walk
+    would have made of it (a str or int subclass as its plain value, a tuple as a list, number
+    keys as strings). A result it refuses (a non-finite float, a key JSON cannot have, a lone
+    surrogate) is walked after all, so the error names where. With orjson installed, a numpy
+    array met on the way hands the whole result to the walk and orjson, which write arrays
+    many times faster than `tolist()`.
+    """
+    encoder = _AS_IT_IS if messages.CODEC.orjson is None else _AS_IT_IS_BUT_ARRAYS
+    try:
+        return encoder.encode(value).encode()
+    except (ValueError, TypeError):  # SerializationError and _ArrayMet are TypeErrors
+        pass
+    return encode_serialized(to_json_serializable(value, for_encoder=True))
+
+
+class _ArrayMet(TypeError):
+    """A numpy array in a result: with orjson, the walk and orjson write it faster."""
+
+
+def _converted(value: Any) -> Any:
+    """The standard encoder's fallback: what it cannot write, converted (the walk places a failure)."""
+    numpy = sys.modules.get('numpy')
+    if numpy is not None and isinstance(value, numpy.ndarray) and _is_finite_number_array(value, numpy):
+        return value.tolist()  # numbers only: the encoder writes them as they are
+    return _convert(value, 'result', False)
+
+
+def _converted_but_arrays(value: Any) -> Any:
+    numpy = sys.modules.get('numpy')
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        raise _ArrayMet()
+    return _convert(value, 'result', False)
+
+
+# Compact, no NaN: `messages.encode_json`'s encoder, calling back for what it does not write itself.
+_AS_IT_IS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(',', ':'), default=_converted)
+_AS_IT_IS_BUT_ARRAYS = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(',', ':'), default=_converted_but_arrays
+)
+
+
+# Where a value sits in the result, rendered only for an error message: the whole's name, or
+# (where the container sits, the key, index or field name, how it is written).
+_Where = str | tuple[Any, Any, str]
+_ITEM, _FIELD = '[]', '.'
+# Values that are JSON as they are, by exact class: looked up before any call is made for them.
+_LEAVES = frozenset({str, int, bool, type(None)})
+
+
+def _is_leaf(value: Any) -> bool:
+    """JSON as it is, in either mode: a plain str, int, bool or None, or a plain float `encodable_float` keeps."""
+    cls = value.__class__
+    return cls in _LEAVES or (cls is float and (1e-4 <= abs(value) < 1e16 or value == 0.0))
+
+
+def _render(where: _Where) -> str:
+    parts = []
+    while isinstance(where, tuple):
+        where, key, style = where
+        parts.append(f'.{key}' if style == _FIELD else f'[{key!r}]')
+    return where + ''.join(reversed(parts))
+
+
+def _convert(value: Any, where: _Where, for_encoder: bool) -> Any:
+    cls = value.__class__
+    # The plain containers first, by exact class: most results are these, and their leaves are
+    # taken as they are without a call each.
+    if cls is dict:
+        return {
+            (key if key.__class__ is str else _key(key, where, for_encoder)): (
+                item if _is_leaf(item) else _convert(item, (where, key, _ITEM), for_encoder)
+            )
+            for key, item in value.items()
+        }
+    if cls is list or cls is tuple:
+        return [
+            item if _is_leaf(item) else _convert(item, (where, index, _ITEM), for_encoder)
+            for index, item in enumerate(value)
+        ]
     if isinstance(value, _PLAIN):
-        if for_encoder and type(value) not in _EXACT_PLAIN:
+        if for_encoder and cls not in _EXACT_PLAIN:
             # A str or int subclass (an enum member maybe): the plain value the encoder writes for it.
             return str.__str__(value) if isinstance(value, str) else int.__int__(typing.cast(int, value))
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise SerializationError(f'{_path} is {value}, which JSON cannot represent')
+            raise SerializationError(f'{_render(where)} is {value}, which JSON cannot represent')
         return encodable_float(value) if for_encoder else value
     if isinstance(value, dict):
         return {
-            _key(key, _path, for_encoder): to_json_serializable(item, f'{_path}[{key!r}]', for_encoder=for_encoder)
+            _key(key, where, for_encoder): _convert(item, (where, key, _ITEM), for_encoder)
             for key, item in value.items()
         }
     if isinstance(value, (list, tuple)):
-        return [
-            to_json_serializable(item, f'{_path}[{index}]', for_encoder=for_encoder) for index, item in enumerate(value)
-        ]
+        return [_convert(item, (where, index, _ITEM), for_encoder) for index, item in enumerate(value)]
     if isinstance(value, (set, frozenset)):
-        items = [
-            to_json_serializable(item, f'{_path}[{index}]', for_encoder=for_encoder) for index, item in enumerate(value)
-        ]
+        items = [_convert(item, (where, index, _ITEM), for_encoder) for index, item in enumerate(value)]
         try:
             return sorted(items)
         except TypeError:
@@ -66,26 +153,24 @@ def to_json_serializable(value: Any, _path: str = 'result', *, for_encoder: bool
     # A dataclass is its fields even when it defines `__to_json__`, as in the existing implementation.
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            field.name: to_json_serializable(
-                getattr(value, field.name), f'{_path}.{field.name}', for_encoder=for_encoder
-            )
+            field.name: _convert(getattr(value, field.name), (where, field.name, _FIELD), for_encoder)
             for field in dataclasses.fields(value)
             if not field.metadata.get('exclude', False)
         }
     to_json = getattr(value, '__to_json__', None)
     if callable(to_json):
-        return to_json_serializable(to_json(), _path, for_encoder=for_encoder)
+        return _convert(to_json(), where, for_encoder)
     if isinstance(value, enum.Enum):
-        return to_json_serializable(value.value, _path, for_encoder=for_encoder)
+        return _convert(value.value, where, for_encoder)
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
-        return to_json_serializable(value.total_seconds(), _path, for_encoder=for_encoder)
+        return _convert(value.total_seconds(), where, for_encoder)
     # A Decimal or UUID can only exist once its module was imported: look, don't import (memory).
     decimal = sys.modules.get('decimal')
     if decimal is not None and isinstance(value, decimal.Decimal):
         if not value.is_finite():
-            raise SerializationError(f'{_path} is Decimal({str(value)!r}), which JSON cannot represent')
+            raise SerializationError(f'{_render(where)} is Decimal({str(value)!r}), which JSON cannot represent')
         if value == value.to_integral_value() and value.as_tuple().exponent >= 0:
             return int(value)
         # Beyond a float's range this is inf, which the encoder refuses in its own words.
@@ -97,21 +182,21 @@ def to_json_serializable(value: Any, _path: str = 'result', *, for_encoder: bool
         try:
             return value.decode()
         except UnicodeDecodeError:
-            raise SerializationError(f'{_path} is bytes that are not UTF-8 text') from None
+            raise SerializationError(f'{_render(where)} is bytes that are not UTF-8 text') from None
     numpy = sys.modules.get('numpy')  # only when the job itself imported numpy
     if numpy is not None:
         if isinstance(value, numpy.ndarray):
             if for_encoder and _is_finite_number_array(value, numpy):
                 return value
-            return to_json_serializable(value.tolist(), _path, for_encoder=for_encoder)
+            return _convert(value.tolist(), where, for_encoder)
         if isinstance(value, numpy.generic):
-            return to_json_serializable(value.item(), _path, for_encoder=for_encoder)
+            return _convert(value.item(), where, for_encoder)
     model_dump = getattr(value, 'model_dump', None)
     if callable(model_dump):
         dumped = model_dump(mode='json') if _takes_mode(model_dump) else model_dump()
-        return to_json_serializable(dumped, _path, for_encoder=for_encoder)
+        return _convert(dumped, where, for_encoder)
     raise SerializationError(
-        f'{_path} of type {type(value).__module__}.{type(value).__qualname__} is not JSON-serializable'
+        f'{_render(where)} of type {type(value).__module__}.{type(value).__qualname__} is not JSON-serializable'
     )
 
 
@@ -135,14 +220,19 @@ def json_default(value: Any) -> tuple[bool, Any]:
         return False, None
 
 
-def _key(key: Any, path: str, for_encoder: bool = False) -> str:
+def _key(key: Any, where: _Where, for_encoder: bool = False) -> str:
     if isinstance(key, str):
         return str.__str__(key) if for_encoder and type(key) is not str else key
-    if isinstance(key, (int, float, bool)) or key is None:
-        return str(key).lower() if isinstance(key, bool) or key is None else str(key)
+    if isinstance(key, bool) or key is None:
+        # As JSON writes the value (and json.dumps the key, as racetrack-job-runner answers it).
+        return 'null' if key is None else 'true' if key else 'false'
+    if isinstance(key, (int, float)):
+        return str(key)
     if isinstance(key, enum.Enum):
         return str(key.value)
-    raise SerializationError(f'{path} has a key of type {type(key).__qualname__}; JSON object keys are strings')
+    raise SerializationError(
+        f'{_render(where)} has a key of type {type(key).__qualname__}; JSON object keys are strings'
+    )
 
 
 def _takes_mode(method: Any) -> bool:

@@ -35,7 +35,7 @@ from hypothesis.extra import numpy as numpy_st
 
 from racetrack_job_wrapper import messages
 from racetrack_job_wrapper.messages import MAX_NUMBER_DIGITS, HTTPError, JSONCodec, encodable_float, encode_json
-from racetrack_job_wrapper.serialize import SerializationError, to_json_serializable
+from racetrack_job_wrapper.serialize import SerializationError, encode_result, to_json_serializable
 from tests.support import REPO_DIR, ServerTestCase
 from tests.test_serialize import ACCOUNT, Credentials
 
@@ -260,6 +260,15 @@ def encode_with(codec: JSONCodec, value: Any) -> Any:
         return type(e).__name__, str(e)
 
 
+def encode_as_invoke_does(codec: JSONCodec, value: Any) -> Any:
+    """`encode_result` with `codec` in use: without orjson it hands the standard encoder the result as it is."""
+    with unittest.mock.patch.object(messages, 'CODEC', codec):
+        try:
+            return encode_result(value)
+        except (SerializationError, ValueError, TypeError) as e:
+            return type(e).__name__, str(e)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f'{name} is not valid JSON')
 
@@ -422,6 +431,14 @@ class EncodeCorpusTest(unittest.TestCase):
                 if ORJSON is not None:
                     assert_same(self, encode_with(ORJSON, value), expected)
 
+    def test_results_as_they_are_encode_to_the_same_bytes_and_errors(self):
+        for value in [*CORPUS, float('nan'), [1, {'a': float('inf')}], ['\ud800'], {Color.RED: 1}, {(1, 2): 3}]:
+            with self.subTest(value=repr(value)[:80]):
+                expected = encode_before(value)
+                assert_same(self, encode_as_invoke_does(STANDARD, value), expected)
+                if ORJSON is not None:
+                    assert_same(self, encode_as_invoke_does(ORJSON, value), expected)
+
     def test_the_values_the_serializer_tests_use(self):
         expected = b'{"name":"a","credentials":{"user":"u"},"history":[{"user":"old"}],"shown":1}'
         self.assertEqual(encode_before(ACCOUNT), expected)
@@ -559,6 +576,13 @@ class EncodePropertyTest(unittest.TestCase):
         assert_same(self, encode_with(STANDARD, value), expected)
         if ORJSON is not None:
             assert_same(self, encode_with(ORJSON, value), expected)
+
+
+class EncodeAsItIsPropertyTest(unittest.TestCase):
+    @PROPERTY_SETTINGS
+    @given(json_values())
+    def test_generated_values_encode_to_the_same_bytes(self, value):
+        assert_same(self, encode_as_invoke_does(STANDARD, value), encode_before(value))
 
 
 class DecodeCorpusTest(unittest.TestCase):

@@ -67,6 +67,16 @@ class ForEncoderTest(unittest.TestCase):
         self.assertIs(type(next(iter(converted))), str)
         self.assertEqual([type(item) for item in converted['sweet']], [int, str, bool])
 
+    def test_keys_that_are_not_strings_are_written_as_json_writes_them(self):
+        # As json.dumps writes the keys FastAPI's encoder leaves, and so racetrack-job-runner answers.
+        converted = to_json_serializable({None: 0, True: 1, False: 2, 3: 3, 1.5: 4})
+        self.assertEqual(converted, {'null': 0, 'true': 1, 'false': 2, '3': 3, '1.5': 4})
+
+    def test_an_error_names_where_it_is(self):
+        result = {'rows': [{'ok': 1}, {'when': object()}]}
+        with self.assertRaisesRegex(SerializationError, r"^result\['rows'\]\[1\]\['when'\] of type builtins.object"):
+            to_json_serializable(result)
+
     def test_floats_repr_writes_with_an_exponent_are_marked(self):
         converted = to_json_serializable([1e-7, 0.5, 1e16, numpy.float64(2.5)], for_encoder=True)
         self.assertEqual(converted, [1e-7, 0.5, 1e16, 2.5])
