@@ -1,14 +1,16 @@
 """Side-by-side benchmark: this project vs the PyPI peer vs a bare stdlib floor, interleaved.
 
-Run `python benchmarks/bench.py` (about 8 minutes) or `--quick` (one short round). Prints one
+Run `python benchmarks/bench.py` (about 12 minutes) or `--quick` (one short round). Prints one
 markdown table and writes it to benchmarks/results/latest.md.
 """
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -16,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import payloads
+import preload as preloading
 import probes
 import sides
 from report import SIDES, Figure, Results, render_table
@@ -27,6 +31,12 @@ CPU_CONNECTIONS = 16
 WARMUP_SECONDS = 1
 WORKERS_TARGET = 1.7
 MB = 1024 * 1024
+# Sequential requests per side, case and round for the large-payload cases (after one warm-up).
+PAYLOAD_REQUESTS = 5
+ARRAY_SIZE = 200_000
+RECORD_COUNT = 100_000
+PRELOAD_MB = 200  # the preload job's weights: enough to dominate memory, quick to generate
+PRELOAD_WORKERS = 4
 
 FIGURES = [
     *[
@@ -50,6 +60,15 @@ FIGURES = [
     Figure('get_metrics', 'GET /metrics p50 (1 keep-alive conn)', 'ms', 'lower', 3),
     Figure('get_openapi', 'GET /openapi.json p50 (1 keep-alive conn)', 'ms', 'lower', 3),
     Figure('get_docs', 'GET /docs p50 (1 keep-alive conn)', 'ms', 'lower', 3),
+    Figure('json_in', '10 MiB JSON body in (small objects), p50 of sequential POSTs', 'ms', 'lower', 1),
+    Figure('json_out', f'JSON result out ({RECORD_COUNT:,} small objects), p50', 'ms', 'lower', 1),
+    Figure('numpy_out', f'numpy result out ({ARRAY_SIZE:,} floats; floor: .tolist()), p50', 'ms', 'lower', 1),
+    Figure('preload_pss_w1', f'preload job ({PRELOAD_MB} MB array): PSS, one process', 'MiB', 'lower', 0),
+    Figure('preload_pss_w4', f'preload job: PSS, --workers {PRELOAD_WORKERS}', 'MiB', 'lower', 0),
+    Figure('preload_pss_w4p', f'preload job: PSS, --workers {PRELOAD_WORKERS} --preload', 'MiB', 'lower', 0),
+    Figure('preload_share', f'preload: PSS of --workers {PRELOAD_WORKERS} --preload / one process', 'x', 'lower', 2),
+    Figure('preload_ready_w4', f'preload job: {PRELOAD_WORKERS} workers ready, no --preload', 'ms', 'lower', 0),
+    Figure('preload_ready_w4p', f'preload job: {PRELOAD_WORKERS} workers ready, --preload', 'ms', 'lower', 0),
     Figure('cpu_rps_w1', f'CPU job (~2 ms), {CPU_CONNECTIONS} conn, --workers 1', 'req/s', 'higher', 0),
     Figure('cpu_rps_w2', f'CPU job (~2 ms), {CPU_CONNECTIONS} conn, --workers 2', 'req/s', 'higher', 0),
     Figure('cpu_scaling', 'workers scaling: --workers 2 / --workers 1', 'x', 'higher', 2),
@@ -69,13 +88,15 @@ class Fleet:
         self.log_dir = log_dir
         self.running: list[probes.Server] = []
 
-    def start(self, side: sides.Side, job: str, workers: int | None = None) -> probes.Server:
+    def start(
+        self, side: sides.Side, job: str, workers: int | None = None, env: dict[str, str] | None = None
+    ) -> probes.Server:
         """Start `side` on a job file and wait for /ready; raise ProbeError if it never is."""
         port = probes.free_port()
         log_path = self.log_dir / f'{side.name}-{job}-{port}.log'
         argv = side.argv(JOBS_DIR / f'{job}.py', port, workers)
         # The peer looks for a manifest in its working directory; give it an empty one.
-        server = probes.start_server(argv, port, log_path, cwd=self.log_dir)
+        server = probes.start_server(argv, port, log_path, cwd=self.log_dir, env=env)
         self.running.append(server)
         try:
             server.ready_s = probes.wait_ready(server)
@@ -208,6 +229,50 @@ def round_cpu(fleet: Fleet, project: sides.Side, results: Results, seconds: floa
         results.add('cpu_scaling', 'project', rps[2] / rps[1])
 
 
+def round_payloads(fleet: Fleet, active: dict[str, sides.Side], results: Results, body: bytes, numpy_dir: Path) -> None:
+    """Large JSON in and out, and a numpy result: the median of sequential requests on one connection."""
+    env = {'PYTHONPATH': str(numpy_dir), 'BENCH_ARRAY_SIZE': str(ARRAY_SIZE), 'BENCH_RECORD_COUNT': str(RECORD_COUNT)}
+    cases = [
+        ('json_in', 'count', body, payloads.item_count(body)),
+        ('json_out', 'records', None, RECORD_COUNT),
+        ('numpy_out', 'numpy_result', None, ARRAY_SIZE),
+    ]
+    for key, job, request_body, expected in cases:
+        for name, side in active.items():
+
+            def measure() -> None:
+                # The floor's job returns a list, the least json.dumps needs; the others the array.
+                server = fleet.start(side, job, env={**env, 'BENCH_AS_LIST': '1' if side.kind == 'floor' else '0'})
+                try:
+                    seconds, answer = probes.post_latencies(server.port, request_body, PAYLOAD_REQUESTS)
+                    got = json.loads(answer)
+                    if (len(got) if isinstance(got, list) else got) != expected:
+                        raise probes.ProbeError(f'{job} answered {answer[:80]!r}..., expected {expected} items')
+                    results.add(key, name, statistics.median(seconds) * 1000)
+                finally:
+                    fleet.stop(server)
+
+            attempt(results, [key], name, measure)
+
+
+def round_preload(project: sides.Side, results: Results, log_dir: Path, numpy_dir: Path) -> None:
+    """PSS of the preload job as one process, as workers, and as preloaded workers (the project only)."""
+    env = {'PYTHONPATH': str(numpy_dir)}
+    pss = {}
+    for workers, preload in ((1, False), (PRELOAD_WORKERS, False), (PRELOAD_WORKERS, True)):
+        key = f'preload_pss_w{workers}{"p" if preload else ""}'
+
+        def measure() -> None:
+            ready, pss[key] = preloading.measure(project.python, workers, preload, PRELOAD_MB, log_dir, env)
+            results.add(key, 'project', pss[key])
+            if workers > 1:
+                results.add(key.replace('pss', 'ready'), 'project', ready * 1000)
+
+        attempt(results, [key], 'project', measure)
+    if 'preload_pss_w1' in pss and f'preload_pss_w{PRELOAD_WORKERS}p' in pss:
+        results.add('preload_share', 'project', pss[f'preload_pss_w{PRELOAD_WORKERS}p'] / pss['preload_pss_w1'])
+
+
 def round_imports(active: dict[str, sides.Side], results: Results) -> None:
     """Cold-interpreter import time of the package and of its serving module."""
     for name, side in active.items():
@@ -288,7 +353,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds (default 3)')
     parser.add_argument(
-        '--duration', type=float, default=8, help='seconds per wrk run (default 8, keeps the run under 10 min)'
+        '--duration', type=float, default=8, help='seconds per wrk run (default 8, keeps the run under 15 min)'
     )
     parser.add_argument('--quick', action='store_true', help='smoke run: 1 round, 3 s runs')
     parser.add_argument('--fresh', action='store_true', help='rebuild the venvs')
@@ -315,6 +380,8 @@ def main() -> int:
     header = header_lines(args, seconds, rounds)
     active = prepare_sides(names, args.fresh, results)
     measure_sizes(active, args.fresh, results)
+    numpy_dir = sides.numpy_dir(args.fresh)
+    records = payloads.records_body()
     with tempfile.TemporaryDirectory(prefix='bench-logs-') as log_dir:
         fleet = Fleet(Path(log_dir))
         try:
@@ -326,6 +393,11 @@ def main() -> int:
                 if 'project' in active:
                     log(f'round {number}/{rounds}: CPU job, --workers 1 and 2')
                     round_cpu(fleet, active['project'], results, seconds)
+                log(f'round {number}/{rounds}: large JSON in and out, numpy result')
+                round_payloads(fleet, active, results, records, numpy_dir)
+                if 'project' in active:
+                    log(f'round {number}/{rounds}: preload memory, --workers {PRELOAD_WORKERS}')
+                    round_preload(active['project'], results, Path(log_dir), numpy_dir)
                 round_imports(active, results)
         finally:
             fleet.stop_all()

@@ -27,7 +27,6 @@ orjson must send exactly the stdlib side's bytes.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import statistics
@@ -38,33 +37,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import payloads
 import probes
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+JOBS_DIR = BENCH_DIR / 'jobs'
 ARRAY_SIZE = 200_000
-BODY_BYTES = 10 * 1024 * 1024
 
-ARRAY_JOB = '''
-import numpy
-
-
-class Job:
-    """Returns the same 200,000 floats on every call."""
-
-    def __init__(self):
-        self.values = numpy.random.default_rng(0).standard_normal({size})
-
-    def perform(self):
-        return self.values{convert}
-'''
-COUNT_JOB = '''
-class Job:
-    """Counts what it was sent."""
-
-    def perform(self, items):
-        return len(items)
-'''
 # The project started with orjson made unimportable, as a job environment without the extra is.
 WITHOUT_ORJSON = (
     "import sys, runpy; sys.modules['orjson'] = None; sys.argv[0] = 'racetrack_job_wrapper'; "
@@ -75,43 +55,6 @@ WITHOUT_ORJSON = (
 def log(message: str) -> None:
     """Progress on stderr; stdout keeps the table."""
     print(f'[json_codec {time.strftime("%H:%M:%S")}] {message}', file=sys.stderr, flush=True)
-
-
-def write_jobs(directory: Path) -> dict[str, Path]:
-    """The job files: the array job for the project and for the floor, and the counting job."""
-    files = {
-        'array': ARRAY_JOB.format(size=ARRAY_SIZE, convert=''),
-        'array_floor': ARRAY_JOB.format(size=ARRAY_SIZE, convert='.tolist()'),
-        'count': COUNT_JOB,
-    }
-    paths = {}
-    for name, text in files.items():
-        paths[name] = directory / f'{name}.py'
-        paths[name].write_text(text)
-    return paths
-
-
-def make_bodies() -> dict[str, bytes]:
-    """About 10 MB each: records (many small objects, strings, nesting) and one long list of floats."""
-    records, floats = [], []
-    record_index = 0
-    size = 0
-    while size < BODY_BYTES:
-        record = {'id': record_index, 'name': f'item-{record_index}', 'score': record_index / 7, 'tags': ['a', 'b']}
-        records.append(record)
-        size += len(json.dumps(record)) + 2
-        record_index += 1
-    rng_state = 12345
-    size = 0
-    while size < BODY_BYTES:
-        rng_state = (rng_state * 6364136223846793005 + 1442695040888963407) % 2**64
-        value = (rng_state >> 11) / 2**53 * 200 - 100
-        floats.append(value)
-        size += len(repr(value)) + 2
-    return {
-        'records': json.dumps({'items': records}).encode(),
-        'floats': json.dumps({'items': floats}).encode(),
-    }
 
 
 class Side:
@@ -155,34 +98,21 @@ def export_commit(ref: str, directory: Path) -> Path:
     return directory
 
 
-def timed_requests(port: int, method: str, body: bytes | None, count: int) -> tuple[list[float], bytes]:
-    """`count` sequential requests on one keep-alive connection; seconds of each, and the last body."""
-    connection = http.client.HTTPConnection('127.0.0.1', port, timeout=120)
-    headers = {'Content-Type': 'application/json'} if body is not None else {}
-    seconds, answer = [], b''
-    try:
-        for _ in range(count + 1):  # the first one warms up
-            started = time.perf_counter()
-            connection.request(method, '/api/v1/perform', body=body if body is not None else b'{}', headers=headers)
-            response = connection.getresponse()
-            answer = response.read()
-            seconds.append(time.perf_counter() - started)
-            if response.status != 200:
-                raise probes.ProbeError(f'perform answered {response.status}: {answer[:200]!r}')
-    finally:
-        connection.close()
-    return seconds[1:], answer
-
-
-def measure(side: Side, job: Path, body: bytes | None, count: int, log_dir: Path) -> tuple[float, bytes]:
+def measure(
+    side: Side, job: Path, body: bytes | None, count: int, log_dir: Path, env: dict[str, str]
+) -> tuple[float, bytes]:
     """Start `side` on `job`, time `count` requests, stop it; the median in ms and the last answer."""
     port = probes.free_port()
     server = probes.start_server(
-        side.argv_for(job, port), port, log_dir / f'{side.name}-{job.stem}-{port}.log', cwd=log_dir, env=side.env
+        side.argv_for(job, port),
+        port,
+        log_dir / f'{side.name}-{job.stem}-{port}.log',
+        cwd=log_dir,
+        env={**side.env, **env},
     )
     try:
         probes.wait_ready(server, timeout=60)
-        seconds, answer = timed_requests(port, 'POST', body, count)
+        seconds, answer = probes.post_latencies(port, body, count)
     finally:
         server.stop()
     return statistics.median(seconds) * 1000, answer
@@ -220,16 +150,15 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix='json-codec-bench-') as temp:
         work = Path(temp)
-        jobs = write_jobs(work)
         sides = [project_side('orjson', REPO_ROOT, False), project_side('stdlib', REPO_ROOT, True), floor_side()]
         if args.before:
             before = export_commit(args.before, work / 'before')
             sides.insert(2, project_side('before', before, False))
-        bodies = make_bodies()
+        bodies = {'records': payloads.records_body(), 'floats': payloads.floats_body()}
         figures = {
             'array': (None, None),
-            'records': (bodies['records'], len(json.loads(bodies['records'])['items'])),
-            'floats': (bodies['floats'], len(json.loads(bodies['floats'])['items'])),
+            'records': (bodies['records'], payloads.item_count(bodies['records'])),
+            'floats': (bodies['floats'], payloads.item_count(bodies['floats'])),
         }
         medians: dict[str, dict[str, list[float]]] = {figure: {side.name: [] for side in sides} for figure in figures}
         problems: list[str] = []
@@ -237,9 +166,11 @@ def main() -> int:
             for figure, (body, expected_count) in figures.items():
                 answers = {}
                 for side in sides:
-                    job = jobs[('array_floor' if side.name == 'floor' else 'array') if figure == 'array' else 'count']
+                    job = JOBS_DIR / ('numpy_result.py' if figure == 'array' else 'count.py')
+                    # The floor's job returns `.tolist()`, the least json.dumps needs.
+                    env = {'BENCH_ARRAY_SIZE': str(ARRAY_SIZE), 'BENCH_AS_LIST': '1' if side.name == 'floor' else '0'}
                     log(f'round {round_index + 1}/{args.rounds}: {figure} on {side.name}')
-                    ms, answers[side.name] = measure(side, job, body, args.requests, work)
+                    ms, answers[side.name] = measure(side, job, body, args.requests, work, env)
                     medians[figure][side.name].append(ms)
                 problems += check_answers(figure, answers, expected_count)
 

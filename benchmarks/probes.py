@@ -148,6 +148,47 @@ def _vm_rss(pid: int) -> int:
     return 0
 
 
+def process_tree_pss(pid: int) -> int:
+    """Return the proportional set size in bytes (shared pages split among sharers) of `pid` and its children."""
+    children = Path(f'/proc/{pid}/task/{pid}/children').read_text().split()
+    return sum(_pss(current) for current in [pid, *(int(child) for child in children)])
+
+
+def _pss(pid: int) -> int:
+    try:
+        for line in Path(f'/proc/{pid}/smaps_rollup').read_text().splitlines():
+            if line.startswith('Pss:'):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def post_latencies(
+    port: int, body: bytes | None, count: int, path: str = '/api/v1/perform'
+) -> tuple[list[float], bytes]:
+    """Seconds of each of `count` sequential POSTs on one keep-alive connection, after one warm-up; the last answer.
+
+    A body of None posts `{}`. ProbeError when an answer is not 200.
+    """
+    connection = http.client.HTTPConnection('127.0.0.1', port, timeout=120)
+    seconds, answer = [], b''
+    try:
+        for _ in range(count + 1):
+            started = time.perf_counter()
+            connection.request(
+                'POST', path, body=body if body is not None else b'{}', headers={'Content-Type': 'application/json'}
+            )
+            response = connection.getresponse()
+            answer = response.read()
+            seconds.append(time.perf_counter() - started)
+            if response.status != 200:
+                raise ProbeError(f'POST {path} answered {response.status}: {answer[:200]!r}')
+    finally:
+        connection.close()
+    return seconds[1:], answer
+
+
 @dataclass
 class WrkResult:
     """Throughput and latency of one wrk run."""

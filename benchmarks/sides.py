@@ -96,6 +96,22 @@ def empty_venv(fresh: bool) -> Path:
     return _site_packages(venv)
 
 
+def numpy_dir(fresh: bool) -> Path:
+    """Return a folder with numpy installed (`pip --target`), put on every side's PYTHONPATH for the numpy jobs.
+
+    The jobs' own dependency, the same for all sides, and outside their venvs, so it is not
+    counted in their installed size.
+    """
+    target = VENVS_DIR / 'numpy'
+    if target.exists() and (fresh or not (target / _INSTALLED_STAMP).exists()):
+        shutil.rmtree(target)
+    if not target.exists():
+        empty_venv(fresh)
+        _pip(VENVS_DIR / 'empty', '--target', str(target), 'numpy')
+        (target / _INSTALLED_STAMP).touch()
+    return target
+
+
 def floor_side(fresh: bool) -> Side:
     """Return the stdlib floor, run by the empty venv's interpreter (the same base Python)."""
     empty_venv(fresh)

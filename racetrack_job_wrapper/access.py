@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -93,6 +95,10 @@ class AccessObserver:
         self.active.end()
 
 
+# What logging measures `relativeCreated` from (the time it was imported), as LogRecord.__init__ does.
+_LOGGING_STARTED: float = getattr(logging, '_startTime', time.time())
+
+
 class AccessLog:
     """Access lines handed from request threads to one writer thread.
 
@@ -117,6 +123,10 @@ class AccessLog:
         self._pending: deque[logging.LogRecord] = deque()
         self._writer = Ticker(self.INTERVAL, self._write_pending, 'access-log')
         self._lock = threading.Lock()  # taken only to flush
+        # Every access record has the same source, level and format: they are made once, here, by
+        # logging itself, and each line copies them and sets its own time, thread and values
+        # (LogRecord.__init__ per line cost 4 us of the request path, mostly on what never changes).
+        self._template = logging.LogRecord(target.name, logging.INFO, __file__, 0, ACCESS_FORMAT, (), None).__dict__
 
     def write(self, method: str, target: str, status: int, ms: float, sent: int, client: str | None) -> None:
         """Queue one access line with the current request's fields, or drop it when the queue is full."""
@@ -125,11 +135,26 @@ class AccessLog:
             return
         # A ready record: the caller's file and line (what `logger.info` walks frames for) say
         # nothing about an access line. Its parts are fields too, for JSON lines.
-        record = logging.LogRecord(
-            self._logger.name, logging.INFO, __file__, 0, ACCESS_FORMAT, (method, target, status, ms, sent), None
-        )
+        record = logging.LogRecord.__new__(logging.LogRecord)
         fields = record.__dict__
-        fields.update(method=method, path=target, status=status, duration_ms=round(ms, 3), bytes=sent)
+        fields.update(self._template)
+        created = time.time()
+        fields.update(
+            created=created,
+            msecs=int((created - int(created)) * 1000) + 0.0,
+            relativeCreated=(created - _LOGGING_STARTED) * 1000,
+            args=(method, target, status, ms, sent),
+            method=method,
+            path=target,
+            status=status,
+            duration_ms=round(ms, 3),
+            bytes=sent,
+        )
+        if self._template['thread'] is not None:  # logging.logThreads
+            fields['thread'] = threading.get_ident()
+            fields['threadName'] = threading.current_thread().name
+        if self._template['process'] is not None:  # logging.logProcesses; a worker is a fork of its parent
+            fields['process'] = os.getpid()
         if client is not None:
             fields['client'] = client
         trace = CURRENT_TRACE.get()

@@ -1,9 +1,10 @@
 """The Swagger UI page, its vendored assets, and `/openapi.json`.
 
-Everything is prepared at start-up: the OpenAPI JSON is encoded once, the page rendered once,
-each asset hashed once for its ETag. The large assets (the 1.7 MB bundle) stay on disk and are
-streamed when asked for, so an idle job does not hold them in memory; the docs are read rarely
-and the OS page cache makes the reads cheap.
+Prepared once: the OpenAPI JSON is encoded and the page rendered at start-up; each asset is
+hashed for its ETag when it is first asked for (hashing the 1.9 MB of assets at start-up cost
+a few ms before the job's first answer, for pages few jobs ever serve). The large assets (the
+1.7 MB bundle) stay on disk and are streamed when asked for, so an idle job does not hold them
+in memory; the docs are read rarely and the OS page cache makes the reads cheap.
 
 Every URL in the page is relative, so it works at `/docs`, `/docs/` and under the
 `/pub/job/{name}/{version}` prefix; nothing is loaded from outside the job.
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import html
-import importlib.resources
+import importlib.util
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -119,12 +121,15 @@ def loading_docs_route(title: str, describe_state: Callable[[], str]) -> Route:
 
 def swagger_dir() -> Path:
     """The folder of the vendored Swagger UI: package data when installed, `<repo>/static_swagger` in a checkout."""
+    # The package's folder from its spec: what importlib.resources.files() answers for a package
+    # on disk, without importing importlib.resources and zipfile on the way to the first answer.
     try:
-        files = importlib.resources.files(ASSETS_PACKAGE)
+        spec = importlib.util.find_spec(ASSETS_PACKAGE)
     except ModuleNotFoundError:
-        files = None
-    if isinstance(files, Path) and (files / 'swagger-ui-bundle.js').is_file():
-        return files
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(location) / 'swagger-ui-bundle.js').is_file():
+            return Path(location)
     fallback = Path(__file__).resolve().parent.parent / 'static_swagger'
     if (fallback / 'swagger-ui-bundle.js').is_file():
         return fallback
@@ -136,7 +141,6 @@ class StaticAsset:
     """One file served under /docs: bytes in memory, or a path streamed from disk."""
 
     content_type: str
-    etag: str
     size: int
     cache_control: str
     data: bytes | None = None
@@ -146,18 +150,23 @@ class StaticAsset:
     @classmethod
     def from_bytes(cls, data: bytes, content_type: str, cache_control: str) -> StaticAsset:
         """An asset held in memory."""
-        return cls(content_type, _etag(hashlib.sha256(data)), len(data), cache_control, data=data)
+        return cls(content_type, len(data), cache_control, data=data)
 
     @classmethod
     def from_file(cls, path: Path, content_type: str, cache_control: str) -> StaticAsset:
-        """An asset streamed from `path`, hashed now for its ETag."""
+        """An asset streamed from `path`; FileNotFoundError now when it is missing."""
+        return cls(content_type, path.stat().st_size, cache_control, path=path)
+
+    @cached_property
+    def etag(self) -> str:
+        """The content's hash, computed on first use (two threads racing to it compute the same value)."""
         digest = hashlib.sha256()
-        size = 0
-        with path.open('rb') as file:
-            while chunk := file.read(_CHUNK):
+        if self.data is not None:
+            digest.update(self.data)
+        else:
+            for chunk in _read_chunks(self.path):  # type: ignore[arg-type]  # an asset without data has a path
                 digest.update(chunk)
-                size += len(chunk)
-        return cls(content_type, _etag(digest), size, cache_control, path=path)
+        return _etag(digest)
 
     def respond(self, request: Request) -> Response:
         """200 with the body, or 304 when the client's `If-None-Match` names the current ETag."""

@@ -308,8 +308,11 @@ def flush_logs() -> None:
 class Ticker:
     """Calls `action` every `interval` seconds, or at once when woken, from a daemon thread.
 
-    `ensure_running()` is cheap once the thread runs, and starts a new thread in a forked
-    worker, which inherits the object but not the thread.
+    `ensure_running()` is called for every log line, so it is one attribute test once the
+    thread runs (`Thread.is_alive()` took a lock and cost a microsecond per line). The thread
+    clears it when an action raises and ends it, and a forked worker, which inherits the
+    object but not the thread, has it cleared at the fork: either way the next call starts
+    a new thread.
     """
 
     def __init__(self, interval: float, action: Callable[[], None], name: str):
@@ -319,14 +322,14 @@ class Ticker:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        _TICKERS.add(self)
 
     def ensure_running(self) -> None:
         """Start the thread unless it runs in this process."""
-        thread = self._thread
-        if thread is not None and thread.is_alive():
+        if self._thread is not None:
             return
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
 
@@ -335,10 +338,31 @@ class Ticker:
         self._wake.set()
 
     def _run(self) -> None:
-        while True:
-            self._wake.wait(self._interval)
-            self._wake.clear()  # before the action, so a wake during it is not lost
-            self._action()
+        try:
+            while True:
+                self._wake.wait(self._interval)
+                self._wake.clear()  # before the action, so a wake during it is not lost
+                self._action()
+        finally:
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _forget_thread(self) -> None:
+        """In a forked child: the thread stayed in the parent (and so may a holder of the lock)."""
+        self._thread = None
+        self._lock = threading.Lock()
+
+
+_TICKERS: weakref.WeakSet[Ticker] = weakref.WeakSet()
+
+
+def _forget_tickers_threads() -> None:
+    for ticker in _TICKERS:
+        ticker._forget_thread()
+
+
+os.register_at_fork(after_in_child=_forget_tickers_threads)
 
 
 def _stderr_stream() -> TextIO:

@@ -33,6 +33,14 @@ class BytesReader(io.BufferedReader):
         self._check_deadline()
         return super().read1(size)
 
+    def read(self, size: int | None = -1, /) -> bytes:
+        self._check_deadline()
+        return super().read(size)
+
+    def peek(self, size: int = 0, /) -> bytes:
+        self._check_deadline()
+        return super().peek(size)
+
     def rest(self) -> bytes:
         """What the framing left unread (the next pipelined request)."""
         return super().read()
@@ -170,6 +178,33 @@ class HeaderFieldTest(FramingTestCase):
         )
         self.assertEqual(parsed.headers.get_all('X-A'), ['one', 'two'])
         self.assertEqual(parsed.headers['x-a'], 'one, two')
+
+    def test_a_head_read_whole_and_one_byte_at_a_time_agree(self):
+        # Whole, the head is parsed from the buffer in one pass; a byte at a time, line by line.
+        heads = [
+            HOST + b'A: 1\r\nB:  two  \r\n',
+            HOST + b'X-Name: \xff\r\nX-Tab: a\tb\r\nX-Colon: a:b\r\n',
+            HOST + b'A: 1\n',
+            HOST + b'A: 1\rB: 2\r\n',
+            HOST + b'A: \x01\r\n',
+            HOST + b' folded\r\n',
+            HOST + b'No colon\r\n',
+            HOST + b'A: 1\r\n' * 4,
+            HOST + b'X: ' + b'a' * 40 + b'\r\n',
+            b'',
+        ]
+        limits = Limits(max_header_fields=4, max_header_bytes=50)
+        for fields in heads:
+            outcomes = []
+            for piece in (None, 1):
+                reader = BytesReader(fields + b'\r\nrest', piece)
+                try:
+                    parsed = http11.read_head(reader, 'HTTP/1.0', limits, math.inf)
+                    outcomes.append((parsed.headers.items(), reader.rest()))
+                except HTTPError as e:
+                    outcomes.append((e.status, e.detail))
+            with self.subTest(fields=fields):
+                self.assertEqual(outcomes[0], outcomes[1])
 
     def test_the_field_count_limit(self):
         limits = Limits(max_header_fields=3)
