@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -26,9 +25,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from racetrack_job_wrapper.settings import AsyncCallSettings
+
+if TYPE_CHECKING:
+    import sqlite3
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +228,8 @@ class SQLiteCallStore(CallStore):
         self.path = path
         self._lock = threading.Lock()
         # Autocommit: every statement is its own transaction unless one is begun explicitly.
+        import sqlite3  # a job that never gets an async call never loads it (1.4 MiB)
+
         self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
         self._db.execute('PRAGMA busy_timeout = 10000')
         self._db.execute('PRAGMA journal_mode = WAL')
