@@ -1,6 +1,19 @@
 """Serve a plain Python job class over HTTP with the standard library."""
 
-from racetrack_job_wrapper.endpoint_config import EndpointConfig
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from racetrack_job_wrapper.endpoint_config import EndpointConfig
 
 __version__ = '0.1.0'
 __all__ = ['EndpointConfig', '__version__']
+
+
+def __getattr__(name: str) -> Any:
+    # `EndpointConfig` is imported when a job asks for it (PEP 562): importing the package, which
+    # every submodule import does first, then costs no dataclass creation.
+    if name == 'EndpointConfig':
+        from racetrack_job_wrapper.endpoint_config import EndpointConfig
+
+        return EndpointConfig
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -16,7 +16,6 @@ from racetrack_job_wrapper.auth import AccessPolicy
 from racetrack_job_wrapper.batching import Batcher, batched_perform
 from racetrack_job_wrapper.calls import CALLS_PATH, AsyncCalls
 from racetrack_job_wrapper.docs import docs_routes, loading_docs_route
-from racetrack_job_wrapper.endpoint_config import EndpointConfig
 from racetrack_job_wrapper.endpoints import EndpointSpec, describe_endpoint, describe_parameters
 from racetrack_job_wrapper.health import HealthState, health_body, live_body, ready_body
 from racetrack_job_wrapper.invoke import Invoker, RequestContext
@@ -386,6 +385,8 @@ def collect_endpoints(entrypoint: Any) -> list[EndpointSpec]:
 
 
 def _describe_v2(config: Any, examples: _Examples) -> EndpointSpec:
+    from racetrack_job_wrapper.endpoint_config import EndpointConfig  # only jobs with v2 endpoints load it
+
     if not isinstance(config, EndpointConfig) and not all(
         hasattr(config, name) for name in ('path', 'method', 'handler')
     ):
