@@ -50,8 +50,9 @@ def post_json(url: str, payload: Any, headers: dict[str, str], timeout: float = 
     request = urllib.request.Request(
         url, encode_json(payload), {'Content-Type': 'application/json', **headers}, method='POST'
     )
-    # No proxy from the environment: the operator listed the hosts to reach, not a proxy's.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    # No proxy from the environment: the operator listed the hosts to reach, not a proxy's. No
+    # redirect either: a listed host could send the POST on to one that is not listed.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _not_followed())
     try:
         with opener.open(request, timeout=timeout) as response:
             response.read()
@@ -59,6 +60,18 @@ def post_json(url: str, payload: Any, headers: dict[str, str], timeout: float = 
     except urllib.error.HTTPError as e:
         e.close()
         return int(e.code)
+
+
+def _not_followed() -> Any:
+    import urllib.request
+
+    class NotFollowed(urllib.request.HTTPRedirectHandler):
+        """A redirect is the answer: a 3xx, which is not a delivery."""
+
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return NotFollowed()
 
 
 def deliver(

@@ -261,10 +261,11 @@ class IdempotencyTest(AsyncCallTestCase):
 
 
 class Receiver:
-    """A local webhook receiver that answers 500 to its first `failures` POSTs, then 200."""
+    """A local webhook receiver that answers 500 to its first `failures` POSTs, then 200 (or 303 to `redirect_to`)."""
 
-    def __init__(self, failures: int):
+    def __init__(self, failures: int, redirect_to: str | None = None):
         self.failures = failures
+        self.redirect_to = redirect_to
         self.received: list[tuple[float, Any]] = []
         receiver = self
 
@@ -272,7 +273,17 @@ class Receiver:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
                 receiver.received.append((time.monotonic(), body))
-                self.send_response(500 if len(receiver.received) <= receiver.failures else 200)
+                if receiver.redirect_to is not None:
+                    self.send_response(303)  # what urllib would follow for a POST, as a GET
+                    self.send_header('Location', receiver.redirect_to)
+                else:
+                    self.send_response(500 if len(receiver.received) <= receiver.failures else 200)
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+
+            def do_GET(self) -> None:  # a followed redirect arrives as a GET
+                receiver.received.append((time.monotonic(), None))
+                self.send_response(200)
                 self.send_header('Content-Length', '0')
                 self.end_headers()
 
@@ -317,6 +328,23 @@ class WebhookTest(AsyncCallTestCase):
         scheme = self.client.post('/api/v1/perform', {'x': 1}, {**ASYNC, 'X-Callback-Url': 'file:///etc/passwd'})
         self.assertEqual(scheme.status, 400)
         self.assertEqual(self.job.ran, [])
+
+
+class WebhookRedirectTest(AsyncCallTestCase):
+    extra = {'callback_hosts': ['localhost'], 'callback_retry_seconds': 0.1, 'callback_attempts': 2}
+
+    def test_a_redirect_is_not_followed_to_a_host_not_listed(self):
+        unlisted = Receiver(failures=0)
+        self.addCleanup(unlisted.stop)
+        listed = Receiver(failures=0, redirect_to=unlisted.url)
+        self.addCleanup(listed.stop)
+        url = listed.url.replace('127.0.0.1', 'localhost')
+        location = self.submit({'x': 3}, headers={'X-Callback-Url': url})
+        self.wait_for(location)
+        self.assertTrue(wait_until(lambda: self.client.get(location).json()['callback']['attempts'] == 2, 20))
+        self.assertEqual(self.client.get(location).json()['callback'], {'url': url, 'attempts': 2, 'delivered': False})
+        self.assertEqual(len(listed.received), 2)
+        self.assertEqual(unlisted.received, [])
 
 
 class OperatorWebhookTest(AsyncCallTestCase):
