@@ -23,6 +23,7 @@ from racetrack_job_wrapper.callstore import SQLITE_FILE
 from racetrack_job_wrapper.manifest import ManifestError
 from racetrack_job_wrapper.messages import Request
 from racetrack_job_wrapper.settings import JobSettings
+from racetrack_job_wrapper.testing import JobTestClient
 from tests.support import JobClient, ProcessJob, ServerTestCase, free_port, wait_until
 
 ASYNC = {'Prefer': 'respond-async'}
@@ -359,6 +360,28 @@ class OperatorWebhookTest(AsyncCallTestCase):
         self.wait_for(location)
         self.assertTrue(wait_until(lambda: len(self.receiver.received) == 1))
         self.assertEqual(self.receiver.received[0][1]['result'], 4)
+
+
+class AccessTest(unittest.TestCase):
+    """With JOB_AUTH_TOKENS, a call is as readable as the endpoint it was made to."""
+
+    def test_a_call_to_a_public_endpoint_is_public_the_others_need_a_token(self):
+        calls_dir = self.enterContext(tempfile.TemporaryDirectory())
+        manifest = {'public_endpoints': ['/api/v1/perform'], 'jobtype_extra': {'calls_dir': calls_dir}}
+        token = {'X-Racetrack-Auth': 'secret'}
+        client = self.enterContext(JobTestClient(Job(), manifest, environ={'JOB_AUTH_TOKENS': 'secret'}))
+        public = client.post('/api/v1/perform', {'x': 2}, headers=ASYNC)
+        self.assertEqual(public.status, 202)
+        self.assertEqual(client.get(public.headers['location']).status, 200)
+        self.assertEqual(client.post('/api/v1/wait', {'seconds': 0}, headers=ASYNC).status, 401)
+        private = client.post('/api/v1/wait', {'seconds': 0}, headers={**ASYNC, **token})
+        self.assertEqual(private.status, 202)
+        location = private.headers['location']
+        self.assertEqual(client.get(location).status, 401)
+        self.assertEqual(client.request('DELETE', location).status, 401)
+        self.assertTrue(wait_until(lambda: client.get(location, headers=token).json()['status'] == 'succeeded'))
+        self.assertEqual(client.get(location, headers=token).json()['result'], 'waited')
+        self.assertEqual(client.get('/api/v1/calls/' + '0' * 32).status, 404)
 
 
 class ProgressAndSettingsTest(unittest.TestCase):
