@@ -114,16 +114,16 @@ def _render(where: _Where) -> str:
 
 def _convert(value: Any, where: _Where, for_encoder: bool) -> Any:
     cls = value.__class__
-    # The plain containers first, by exact class: most results are these, and their leaves are
-    # taken as they are without a call each.
-    if cls is dict:
+    # The containers first: most results are these, and their leaves are taken as they are,
+    # without a call each.
+    if isinstance(value, dict):
         return {
             (key if key.__class__ is str else _key(key, where, for_encoder)): (
                 item if _is_leaf(item) else _convert(item, (where, key, _ITEM), for_encoder)
             )
             for key, item in value.items()
         }
-    if cls is list or cls is tuple:
+    if isinstance(value, (list, tuple)):
         return [
             item if _is_leaf(item) else _convert(item, (where, index, _ITEM), for_encoder)
             for index, item in enumerate(value)
@@ -137,13 +137,6 @@ def _convert(value: Any, where: _Where, for_encoder: bool) -> Any:
         if not math.isfinite(value):
             raise SerializationError(f'{_render(where)} is {value}, which JSON cannot represent')
         return encodable_float(value) if for_encoder else value
-    if isinstance(value, dict):
-        return {
-            _key(key, where, for_encoder): _convert(item, (where, key, _ITEM), for_encoder)
-            for key, item in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [_convert(item, (where, index, _ITEM), for_encoder) for index, item in enumerate(value)]
     if isinstance(value, (set, frozenset)):
         items = [_convert(item, (where, index, _ITEM), for_encoder) for index, item in enumerate(value)]
         try:
