@@ -40,6 +40,7 @@ from racetrack_job_wrapper.callstore import (
     sqlite_path,
 )
 from racetrack_job_wrapper.messages import (
+    CLIENT_LEFT,
     ClientDisconnected,
     Headers,
     HTTPError,
@@ -102,7 +103,6 @@ _INTERRUPTED = {
     'error': {'error': 'the server stopped while the call was running', 'type': 'Interrupted'},
 }
 _CANCELLED = {'error': {'error': 'the call was cancelled', 'type': 'Cancelled'}}
-_DELETE_REASON = 'its client disconnected'  # how the invoker names the cancellation a DELETE causes
 # Identifies this process among the owners of running calls: a process that restarted under the
 # same pid (pid 1 in a container) is told apart from itself.
 _PROCESS_NONCE = secrets.token_hex(4)
@@ -555,7 +555,7 @@ class _Run:
         except Exception as e:  # the error boundary's answer, as App.handle gives it
             logger.exception('async call %s failed', self.record.id)
             response = error_response(500, str(e), type(e).__name__)
-        if request.cancel_reason == _DELETE_REASON:
+        if request.cancel_reason == CLIENT_LEFT:  # a DELETE is seen as the client leaving
             return _CANCELLED
         body = b''.join(response.stream) if response.stream is not None else response.body
         try:

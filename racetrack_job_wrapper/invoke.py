@@ -26,6 +26,8 @@ from racetrack_job_wrapper.convert import (
 from racetrack_job_wrapper.endpoints import EndpointSpec, ParamSpec
 from racetrack_job_wrapper.limiter import ConcurrencyLimiter, DeadlinePassed
 from racetrack_job_wrapper.messages import (
+    CLIENT_LEFT,
+    DEADLINE_PASSED,
     CallCancelled,
     ClientDisconnected,
     HTTPError,
@@ -312,12 +314,12 @@ class _Call:
         watch_client = invoker._cancel_on_disconnect and request.is_disconnected is not None
         while not self._done.wait(_wait_step(request.deadline, watch_client)):
             if request.deadline is not None and time.monotonic() >= request.deadline:
-                request.cancel('its deadline passed')
+                request.cancel(DEADLINE_PASSED)
                 cancel()
                 invoker._metrics.timed_out()
                 raise _timed_out(invoker.spec.path)
             if watch_client and request.is_disconnected is not None and request.is_disconnected():
-                request.cancel('its client disconnected')
+                request.cancel(CLIENT_LEFT)
                 cancel()
                 raise ClientDisconnected()
 
@@ -363,7 +365,7 @@ class _Call:
 
         reason = self.request.cancel_reason
         if isinstance(error, (CallCancelled, CancelledError, FutureCancelled)) and reason is not None:
-            if reason == 'its client disconnected':
+            if reason == CLIENT_LEFT:
                 return ClientDisconnected()
             self.invoker._metrics.timed_out()
             return _timed_out(self.invoker.spec.path)
@@ -382,7 +384,7 @@ class _Call:
         invoker._calls_running.dec()
         invoker._metrics.call_finished(seconds, failed)
         deadline = self.request.deadline
-        if deadline is not None and self.request.cancel_reason == 'its deadline passed':
+        if deadline is not None and self.request.cancel_reason == DEADLINE_PASSED:
             invoker._overran(self.request, max(0.0, time.monotonic() - deadline))
         if invoker._limiter is not None:
             invoker._limiter.release(seconds)

@@ -48,6 +48,11 @@ class ClientDisconnected(Exception):
     """The client went away while its request waited; there is nobody to answer."""
 
 
+# Why a call was cancelled (`Request.cancel_reason`): the words its error and its log line use.
+DEADLINE_PASSED = 'its deadline passed'
+CLIENT_LEFT = 'its client disconnected'
+
+
 class CallCancelled(Exception):
     """Raised by `request.check()` in job code once its call is cancelled: past its deadline, or its client gone."""
 
@@ -198,7 +203,7 @@ class Request:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     def cancel(self, reason: str) -> None:
-        """Cancel the call (`reason` says why: 'its deadline passed', 'its client disconnected')."""
+        """Cancel the call (`reason` says why: DEADLINE_PASSED, CLIENT_LEFT)."""
         if self._cancelled is None:
             self._cancelled = reason
 
@@ -217,11 +222,11 @@ class Request:
             now = time.monotonic()
             watched = self.cancel_on_disconnect and self.is_disconnected is not None
             if self.deadline is not None and now >= self.deadline:
-                self.cancel('its deadline passed')
+                self.cancel(DEADLINE_PASSED)
             elif watched and now - self._disconnect_checked > 0.1:
                 self._disconnect_checked = now
                 if self.is_disconnected is not None and self.is_disconnected():
-                    self.cancel('its client disconnected')
+                    self.cancel(CLIENT_LEFT)
         return self._cancelled is not None
 
     def report_progress(self, fraction: float, message: str = '') -> None:

@@ -22,7 +22,7 @@ import typing
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from racetrack_job_wrapper.messages import Request, encode_json
+from racetrack_job_wrapper.messages import DEADLINE_PASSED, Request, encode_json
 
 if TYPE_CHECKING:
     from racetrack_job_wrapper.asyncloop import AsyncRunner
@@ -136,7 +136,7 @@ class ResultStream:
         else:
             for item in typing.cast(Iterator[Any], self._items):
                 if request.deadline is not None and time.monotonic() > request.deadline:
-                    request.cancel('its deadline passed')
+                    request.cancel(DEADLINE_PASSED)
                     raise _Timeout()
                 yield item
 
@@ -150,7 +150,7 @@ class ResultStream:
             return future.result(timeout=remaining)
         except TimeoutError:
             cancel()  # CancelledError at its await; the item is given up
-            self._request.cancel('its deadline passed')
+            self._request.cancel(DEADLINE_PASSED)
             with contextlib.suppress(BaseException):  # the cancellation, or what the generator raised meanwhile
                 future.result()
             raise _Timeout() from None
