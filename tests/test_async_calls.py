@@ -19,7 +19,7 @@ from typing import Any
 
 from openapi_spec_validator import validate
 
-from racetrack_job_wrapper.callstore import SQLITE_FILE
+from racetrack_job_wrapper.callstore import SQLITE_FILE, CallRecord, SQLiteCallStore
 from racetrack_job_wrapper.manifest import ManifestError
 from racetrack_job_wrapper.messages import Request
 from racetrack_job_wrapper.settings import JobSettings
@@ -382,6 +382,32 @@ class AccessTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: client.get(location, headers=token).json()['status'] == 'succeeded'))
         self.assertEqual(client.get(location, headers=token).json()['result'], 'waited')
         self.assertEqual(client.get('/api/v1/calls/' + '0' * 32).status, 404)
+
+
+class RetentionTest(unittest.TestCase):
+    def test_finished_calls_older_than_the_retention_are_forgotten_with_their_keys(self):
+        store = SQLiteCallStore(Path(self.enterContext(tempfile.TemporaryDirectory())) / SQLITE_FILE)
+        self.addCleanup(store.close)
+
+        def add(call_id: str, created: float, key: str | None = None) -> CallRecord:
+            record = CallRecord(call_id, 'queued', created, {'method': 'POST'}, idempotency_key=key, fingerprint='f')
+            return store.add(record, 100)[0]
+
+        add('old', 100.0, key='POST /api/v1/perform k')
+        add('recent', 200.0)
+        add('waiting', 300.0)
+        for finished_at in (110.0, 210.0):  # 'old' then 'recent': claims take the oldest queued first
+            claimed = store.claim('me', 1e12, finished_at)
+            assert claimed is not None
+            self.assertTrue(store.finish(claimed.id, 'me', 'succeeded', {'status_code': 200, 'result': 1}, finished_at))
+        self.assertEqual(store.prune(finished_before=150.0), 1)
+        self.assertIsNone(store.get('old'))
+        self.assertEqual(store.get('recent').status, 'succeeded')  # type: ignore[union-attr]
+        self.assertEqual(store.get('waiting').status, 'queued')  # type: ignore[union-attr]  # never pruned
+        again, created = store.add(
+            CallRecord('new', 'queued', 300.0, {}, idempotency_key='POST /api/v1/perform k'), 100
+        )
+        self.assertTrue(created, 'the pruned call still held its idempotency key')
 
 
 class ProgressAndSettingsTest(unittest.TestCase):
