@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +32,7 @@ from racetrack_job_wrapper.messages import (
 )
 from racetrack_job_wrapper.metrics import JobMetrics
 from racetrack_job_wrapper.openapi import build_openapi
+from racetrack_job_wrapper.records import replace
 from racetrack_job_wrapper.routing import (
     API_PREFIX,
     PROBE_PATHS,
@@ -345,7 +345,7 @@ def build_job_app(
     routes.extend(extra_routes)
     app_settings = settings
     if public_calls:
-        app_settings = dataclasses.replace(settings, public_endpoints=(*settings.public_endpoints, CALLS_PATH))
+        app_settings = replace(settings, public_endpoints=(*settings.public_endpoints, CALLS_PATH))
     app = App(Router(routes), app_settings)
     calls.attach(app.router)
     return app, JobComponents(async_runner, specs, batcher, calls)

@@ -7,12 +7,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from racetrack_job_wrapper.asyncloop import AsyncRunner
 from racetrack_job_wrapper.endpoints import EndpointSpec
 from racetrack_job_wrapper.messages import CallCancelled, JobDefinitionError, Request
+from racetrack_job_wrapper.records import replace
 
 logger = logging.getLogger(__name__)
 

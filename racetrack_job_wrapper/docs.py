@@ -16,12 +16,12 @@ import hashlib
 import html
 import importlib.util
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from racetrack_job_wrapper.messages import HTTPError, Request, Response, encode_json
+from racetrack_job_wrapper.records import Record, replace
 from racetrack_job_wrapper.routing import Route
 from racetrack_job_wrapper.static import etag_matches
 
@@ -136,8 +136,7 @@ def swagger_dir() -> Path:
     raise FileNotFoundError(f'Swagger UI assets not found in package {ASSETS_PACKAGE} nor in {fallback}')
 
 
-@dataclass(frozen=True)
-class StaticAsset:
+class StaticAsset(Record):
     """One file served under /docs: bytes in memory, or a path streamed from disk."""
 
     content_type: str

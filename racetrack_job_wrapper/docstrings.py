@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass, field
+
+from racetrack_job_wrapper.records import Record, field
 
 _REST_FIELD = re.compile(r'^:(param|parameter|arg|argument|key|keyword)\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$')
 _REST_RETURN = re.compile(r'^:(returns?|return)\s*:\s*(.*)$')
@@ -25,8 +26,7 @@ _NUMPY_OTHER_SECTIONS = frozenset(
 _NUMPY_PARAM = re.compile(r'^(\*{0,2}\w+(?:\s*,\s*\*{0,2}\w+)*)\s*(?::\s*(.*))?$')
 
 
-@dataclass(frozen=True)
-class Docstring:
+class Docstring(Record):
     """What a docstring says: free text, parameter descriptions, the return description."""
 
     description: str = ''

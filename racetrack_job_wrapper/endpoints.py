@@ -14,11 +14,11 @@ import re
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from racetrack_job_wrapper.docstrings import parse_docstring
 from racetrack_job_wrapper.messages import JobDefinitionError
+from racetrack_job_wrapper.records import Record, field
 from racetrack_job_wrapper.serialize import SerializationError, json_default, to_json_serializable
 
 logger = logging.getLogger(__name__)
@@ -28,8 +28,7 @@ MISSING: Any = inspect.Parameter.empty
 _MARKER_SOURCES = {'Body': 'body', 'Query': 'query', 'Path': 'path'}
 
 
-@dataclass(frozen=True)
-class ParamSpec:
+class ParamSpec(Record):
     """One parameter of an endpoint handler."""
 
     name: str
@@ -50,8 +49,7 @@ class ParamSpec:
         return self.annotation is not MISSING
 
 
-@dataclass(frozen=True)
-class EndpointSpec:
+class EndpointSpec(Record):
     """A job method exposed over HTTP, described once at start-up."""
 
     path: str  # under /api/v1, e.g. '/perform' or '/multiply/{path}'

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 from racetrack_job_wrapper.settings import JobSettings
 
 
-@dataclass
 class HealthState:
     """Live / ready / error of one server; written by the loader and the shutdown path, read by probes."""
 
-    live: bool = True
-    ready: bool = False
-    error: str | None = None
-    stopping: bool = False
-    # With `--reload` only (None otherwise): reloads that served the job afresh, and why the last one failed.
-    reloads: int | None = None
-    reload_error: str | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(self) -> None:
+        self.live = True
+        self.ready = False
+        self.error: str | None = None
+        self.stopping = False
+        # With `--reload` only (None otherwise): reloads that served the job afresh, and why the last one failed.
+        self.reloads: int | None = None
+        self.reload_error: str | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f'HealthState(live={self.live}, ready={self.ready}, error={self.error!r}, stopping={self.stopping})'
 
     def set_ready(self) -> None:
         """The job is loaded and serving (and ready, unless shutting down already)."""

@@ -12,7 +12,6 @@ import typing
 from collections.abc import Callable
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from racetrack_job_wrapper.asyncloop import AsyncRunner
@@ -36,6 +35,7 @@ from racetrack_job_wrapper.messages import (
     json_bytes_response,
 )
 from racetrack_job_wrapper.metrics import EndpointMetrics, JobMetrics
+from racetrack_job_wrapper.records import Record
 from racetrack_job_wrapper.serialize import SerializationError, encode_result, floats_where_annotated
 from racetrack_job_wrapper.settings import PREFER_HEADER, REQUEST_TIMEOUT_HEADER
 from racetrack_job_wrapper.streaming import ResultStream, gather, is_stream, streamed_item_type, wants_stream
@@ -62,8 +62,7 @@ class RequestContext:
                 logger.debug('cannot set %s on the job instance', attribute)
 
 
-@dataclass(frozen=True)
-class _Binding:
+class _Binding(Record):
     param: ParamSpec
     convert: Converter | None
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from racetrack_job_wrapper.messages import HTTPError, JobDefinitionError, Request, Response
+from racetrack_job_wrapper.records import Record
 
 Handler = Callable[[Request], Response]
 
@@ -18,8 +18,7 @@ METRICS_PATH = '/metrics'
 _PARAM = re.compile(r'\{([A-Za-z_][A-Za-z0-9_]*)\}')
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(Record):
     """One endpoint: a path (exact, `{param}` template, or prefix ending with `/*`) and its handlers by method.
 
     `owner` names what declared it (`the built-in /docs`, `static endpoint /xrai`): routes of
@@ -42,29 +41,21 @@ class Route:
         return bool(_PARAM.search(self.path))
 
 
-@dataclass
-class _Template:
-    regex: re.Pattern[str]
-    route: Route
-
-
-@dataclass
 class Router:
     """Matches (method, path) to a handler; raises HTTPError 404, or 405 with `Allow`."""
 
-    routes: list[Route]
-    _exact: dict[str, list[Route]] = field(init=False, default_factory=dict)
-    _templates: list[_Template] = field(init=False, default_factory=list)
-    _prefixes: list[Route] = field(init=False, default_factory=list)
-
-    def __post_init__(self) -> None:
+    def __init__(self, routes: list[Route]):
         """Index the routes; JobDefinitionError when two owners' routes could answer the same request."""
-        _check_conflicts(self.routes)
+        _check_conflicts(routes)
+        self.routes = routes
+        self._exact: dict[str, list[Route]] = {}
+        self._templates: list[tuple[re.Pattern[str], Route]] = []  # each with its path's regex
+        self._prefixes: list[Route] = []
         for route in self.routes:
             if route.is_prefix:
                 self._prefixes.append(route)
             elif route.is_template:
-                self._templates.append(_Template(_compile_template(route.path), route))
+                self._templates.append((_compile_template(route.path), route))
             else:
                 self._exact.setdefault(route.path, []).append(route)
         # Longest prefix first, so /api/v1/webview/static/* wins over /api/v1/webview/*.
@@ -74,10 +65,10 @@ class Router:
         """Every route whose path matches, in precedence order: exact, templates, prefixes (longest first)."""
         for route in self._exact.get(path, ()):
             yield route, {}
-        for template in self._templates:
-            found = template.regex.fullmatch(path)
+        for regex, route in self._templates:
+            found = regex.fullmatch(path)
             if found:
-                yield template.route, found.groupdict()
+                yield route, found.groupdict()
         for route in self._prefixes:
             prefix = route.path[:-2]
             if path == prefix or path.startswith(prefix + '/'):

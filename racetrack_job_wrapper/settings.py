@@ -8,7 +8,6 @@ and `ObservabilitySettings.from_environ`, once, at start-up.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 import math
@@ -16,11 +15,11 @@ import os
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from racetrack_job_wrapper.convert import ValidationMode
 from racetrack_job_wrapper.manifest import ManifestError, describe_value
+from racetrack_job_wrapper.records import Record, field, fields, replace
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +28,7 @@ def _limit(default: int | float, help_text: str, zero_allowed: bool = False) -> 
     return field(default=default, metadata={'help': help_text, 'zero_allowed': zero_allowed})
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Record):
     """Bounds on what one client can make the server hold, and the timings of a shutdown.
 
     Every field is a positive number (`shutdown_delay` may be 0).
@@ -76,7 +74,7 @@ class Limits:
                 item.metadata['help'],
                 item.metadata['zero_allowed'],
             )
-            for item in dataclasses.fields(cls)
+            for item in fields(cls)
         ]
 
     def merged(self, values: Mapping[str, Any], label: str = '', text: bool = False) -> Limits:
@@ -90,7 +88,7 @@ class Limits:
             value = values.get(limit.name)
             if value is not None:
                 given[limit.name] = limit.parse(value, text, label)
-        return dataclasses.replace(self, **given)
+        return replace(self, **given)
 
 
 class LimitField(typing.NamedTuple):
@@ -123,8 +121,7 @@ def positive_number(name: str, kind: type, value: Any, text: bool = False, zero_
     return number
 
 
-@dataclass(frozen=True)
-class Deployment:
+class Deployment(Record):
     """What Racetrack says about the deployment, shown by `/live` and `/health`."""
 
     git_version: str | None = None
@@ -203,8 +200,7 @@ PUBLIC_PREFIXES = ('/pub/job/', '/pub/fatman/')
 DEFAULT_CALLS_DIR = '.racetrack-calls'
 
 
-@dataclass(frozen=True)
-class AsyncCallSettings:
+class AsyncCallSettings(Record):
     """Where async calls (`Prefer: respond-async`) are kept, for how long, and how their webhooks are sent."""
 
     # 'sqlite' (a file in `dir`) or a redis:// / rediss:// URL shared by every replica.
@@ -235,8 +231,7 @@ class AsyncCallSettings:
         )
 
 
-@dataclass(frozen=True)
-class JobSettings:
+class JobSettings(Record):
     """What the server takes from the manifest and the environment, validated once at start-up."""
 
     name: str = 'job'
@@ -625,7 +620,7 @@ def apply_options(settings: JobSettings, options: Mapping[str, Any]) -> JobSetti
             cors = parse_cors_origins(given['cors_allow_origins'])
     except ManifestError as e:
         raise ValueError(str(e).replace('jobtype_extra.', '')) from None
-    return dataclasses.replace(settings, limits=limits, cors_allow_origins=cors)
+    return replace(settings, limits=limits, cors_allow_origins=cors)
 
 
 DEFAULT_TRACING_HEADER = 'X-Request-Tracing-Id'
@@ -641,8 +636,7 @@ CALLBACK_URL_HEADER = 'X-Callback-Url'
 _TRUE = frozenset({'true', 't', 'yes', 'y', '1'})
 
 
-@dataclass(frozen=True)
-class ObservabilitySettings:
+class ObservabilitySettings(Record):
     """What the environment says about logs, tracing, debug endpoints, the memory profiler and chain calls."""
 
     log_level: str = ''  # LOG_LEVEL as given ('' when unset); logs.configure_logs validates it

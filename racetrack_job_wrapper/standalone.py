@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import signal
 import socket
@@ -32,6 +31,7 @@ from racetrack_job_wrapper.manifest import (
 )
 from racetrack_job_wrapper.metrics import JobGaugeCollector, JobMetrics, metrics_route, register_job_metrics
 from racetrack_job_wrapper.profiler import create_profiler, profiler_routes
+from racetrack_job_wrapper.records import replace
 from racetrack_job_wrapper.reload import Reloader, class_reference, close_when_done
 from racetrack_job_wrapper.routing import API_PREFIX
 from racetrack_job_wrapper.server import JobServer, exit_unable_to_listen, listen_url
@@ -149,7 +149,7 @@ def serve(
     # Read again now that the manifest's runtime_env is applied: it may set LOG_* and the header names.
     observability = ObservabilitySettings.from_environ()
     if log_level:
-        observability = dataclasses.replace(observability, log_level=log_level)
+        observability = replace(observability, log_level=log_level)
     configure_logs(settings=observability)
     settings = apply_options(settings, options)
     if workers != 1:

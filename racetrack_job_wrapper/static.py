@@ -14,11 +14,11 @@ import os
 import stat
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from racetrack_job_wrapper.messages import HTTPError, JobDefinitionError, Request, Response
+from racetrack_job_wrapper.records import Record
 from racetrack_job_wrapper.routing import Route
 
 logger = logging.getLogger(__name__)
@@ -101,8 +101,7 @@ def with_charset(mime_type: str) -> str:
 MAX_LISTED_FILES = 1000
 
 
-@dataclass(frozen=True)
-class StaticEndpoint:
+class StaticEndpoint(Record):
     """One entry of `static_endpoints()`: its route, and the files it serves as the API docs list them."""
 
     route: Route

@@ -20,6 +20,8 @@ import typing
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, Literal, Union
 
+from racetrack_job_wrapper.records import Record
+
 _NONE_TYPE = type(None)
 _UNION_TYPES = (Union, types.UnionType)
 _SEQUENCE_ORIGINS = (
@@ -74,8 +76,7 @@ _SCALARS: tuple[tuple[Any, Kind], ...] = (
 )
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class TypeInfo:
+class TypeInfo(Record, eq=False):
     """One annotation, classified; built by `classify`, which caches it, so compared by identity."""
 
     kind: Kind
@@ -109,8 +110,7 @@ class TypeInfo:
         return str(self.annotation.__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class FieldInfo:
+class FieldInfo(Record):
     """A field of a dataclass or a key of a TypedDict."""
 
     name: str

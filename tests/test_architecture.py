@@ -9,7 +9,7 @@ PACKAGE = 'racetrack_job_wrapper'
 # Modules that only the entry layer may import: they run the server.
 ENTRY = {'cli', 'standalone', 'workers', 'testing', '__main__'}
 # Modules every other module may import; they import none of the upper layers themselves.
-BASE = {'messages', 'logs', 'tracing', 'settings', 'manifest', 'yamlsub', 'convert', 'typeinfo', 'serialize'}
+BASE = {'messages', 'logs', 'tracing', 'settings', 'manifest', 'yamlsub', 'convert', 'typeinfo', 'serialize', 'records'}
 
 
 def module_imports() -> dict[str, set[str]]:
