@@ -23,10 +23,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from racetrack_job_wrapper.records import Record
 from racetrack_job_wrapper.settings import AsyncCallSettings
 
 if TYPE_CHECKING:
@@ -49,8 +49,7 @@ class StoreFull(Exception):
     """The store holds `calls_max` calls and none of them is finished: no room for another."""
 
 
-@dataclass
-class CallRecord:
+class CallRecord(Record):
     """One async call: the request to run, where it is in its life, and how it ended.
 
     Times are Unix seconds. `request` is what the call is rebuilt from (JSON-serializable);

@@ -14,7 +14,6 @@ from racetrack_job_wrapper.manifest import MANIFEST_FILENAME, ManifestError
 from racetrack_job_wrapper.reload import job_directory
 from racetrack_job_wrapper.settings import ENVIRONMENT_VARIABLES, LimitField, Limits
 from racetrack_job_wrapper.standalone import DEFAULT_HOST, DEFAULT_PORT, serve
-from racetrack_job_wrapper.template import TemplateError, render_file
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +231,8 @@ def check_job(argv: Sequence[str]) -> int:
 
 def render_template(argv: Sequence[str]) -> int:
     """`template TEMPLATE_FILE OUT_FILE`: 0 when written, 2 with one line on stderr when not."""
+    from racetrack_job_wrapper.template import TemplateError, render_file
+
     parser = build_template_parser()
     args = parser.parse_args(argv)
     configure_logs()

@@ -30,7 +30,6 @@ from racetrack_job_wrapper.manifest import (
     validate_build_settings,
 )
 from racetrack_job_wrapper.metrics import JobGaugeCollector, JobMetrics, metrics_route, register_job_metrics
-from racetrack_job_wrapper.profiler import create_profiler, profiler_routes
 from racetrack_job_wrapper.records import replace
 from racetrack_job_wrapper.reload import Reloader, class_reference, close_when_done
 from racetrack_job_wrapper.routing import API_PREFIX
@@ -38,6 +37,7 @@ from racetrack_job_wrapper.server import JobServer, exit_unable_to_listen, liste
 from racetrack_job_wrapper.settings import JobSettings, ObservabilitySettings, ServerOptions, apply_options
 
 if TYPE_CHECKING:
+    from racetrack_job_wrapper.profiler import MemoryProfiler
     from racetrack_job_wrapper.workers import WorkerSlot
 
 logger = logging.getLogger(__name__)
@@ -265,7 +265,12 @@ class JobRunner:
         self.health = HealthState()
         self.metrics = JobMetrics(registry, settings.name, settings.version)
         self.observer = AccessObserver(self.metrics, self.observability)
-        self.profiler = create_profiler(self.observability)  # None unless MEMRAY_PROFILER=true
+        self.profiler: MemoryProfiler | None = None
+        if self.observability.memray_profiler:
+            # Imported only here: the profiler's reporters need subprocess and tempfile, 1.5 ms of every start.
+            from racetrack_job_wrapper.profiler import create_profiler
+
+            self.profiler = create_profiler(self.observability)
         if self.scrape_registry is not registry:
             # An Info metric keeps its labels in memory, not in the files the workers share.
             self.scrape_registry.register(self.metrics.info)
@@ -318,6 +323,8 @@ class JobRunner:
         if self.observability.debug_threads:
             extra_routes.append(debug_threads_route(self.observer.active))
         if self.profiler is not None:
+            from racetrack_job_wrapper.profiler import profiler_routes  # loaded with the profiler, above
+
             extra_routes.extend(profiler_routes(self.profiler, API_PREFIX))
         app, components = build_job_app(
             entrypoint, self.settings, self.health, self.metrics, extra_routes, cwd=self.cwd
