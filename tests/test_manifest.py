@@ -1,6 +1,7 @@
 import os
 import sys
 import tempfile
+import typing
 import unittest
 from pathlib import Path
 from unittest import mock
@@ -291,6 +292,10 @@ class JobSettingsTest(unittest.TestCase):
         self.assertIs(type(settings.limits.max_body_bytes), int)
 
     def test_limit_fields_table(self):
+        # The kinds are read off the defaults; they must be what the fields are declared as.
+        declared = typing.get_type_hints(Limits)
+        for limit in Limits.describe():
+            self.assertIs(limit.kind, declared[limit.name], limit.name)
         self.assertEqual(
             {limit.name: limit.kind for limit in Limits.describe()},
             {
