@@ -76,6 +76,10 @@ class Record:
             if str(annotation).startswith(('ClassVar', 'typing.ClassVar')):
                 continue
             value = cls.__dict__.get(name, _MISSING)
+            if isinstance(value, (list, dict, set)):  # one value shared by every record: refused, as dataclasses do
+                raise ValueError(
+                    f'mutable default {type(value).__name__} for field {name}: use field(default_factory=...)'
+                )
             spec = value if isinstance(value, Field) else Field(value)
             spec.name = name
             fields.pop(name, None)

@@ -84,6 +84,12 @@ class RecordTest(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, "Point has no field 'z'"):
             replace(point, z=1)
 
+    def test_a_mutable_default_is_refused_as_dataclasses_refuse_it(self):
+        with self.assertRaisesRegex(ValueError, 'mutable default list for field tags'):
+
+            class Bad(Record):
+                tags: list[str] = []
+
     def test_fields_carry_their_defaults_and_metadata(self):
         class Limit(Record):
             size: int = field(default=3, metadata={'help': 'how many'})
