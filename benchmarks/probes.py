@@ -80,8 +80,8 @@ def start_server(argv: list[str], port: int, log_path: Path, cwd: Path, env: dic
     return Server(proc, port, log_path, started_at)
 
 
-def wait_ready(server: Server, timeout: float = 30.0) -> float:
-    """Poll GET /ready every 5 ms; return seconds from spawn to the first 200."""
+def wait_ready(server: Server, timeout: float = 30.0, interval: float = POLL_INTERVAL) -> float:
+    """Poll GET /ready every `interval` (5 ms); return seconds from spawn to the first 200."""
     deadline = server.started_at + timeout
     while time.perf_counter() < deadline:
         if server.proc.poll() is not None:
@@ -96,7 +96,7 @@ def wait_ready(server: Server, timeout: float = 30.0) -> float:
                 conn.close()
         except OSError:
             pass
-        time.sleep(POLL_INTERVAL)
+        time.sleep(interval)
     raise ProbeError(f'not ready after {timeout:.0f} s: {server.log_tail()}')
 
 
@@ -139,13 +139,7 @@ def process_tree_rss(pid: int) -> int:
 
 
 def _vm_rss(pid: int) -> int:
-    try:
-        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_kib(Path(f'/proc/{pid}/status'), 'VmRSS:') * 1024
 
 
 def process_tree_pss(pid: int) -> int:
@@ -155,10 +149,15 @@ def process_tree_pss(pid: int) -> int:
 
 
 def _pss(pid: int) -> int:
+    return _proc_kib(Path(f'/proc/{pid}/smaps_rollup'), 'Pss:') * 1024
+
+
+def _proc_kib(path: Path, field: str) -> int:
+    """The kB figure of `field` in a /proc file; 0 when the process is gone."""
     try:
-        for line in Path(f'/proc/{pid}/smaps_rollup').read_text().splitlines():
-            if line.startswith('Pss:'):
-                return int(line.split()[1]) * 1024
+        for line in path.read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
     except OSError:
         pass
     return 0

@@ -9,30 +9,24 @@ them); takes about a minute.
 
 from __future__ import annotations
 
-import http.client
 import re
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from probes import free_port  # noqa: E402
+from probes import free_port, start_server, wait_ready  # noqa: E402
 from sides import Side, floor_side, project_side  # noqa: E402
 
 JOB = BENCH_DIR / 'jobs' / 'trivial.py'
 FLOOR_IMPORTS = 'import http.server, json, argparse, inspect, pathlib'
 
 
-def _callgrind(argv: list[str], out: Path) -> subprocess.Popen[bytes]:
-    command = ['valgrind', '--tool=callgrind', f'--callgrind-out-file={out}', *argv]
-    # Run from the scratch directory: from the repository, `import racetrack_job_wrapper` would
-    # find the source tree before the installed package.
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=out.parent)
+def _callgrind(argv: list[str]) -> list[str]:
+    return ['valgrind', '--tool=callgrind', *argv]
 
 
 def _total(out: Path) -> int:
@@ -46,28 +40,29 @@ def to_ready(side: Side, work: Path) -> int:
     """Instructions until `/ready` first answers 200 (callgrind dumps its counts at that moment)."""
     port = free_port()
     out = work / f'{side.name}.out'
-    process = _callgrind(side.argv(JOB, port), out)
+    argv = _callgrind([f'--callgrind-out-file={out}', *side.argv(JOB, port)])
+    # Run from the scratch directory: from the repository, `import racetrack_job_wrapper` would
+    # find the source tree before the installed package.
+    server = start_server(argv, port, work / f'{side.name}.log', cwd=work)
     try:
-        while True:
-            try:
-                connection = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
-                connection.request('GET', '/ready')
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        subprocess.run(['callgrind_control', '--dump', str(process.pid)], capture_output=True, check=True)
+        # Polled seldom: each 503 a loading server answers counts towards its start.
+        wait_ready(server, timeout=300, interval=0.2)
+        subprocess.run(['callgrind_control', '--dump', str(server.proc.pid)], capture_output=True, check=True)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(60)
+        server.stop()
     return _total(Path(f'{out}.1'))
 
 
 def of_code(python: Path, code: str, work: Path) -> int:
     """Instructions of `python -c code`, the interpreter's start included."""
     out = work / 'code.out'
-    _callgrind([str(python), '-c', code], out).wait(300)
+    subprocess.run(
+        _callgrind([f'--callgrind-out-file={out}', str(python), '-c', code]),
+        capture_output=True,
+        cwd=work,
+        timeout=300,
+        check=True,
+    )
     return _total(out)
 
 
