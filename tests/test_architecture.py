@@ -1,6 +1,8 @@
 """The package's shape: imports between its modules form no cycle, and the lower layers import no upper one."""
 
 import ast
+import subprocess
+import sys
 import unittest
 from pathlib import Path
 
@@ -66,6 +68,14 @@ class ArchitectureTest(unittest.TestCase):
         for module in BASE:
             outside = graph[module] - BASE - {'__init__', 'endpoint_config'}
             self.assertFalse(outside, f'{module} imports {sorted(outside)}')
+
+    def test_importing_the_package_imports_no_other_module(self):
+        # Every submodule import runs the package first; a job importing one submodule pays only for it.
+        code = 'import sys; known = {*sys.modules}; import racetrack_job_wrapper; print(sorted({*sys.modules} - known))'
+        out = subprocess.run(
+            [sys.executable, '-c', code], capture_output=True, text=True, check=True, cwd=PACKAGE_DIR.parent
+        )
+        self.assertEqual(out.stdout.strip(), "['racetrack_job_wrapper']")
 
 
 if __name__ == '__main__':
